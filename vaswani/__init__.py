@@ -1,0 +1,89 @@
+"""
+vaswani: the Transformer of "Attention Is All You Need" (Vaswani et al., 2017) as a Hugging Face model family.
+
+Importing the package registers `VaswaniConfig` and every head with the Auto classes, so
+`AutoModelForCausalLM.from_pretrained(folder)` and friends work on any folder a Vaswani model was saved to.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForNextSentencePrediction,
+    AutoModelForPreTraining,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from .configuration import PRESETS, VaswaniConfig
+from .modeling import (
+    VaswaniAttention,
+    VaswaniDecoder,
+    VaswaniDecoderLayer,
+    VaswaniEmbeddings,
+    VaswaniEncoder,
+    VaswaniEncoderLayer,
+    VaswaniFeedForward,
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForMaskedLM,
+    VaswaniForMultipleChoice,
+    VaswaniForNextSentencePrediction,
+    VaswaniForPreTraining,
+    VaswaniForPreTrainingOutput,
+    VaswaniForQuestionAnswering,
+    VaswaniForSequenceClassification,
+    VaswaniForTokenClassification,
+    VaswaniModel,
+    VaswaniPreTrainedModel,
+)
+
+
+__version__ = "0.1.0"
+
+# Every Auto class the family serves, with the head it builds.
+AUTO_CLASSES = {
+    AutoModel: VaswaniModel,
+    AutoModelForSeq2SeqLM: VaswaniForConditionalGeneration,
+    AutoModelForCausalLM: VaswaniForCausalLM,
+    AutoModelForMaskedLM: VaswaniForMaskedLM,
+    AutoModelForPreTraining: VaswaniForPreTraining,
+    AutoModelForNextSentencePrediction: VaswaniForNextSentencePrediction,
+    AutoModelForSequenceClassification: VaswaniForSequenceClassification,
+    AutoModelForTokenClassification: VaswaniForTokenClassification,
+    AutoModelForQuestionAnswering: VaswaniForQuestionAnswering,
+    AutoModelForMultipleChoice: VaswaniForMultipleChoice,
+}
+
+AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig, exist_ok=True)
+for _auto_class, _model_class in AUTO_CLASSES.items():
+    _auto_class.register(VaswaniConfig, _model_class, exist_ok=True)
+
+__all__ = [
+    "AUTO_CLASSES",
+    "PRESETS",
+    "VaswaniAttention",
+    "VaswaniConfig",
+    "VaswaniDecoder",
+    "VaswaniDecoderLayer",
+    "VaswaniEmbeddings",
+    "VaswaniEncoder",
+    "VaswaniEncoderLayer",
+    "VaswaniFeedForward",
+    "VaswaniForCausalLM",
+    "VaswaniForConditionalGeneration",
+    "VaswaniForMaskedLM",
+    "VaswaniForMultipleChoice",
+    "VaswaniForNextSentencePrediction",
+    "VaswaniForPreTraining",
+    "VaswaniForPreTrainingOutput",
+    "VaswaniForQuestionAnswering",
+    "VaswaniForSequenceClassification",
+    "VaswaniForTokenClassification",
+    "VaswaniModel",
+    "VaswaniPreTrainedModel",
+]

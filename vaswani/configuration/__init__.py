@@ -1,0 +1,4 @@
+from .configuration_vaswani import PRESETS, VaswaniConfig
+
+
+__all__ = ["PRESETS", "VaswaniConfig"]

@@ -1,0 +1,235 @@
+"""Configuration of the Vaswani model family ("Attention Is All You Need", Vaswani et al. 2017)."""
+
+import copy
+from typing import ClassVar
+
+from transformers import PreTrainedConfig
+
+
+STACKS = ("encoder-decoder", "encoder-only", "decoder-only")
+ACTIVATIONS = ("relu", "gelu", "gelu_new")
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
+
+# The paper's Table 3 (base and big), and the two shapes that made its encoder and decoder famous alone.
+PRESETS: dict[str, dict] = {
+    "transformer-base": dict(
+        stacks="encoder-decoder", vocab_size=37000, d_model=512, num_heads=8, d_ff=2048,
+        num_encoder_layers=6, num_decoder_layers=6, dropout=0.1, label_smoothing=0.1,
+    ),
+    "transformer-big": dict(
+        stacks="encoder-decoder", vocab_size=37000, d_model=1024, num_heads=16, d_ff=4096,
+        num_encoder_layers=6, num_decoder_layers=6, dropout=0.3, label_smoothing=0.1,
+    ),
+    "bert-base": dict(
+        stacks="encoder-only", vocab_size=30522, d_model=768, num_heads=12, d_ff=3072,
+        num_encoder_layers=12, num_decoder_layers=0, dropout=0.1, attention_dropout=0.1,
+        activation_function="gelu", position_embedding_type="learned", max_position_embeddings=512,
+        type_vocab_size=2, scale_embedding=False, layer_norm_eps=1e-12,
+        pad_token_id=0, bos_token_id=None, eos_token_id=None, decoder_start_token_id=None,
+    ),
+    "gpt2-small": dict(
+        stacks="decoder-only", vocab_size=50257, d_model=768, num_heads=12, d_ff=3072,
+        num_encoder_layers=0, num_decoder_layers=12, dropout=0.1, attention_dropout=0.1,
+        activation_function="gelu_new", position_embedding_type="learned", max_position_embeddings=1024,
+        norm_first=True, scale_embedding=False,
+        pad_token_id=None, bos_token_id=50256, eos_token_id=50256, decoder_start_token_id=None,
+    ),
+}
+
+
+class VaswaniConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Vaswani model: the Transformer of "Attention Is All You Need" in one of three shapes.
+
+    The defaults are the paper's base model (Table 3) with a 37,000-token shared vocabulary. Hugging Face's usual
+    names are accepted as arguments and attributes: `hidden_size` (`d_model`), `num_attention_heads` (`num_heads`),
+    `intermediate_size` (`d_ff`) and `num_hidden_layers` (sets both stacks unless they are given). Heads choose the
+    stacks they need themselves, so one config serves every head.
+
+    Args:
+        vocab_size (`int`, defaults to 37000): size of the (shared) vocabulary.
+        d_model (`int`, defaults to 512): width of every sub-layer output and of the embeddings (paper 3.1).
+        num_heads (`int`, defaults to 8): attention heads h; each has d_k = d_v = d_model / h (paper 3.2.2).
+        d_ff (`int`, defaults to 2048): inner width of the position-wise feed-forward network (paper 3.3).
+        num_encoder_layers (`int`, defaults to 6): N for the encoder stack.
+        num_decoder_layers (`int`, defaults to 6): N for the decoder stack.
+        dropout (`float`, defaults to 0.1): P_drop, on each sub-layer output and on the embedding sums (paper 5.4).
+        attention_dropout (`float`, defaults to 0.0): dropout on attention probabilities (not in the paper).
+        activation_function (`str`, defaults to `"relu"`): `"relu"` (paper eq. 2), `"gelu"` or `"gelu_new"`.
+        max_position_embeddings (`int`, defaults to 512): rows of the position table. Learned positions cannot go
+            past it; sinusoidal positions can (the table is extended on the fly).
+        position_embedding_type (`str`, defaults to `"sinusoidal"`): `"sinusoidal"` (paper 3.5) or `"learned"`.
+        norm_first (`bool`, defaults to `False`): `False` is the paper's post-LN, `LayerNorm(x + Sublayer(x))`;
+            `True` is pre-LN, `x + Sublayer(LayerNorm(x))`, with a final LayerNorm after each stack.
+        layer_norm_eps (`float`, defaults to 1e-5): epsilon of every LayerNorm.
+        scale_embedding (`bool`, defaults to `True`): multiply token embeddings by sqrt(d_model) (paper 3.4).
+        tie_word_embeddings (`bool`, defaults to `True`): one matrix for source embedding, target embedding and the
+            pre-softmax projection (paper 3.4).
+        type_vocab_size (`int`, defaults to 0): number of segment (token type) embeddings; 0 means none.
+        label_smoothing (`float`, defaults to 0.0): epsilon_ls of every cross-entropy loss the heads compute
+            (the paper's presets use 0.1, paper 5.4).
+        init_std (`float`, defaults to 0.02): standard deviation of the normal initialisation.
+        pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id (`int`): special tokens; the decoder
+            start defaults to `bos_token_id`.
+        use_cache (`bool`, defaults to `True`): return key/value caches for fast decoding.
+        stacks (`str`, defaults to `"encoder-decoder"`): which stacks `VaswaniModel` holds: `"encoder-decoder"`
+            (the paper), `"encoder-only"` (BERT-style) or `"decoder-only"` (GPT-style). Heads set it themselves.
+
+    Example:
+
+    ```python
+    >>> from vaswani import VaswaniConfig, VaswaniForConditionalGeneration
+    >>> config = VaswaniConfig.from_preset("transformer-base")
+    >>> model = VaswaniForConditionalGeneration(config)
+    ```
+    """
+
+    model_type = "vaswani"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map: ClassVar[dict[str, str]] = {
+        "hidden_size": "d_model",
+        "num_attention_heads": "num_heads",
+        "intermediate_size": "d_ff",
+    }
+
+    vocab_size: int = 37000
+    d_model: int = 512
+    num_heads: int = 8
+    d_ff: int = 2048
+    num_encoder_layers: int | None = None
+    num_decoder_layers: int | None = None
+    dropout: float | int = 0.1
+    attention_dropout: float | int = 0.0
+    activation_function: str = "relu"
+    max_position_embeddings: int = 512
+    position_embedding_type: str = "sinusoidal"
+    norm_first: bool = False
+    layer_norm_eps: float = 1e-5
+    scale_embedding: bool = True
+    tie_word_embeddings: bool = True
+    type_vocab_size: int = 0
+    label_smoothing: float | int = 0.0
+    init_std: float = 0.02
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    decoder_start_token_id: int | None = None
+    use_cache: bool = True
+    stacks: str = "encoder-decoder"
+    is_decoder: bool = False
+
+    def __post_init__(self, **kwargs):
+        # `num_hidden_layers` is Hugging Face's name for the depth: it sets both stacks unless they are given.
+        num_hidden_layers = kwargs.pop("num_hidden_layers", None)
+        default_depth = 6 if num_hidden_layers is None else num_hidden_layers
+        if self.num_encoder_layers is None:
+            self.num_encoder_layers = default_depth
+        if self.num_decoder_layers is None:
+            self.num_decoder_layers = default_depth
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.bos_token_id
+        super().__post_init__(**kwargs)
+        self._set_stack_flags()
+        self.check()
+
+    # -- Hugging Face's name for the depth -------------------------------------------------------------------------
+    @property
+    def num_hidden_layers(self) -> int:
+        """Depth of the stack that caches and hidden states refer to: the decoder when there is one."""
+        return self.num_decoder_layers if self.stacks != "encoder-only" else self.num_encoder_layers
+
+    @num_hidden_layers.setter
+    def num_hidden_layers(self, value: int):
+        self.num_encoder_layers = value
+        self.num_decoder_layers = value
+
+    @property
+    def has_encoder(self) -> bool:
+        return self.stacks in ("encoder-decoder", "encoder-only")
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.stacks in ("encoder-decoder", "decoder-only")
+
+    def _set_stack_flags(self):
+        # generate() and the caches read these two flags; they follow from `stacks` and are never set by hand.
+        self.is_encoder_decoder = self.stacks == "encoder-decoder"
+        self.is_decoder = self.stacks == "decoder-only"
+
+    def with_stacks(self, stacks: str) -> "VaswaniConfig":
+        """A copy of this config for the given stacks; the original is left untouched (heads call this)."""
+        config = copy.deepcopy(self)
+        config.stacks = stacks
+        config._set_stack_flags()
+        config.check()
+        return config
+
+    # -- Validation: the one place where a config is judged -----------------------------------------------------
+    def check(self):
+        """Raise a `ValueError` naming the field when this config cannot build a model."""
+        for name in ("vocab_size", "d_model", "num_heads", "d_ff", "max_position_embeddings"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("num_encoder_layers", "num_decoder_layers", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+        if self.d_model % self.num_heads != 0:
+            raise ValueError(
+                f"`d_model` ({self.d_model}) must be divisible by `num_heads` ({self.num_heads}): each head gets "
+                f"d_model / num_heads dimensions (paper 3.2.2). Choose, e.g., num_heads="
+                f"{max(h for h in range(1, self.num_heads + 1) if self.d_model % h == 0)}."
+            )
+        if self.stacks not in STACKS:
+            raise ValueError(f"`stacks` must be one of {STACKS}, got {self.stacks!r}.")
+        if self.activation_function not in ACTIVATIONS:
+            raise ValueError(
+                f"`activation_function` must be one of {ACTIVATIONS}, got {self.activation_function!r}."
+            )
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"`position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, "
+                f"got {self.position_embedding_type!r}."
+            )
+        for name in ("dropout", "attention_dropout", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
+        if self.layer_norm_eps <= 0 or self.init_std <= 0:
+            raise ValueError("`layer_norm_eps` and `init_std` must be positive.")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
+            for token_id in value if isinstance(value, list) else [value]:
+                if token_id is not None and not 0 <= token_id < self.vocab_size:
+                    raise ValueError(
+                        f"`{name}` ({token_id}) is outside the vocabulary [0, {self.vocab_size}): "
+                        f"set it to an id below `vocab_size` or to None."
+                    )
+        if self.has_encoder and self.num_encoder_layers == 0:
+            raise ValueError(
+                f"`stacks={self.stacks!r}` needs an encoder, but `num_encoder_layers` is 0: set it to at least 1."
+            )
+        if self.has_decoder and self.num_decoder_layers == 0:
+            raise ValueError(
+                f"`stacks={self.stacks!r}` needs a decoder, but `num_decoder_layers` is 0: set it to at least 1."
+            )
+        if self.is_encoder_decoder and self.decoder_start_token_id is None:
+            raise ValueError(
+                "An encoder-decoder model needs `decoder_start_token_id` (or `bos_token_id`) to start decoding."
+            )
+
+    # -- Presets -----------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "VaswaniConfig":
+        """
+        A config from a named preset, with any field overridden.
+
+        Presets: `"transformer-base"` and `"transformer-big"` (paper, Table 3), `"bert-base"` and `"gpt2-small"`.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+__all__ = ["VaswaniConfig", "PRESETS"]

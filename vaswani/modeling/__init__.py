@@ -1,0 +1,27 @@
+from .modeling_vaswani import (
+    VaswaniAttention,
+    VaswaniDecoder,
+    VaswaniDecoderLayer,
+    VaswaniEmbeddings,
+    VaswaniEncoder,
+    VaswaniEncoderLayer,
+    VaswaniFeedForward,
+    VaswaniModel,
+    VaswaniPreTrainedModel,
+    eager_attention_forward,
+    sinusoidal_positions,
+)
+from .modeling_vaswani_heads import (
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForMaskedLM,
+    VaswaniForMultipleChoice,
+    VaswaniForNextSentencePrediction,
+    VaswaniForPreTraining,
+    VaswaniForPreTrainingOutput,
+    VaswaniForQuestionAnswering,
+    VaswaniForSequenceClassification,
+    VaswaniForTokenClassification,
+    shift_tokens_right,
+    token_cross_entropy,
+)

@@ -1,0 +1,717 @@
+"""
+The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class per concept of the paper:
+
+    VaswaniEmbeddings        token embedding x sqrt(d_model) + positional encoding (3.4, 3.5)
+    eager_attention_forward  scaled dot-product attention, Attention(Q, K, V) = softmax(QK^T / sqrt(d_k)) V (3.2.1)
+    VaswaniAttention         multi-head attention, MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (3.2.2)
+    VaswaniFeedForward       position-wise feed-forward network, FFN(x) = max(0, xW_1 + b_1) W_2 + b_2 (3.3)
+    VaswaniEncoderLayer      self-attention, then feed-forward, each as LayerNorm(x + Dropout(Sublayer(x))) (3.1)
+    VaswaniDecoderLayer      masked self-attention, encoder-decoder attention, feed-forward (3.1)
+    VaswaniEncoder           N encoder layers over the embedded source
+    VaswaniDecoder           N decoder layers over the embedded (shifted) target
+    VaswaniModel             the stacks a config asks for: encoder-decoder, encoder-only or decoder-only
+
+The task heads live in `modeling_vaswani_heads.py`.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqModelOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from ..configuration.configuration_vaswani import VaswaniConfig
+
+
+def _is_tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def validate_inputs(
+    config: VaswaniConfig,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    past_length: int = 0,
+    token_type_ids: torch.Tensor | None = None,
+):
+    """
+    Reject bad input with a `ValueError` that names the problem and the fix, before it becomes an index error deep in
+    torch or a silently wrong answer. The value checks are skipped while compiling (they read tensor values).
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+    shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
+    if input_ids is not None:
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise ValueError(
+                f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}: pass a LongTensor "
+                f"(e.g. from the tokenizer with return_tensors='pt')."
+            )
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape (batch_size, sequence_length), got {shape}.")
+    if attention_mask is not None and attention_mask.dim() == 2:
+        expected = (shape[0], past_length + shape[1])
+        if tuple(attention_mask.shape) != expected:
+            cached = f" after {past_length} cached tokens" if past_length else ""
+            raise ValueError(
+                f"`attention_mask` has shape {tuple(attention_mask.shape)}, but inputs of shape {shape}{cached} "
+                f"need {expected}: one 1/0 per token (1 = attend, 0 = padding)."
+            )
+    if token_type_ids is not None and tuple(token_type_ids.shape) != shape:
+        raise ValueError(f"`token_type_ids` has shape {tuple(token_type_ids.shape)}, but the inputs have {shape}.")
+    if _is_tracing():
+        return
+    if input_ids is not None and input_ids.numel() > 0:
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= config.vocab_size:
+            raise ValueError(
+                f"`input_ids` contains token id {low if low < 0 else high}, outside the vocabulary "
+                f"[0, {config.vocab_size}). Check that the tokenizer matches the model, or resize the embeddings "
+                f"with `model.resize_token_embeddings`."
+            )
+    if token_type_ids is not None and token_type_ids.numel() > 0:
+        low, high = int(token_type_ids.min()), int(token_type_ids.max())
+        if config.type_vocab_size == 0 and high > 0:
+            raise ValueError(
+                "`token_type_ids` were given but this model has no segment embeddings (`type_vocab_size=0`)."
+            )
+        if config.type_vocab_size > 0 and (low < 0 or high >= config.type_vocab_size):
+            raise ValueError(f"`token_type_ids` must lie in [0, {config.type_vocab_size}) (`type_vocab_size`).")
+    if config.position_embedding_type == "learned" and position_ids.numel() > 0:
+        longest = int(position_ids.max()) + 1
+        if longest > config.max_position_embeddings:
+            raise ValueError(
+                f"The sequence needs position {longest - 1}, but learned positions stop at "
+                f"{config.max_position_embeddings - 1} (`max_position_embeddings`): truncate the input "
+                f"(tokenizer(..., truncation=True, max_length={config.max_position_embeddings})) or use sinusoidal "
+                f"positions."
+            )
+
+
+def positions_from_mask(attention_mask: torch.Tensor | None, batch: int, length: int, past_length: int, device):
+    """
+    Positions of the `length` newest tokens. With a 2D mask, padding does not count, so a left-padded prompt gets the
+    positions it would have alone; otherwise positions simply continue after the cached tokens.
+    """
+    if attention_mask is not None and attention_mask.dim() == 2:
+        positions = attention_mask.long().cumsum(-1) - 1  # (B, past + T)
+        return positions.clamp(min=0)[:, -length:]
+    return torch.arange(past_length, past_length + length, device=device).unsqueeze(0).expand(batch, -1)
+
+
+def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """
+    The paper's positional encoding (3.5), for any positions:
+    PE(pos, 2i) = sin(pos / 10000^(2i / d_model)),  PE(pos, 2i+1) = cos(pos / 10000^(2i / d_model)).
+    """
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32, device=positions.device) * (-math.log(10000.0) / d_model)
+    )  # (d_model / 2,)
+    angles = positions.float().unsqueeze(-1) * inv_freq  # (..., d_model / 2)
+    table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # interleave: sin at 2i, cos at 2i+1
+    return table[..., :d_model]
+
+
+class VaswaniEmbeddings(nn.Module):
+    """
+    Input embedding of one stack (paper 3.4, 3.5): token embedding multiplied by sqrt(d_model), plus the positional
+    encoding (sinusoidal or learned), plus an optional segment embedding, followed by dropout (paper 5.4).
+    """
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        if config.position_embedding_type == "learned":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.d_model)
+        else:
+            # A fixed table, not a parameter: it is rebuilt in `_init_weights` and never stored in checkpoints.
+            self.register_buffer(
+                "sinusoidal_table",
+                sinusoidal_positions(torch.arange(config.max_position_embeddings), config.d_model),
+                persistent=False,
+            )
+        if config.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.dropout = config.dropout
+
+    def position_encoding(self, position_ids: torch.Tensor) -> torch.Tensor:
+        if self.config.position_embedding_type == "learned":
+            return self.position_embeddings(position_ids)
+        table = self.sinusoidal_table
+        if _is_tracing() or int(position_ids.max()) < table.shape[0]:
+            return table[position_ids]
+        # Past the precomputed table: sinusoids extend to any length (paper 3.5).
+        return sinusoidal_positions(position_ids, self.config.d_model).to(table.dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds * self.embed_scale + self.position_encoding(position_ids).to(inputs_embeds.dtype)
+        if token_type_ids is not None and self.config.type_vocab_size > 0:
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        return F.dropout(embeddings, p=self.dropout, training=self.training)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention (paper 3.2.1, eq. 1): softmax(QK^T / sqrt(d_k)) V."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, T_q, T_k)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask  # additive mask: 0 to attend, a large negative number to block
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value)  # (B, h, T_q, d_k)
+    return output.transpose(1, 2).contiguous(), weights  # (B, T_q, h, d_k)
+
+
+class VaswaniAttention(nn.Module):
+    """
+    Multi-head attention (paper 3.2.2): h heads of scaled dot-product attention on projections of the queries, keys
+    and values, concatenated and projected by W^O. Serves as encoder self-attention, masked decoder self-attention
+    and encoder-decoder (cross) attention, where the queries come from the decoder and the keys and values from the
+    encoder output (paper 3.2.3).
+    """
+
+    def __init__(self, config: VaswaniConfig, layer_idx: int | None = None, is_causal: bool = False):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.is_causal = is_causal  # read by the sdpa and flash kernels; encoder and cross attention are not causal
+        self.num_heads = config.num_heads
+        self.head_dim = config.d_model // config.num_heads  # d_k = d_v = d_model / h
+        self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
+        self.attention_dropout = config.attention_dropout
+        self.q_proj = nn.Linear(config.d_model, config.d_model)
+        self.k_proj = nn.Linear(config.d_model, config.d_model)
+        self.v_proj = nn.Linear(config.d_model, config.d_model)
+        self.o_proj = nn.Linear(config.d_model, config.d_model)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        key_value_states: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        is_cross_attention = key_value_states is not None
+        batch, length, _ = hidden_states.shape
+        query = self.q_proj(hidden_states).view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, d_k)
+
+        cache = past_key_values
+        if isinstance(past_key_values, EncoderDecoderCache):
+            cache = past_key_values.cross_attention_cache if is_cross_attention else past_key_values.self_attention_cache
+        if is_cross_attention and cache is not None and past_key_values.is_updated.get(self.layer_idx):
+            # The encoder output does not change while decoding: its keys and values were projected once.
+            key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
+        else:
+            source = key_value_states if is_cross_attention else hidden_states
+            kv_shape = (batch, source.shape[1], -1, self.head_dim)
+            key = self.k_proj(source).view(kv_shape).transpose(1, 2)  # (B, h, S, d_k)
+            value = self.v_proj(source).view(kv_shape).transpose(1, 2)
+            if cache is not None:
+                key, value = cache.update(key, value, self.layer_idx)
+                if is_cross_attention:
+                    past_key_values.is_updated[self.layer_idx] = True
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        output = output.reshape(batch, length, -1).contiguous()  # Concat(head_1, ..., head_h): (B, T, d_model)
+        return self.o_proj(output), weights
+
+
+class VaswaniFeedForward(nn.Module):
+    """Position-wise feed-forward network (paper 3.3, eq. 2): FFN(x) = max(0, xW_1 + b_1) W_2 + b_2."""
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.d_ff)
+        self.activation = ACT2FN[config.activation_function]
+        self.fc2 = nn.Linear(config.d_ff, config.d_model)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+class VaswaniEncoderLayer(GradientCheckpointingLayer):
+    """
+    One encoder layer (paper 3.1): multi-head self-attention, then the feed-forward network. Each sub-layer is
+    wrapped as LayerNorm(x + Dropout(Sublayer(x))) (post-LN, the paper), or x + Dropout(Sublayer(LayerNorm(x)))
+    with `norm_first`.
+    """
+
+    def __init__(self, config: VaswaniConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.norm_first = config.norm_first
+        self.dropout = config.dropout
+        self.self_attn = VaswaniAttention(config, layer_idx, is_causal=False)
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.feed_forward = VaswaniFeedForward(config)
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        residual = hidden_states
+        if self.norm_first:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+        hidden_states, _ = self.self_attn(hidden_states, attention_mask=attention_mask, **kwargs)
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.norm_first:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+
+        residual = hidden_states
+        if self.norm_first:
+            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states = self.feed_forward(hidden_states)
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.norm_first:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states
+
+
+class VaswaniDecoderLayer(GradientCheckpointingLayer):
+    """
+    One decoder layer (paper 3.1): masked multi-head self-attention (a position sees only earlier positions),
+    multi-head attention over the encoder output (only when there is an encoder), then the feed-forward network;
+    each sub-layer wrapped like the encoder's.
+    """
+
+    def __init__(self, config: VaswaniConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.norm_first = config.norm_first
+        self.dropout = config.dropout
+        self.self_attn = VaswaniAttention(config, layer_idx, is_causal=True)
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        if config.is_encoder_decoder:
+            self.encoder_attn = VaswaniAttention(config, layer_idx, is_causal=False)
+            self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.feed_forward = VaswaniFeedForward(config)
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        if self.norm_first:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+        hidden_states, _ = self.self_attn(
+            hidden_states, attention_mask=attention_mask, past_key_values=past_key_values, **kwargs
+        )
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.norm_first:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+
+        if encoder_hidden_states is not None:
+            residual = hidden_states
+            if self.norm_first:
+                hidden_states = self.encoder_attn_layer_norm(hidden_states)
+            hidden_states, _ = self.encoder_attn(
+                hidden_states,
+                attention_mask=encoder_attention_mask,
+                key_value_states=encoder_hidden_states,
+                past_key_values=past_key_values,
+                **kwargs,
+            )
+            hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+            if not self.norm_first:
+                hidden_states = self.encoder_attn_layer_norm(hidden_states)
+
+        residual = hidden_states
+        if self.norm_first:
+            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states = self.feed_forward(hidden_states)
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.norm_first:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states
+
+
+class VaswaniPreTrainedModel(PreTrainedModel):
+    """Weight initialisation, attention back-ends and loading conventions shared by every Vaswani model."""
+
+    config_class = VaswaniConfig
+    config: VaswaniConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VaswaniEncoderLayer", "VaswaniDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        if isinstance(module, VaswaniEmbeddings) and hasattr(module, "sinusoidal_table"):
+            # Non-persistent, so `from_pretrained` (which builds on the meta device) must recompute it here.
+            init.copy_(
+                module.sinusoidal_table,
+                sinusoidal_positions(torch.arange(module.sinusoidal_table.shape[0]), self.config.d_model),
+            )
+
+    def _validate_stacks(self, needed: str):
+        if self.config.stacks != needed:
+            raise ValueError(f"{type(self).__name__} needs `stacks={needed!r}`, got {self.config.stacks!r}.")
+
+
+def _stack_positions(config, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids=None):
+    """Shared front of both stacks: derive the positions of the new tokens, then validate the whole input."""
+    reference = input_ids if input_ids is not None else inputs_embeds
+    if position_ids is None and reference is not None:
+        batch, length = reference.shape[:2]
+        position_ids = positions_from_mask(attention_mask, batch, length, past_length, reference.device)
+    validate_inputs(config, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids)
+    return position_ids
+
+
+class VaswaniEncoder(VaswaniPreTrainedModel):
+    """The encoder (paper 3.1, Figure 1 left): embeddings, then N identical layers of self-attention and FFN."""
+
+    _can_record_outputs = {"hidden_states": VaswaniEncoderLayer, "attentions": VaswaniAttention}
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        self.embeddings = VaswaniEmbeddings(config)
+        self.layers = nn.ModuleList(
+            [VaswaniEncoderLayer(config, layer_idx=i) for i in range(config.num_encoder_layers)]
+        )
+        # Pre-LN leaves the residual stream un-normalised; a final LayerNorm closes the stack.
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embeddings.word_embeddings = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`): source token ids.
+            attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`): 1 for tokens, 0 for padding.
+            token_type_ids (`torch.LongTensor`, *optional*): segment ids, with `type_vocab_size > 0`.
+            position_ids (`torch.LongTensor`, *optional*): positions; by default derived from the mask.
+            inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
+        """
+        position_ids = _stack_positions(
+            self.config, input_ids, inputs_embeds, attention_mask, position_ids, 0, token_type_ids
+        )
+        hidden_states = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
+        mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, mask, **kwargs)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class VaswaniDecoder(VaswaniPreTrainedModel):
+    """
+    The decoder (paper 3.1, Figure 1 right): embeddings of the target shifted right, then N identical layers of
+    masked self-attention, encoder-decoder attention (when there is an encoder) and FFN.
+    """
+
+    _can_record_outputs = {
+        "hidden_states": VaswaniDecoderLayer,
+        "attentions": OutputRecorder(VaswaniAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(VaswaniAttention, index=1, layer_name="encoder_attn"),
+    }
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        self.embeddings = VaswaniEmbeddings(config)
+        self.layers = nn.ModuleList(
+            [VaswaniDecoderLayer(config, layer_idx=i) for i in range(config.num_decoder_layers)]
+        )
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embeddings.word_embeddings = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): target token ids.
+            attention_mask (`torch.Tensor` of shape `(batch_size, past_length + target_length)`): 1 for tokens, 0 for
+                padding, covering the cached tokens too.
+            position_ids (`torch.LongTensor`, *optional*): positions; by default derived from the mask.
+            encoder_hidden_states (`torch.Tensor`, *optional*): the encoder output, for encoder-decoder attention.
+            encoder_attention_mask (`torch.Tensor`, *optional*): padding mask of the encoder output.
+            past_key_values (`Cache`, *optional*): keys and values of earlier steps (`DynamicCache`, `StaticCache`,
+                or `EncoderDecoderCache` when there is an encoder).
+            inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
+            use_cache (`bool`, *optional*): create and return a cache.
+        """
+        if self.config.is_encoder_decoder and encoder_hidden_states is None:
+            raise ValueError("This decoder attends over an encoder: pass `encoder_hidden_states`.")
+        if use_cache and past_key_values is None:
+            past_key_values = (
+                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                if self.config.is_encoder_decoder
+                else DynamicCache(config=self.config)
+            )
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        position_ids = _stack_positions(
+            self.config, input_ids, inputs_embeds, attention_mask, position_ids, past_length
+        )
+        hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
+
+        self_attention_cache = (
+            past_key_values.self_attention_cache
+            if isinstance(past_key_values, EncoderDecoderCache)
+            else past_key_values
+        )
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            past_key_values=self_attention_cache,
+            position_ids=position_ids,
+        )
+        if encoder_hidden_states is not None:
+            encoder_attention_mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=hidden_states,
+                attention_mask=encoder_attention_mask,
+                encoder_hidden_states=encoder_hidden_states,
+            )
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                causal_mask,
+                encoder_hidden_states,  # positional, so gradient checkpointing sees it
+                encoder_attention_mask=encoder_attention_mask,
+                past_key_values=past_key_values,
+                **kwargs,
+            )
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=past_key_values if use_cache else None
+        )
+
+
+class VaswaniModel(VaswaniPreTrainedModel):
+    """
+    The bare Transformer, holding the stacks that `config.stacks` names:
+
+    - `"encoder-decoder"` (the paper): encoder over the source, decoder over the target, returning
+      `Seq2SeqModelOutput`; source embedding, target embedding (and, in heads, the pre-softmax projection) share one
+      matrix when `tie_word_embeddings` (paper 3.4);
+    - `"encoder-only"` (BERT-style): returns `BaseModelOutput`;
+    - `"decoder-only"` (GPT-style, masked self-attention only): returns `BaseModelOutputWithPastAndCrossAttentions`.
+
+    Heads pick their stacks themselves, so `AutoModel` on a folder saved from any head builds the matching body.
+    """
+
+    def __init__(self, config: VaswaniConfig):
+        config.check()
+        super().__init__(config)
+        self.encoder = VaswaniEncoder(config) if config.has_encoder else None
+        self.decoder = VaswaniDecoder(config) if config.has_decoder else None
+        if config.is_encoder_decoder:
+            # Paper 3.4: the same weight matrix for both embedding layers.
+            self._tied_weights_keys = {"decoder.embeddings.word_embeddings.weight": "encoder.embeddings.word_embeddings.weight"}
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return (self.encoder or self.decoder).get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        (self.encoder or self.decoder).set_input_embeddings(value)
+        if self.config.is_encoder_decoder and self.config.tie_word_embeddings:
+            self.decoder.set_input_embeddings(value)
+
+    def get_encoder(self, modality=None):
+        return self.encoder
+
+    def get_decoder(self):
+        return self.decoder
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput | BaseModelOutput | BaseModelOutputWithPastAndCrossAttentions:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): token ids of the source
+                (encoder-decoder, encoder-only) or of the text (decoder-only).
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`): 1 for tokens, 0 for padding.
+            token_type_ids (`torch.LongTensor`, *optional*): segment ids (encoder, `type_vocab_size > 0`).
+            position_ids (`torch.LongTensor`, *optional*): positions of `input_ids`; derived from the mask if absent.
+            decoder_input_ids (`torch.LongTensor`, *optional*): the target shifted right (encoder-decoder).
+            decoder_attention_mask (`torch.Tensor`, *optional*): padding mask of the target.
+            decoder_position_ids (`torch.LongTensor`, *optional*): positions of `decoder_input_ids`.
+            encoder_outputs (*optional*): a precomputed encoder output, as `generate()` passes it.
+            past_key_values (`Cache`, *optional*): keys and values of earlier decoding steps.
+            inputs_embeds, decoder_inputs_embeds (`torch.Tensor`, *optional*): embeddings instead of ids.
+            use_cache (`bool`, *optional*): return a cache for the next decoding step.
+        """
+        if self.config.stacks == "decoder-only":
+            return self.decoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                **kwargs,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        if self.config.stacks == "encoder-only":
+            return encoder_outputs
+
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "An encoder-decoder model needs `decoder_input_ids`: the target shifted right, starting with "
+                "`decoder_start_token_id` (pass `labels` to a VaswaniForConditionalGeneration to have them made)."
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            position_ids=decoder_position_ids,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+__all__ = [
+    "VaswaniAttention",
+    "VaswaniDecoder",
+    "VaswaniDecoderLayer",
+    "VaswaniEmbeddings",
+    "VaswaniEncoder",
+    "VaswaniEncoderLayer",
+    "VaswaniFeedForward",
+    "VaswaniModel",
+    "VaswaniPreTrainedModel",
+]
