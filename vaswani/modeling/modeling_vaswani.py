@@ -596,6 +596,9 @@ class VaswaniModel(VaswaniPreTrainedModel):
     Heads pick their stacks themselves, so `AutoModel` on a folder saved from any head builds the matching body.
     """
 
+    # Loading the body (or another head) from a head's folder leaves that head's own weights behind, by design.
+    _keys_to_ignore_on_load_unexpected = [r"^(lm_head|pooler|nsp_head|classifier|qa_outputs)\."]
+
     def __init__(self, config: VaswaniConfig):
         config.check()
         super().__init__(config)

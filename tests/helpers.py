@@ -1,0 +1,109 @@
+"""Helpers for the test suite: a tiny config, every head with its Auto class, and inputs that fit each head."""
+
+import torch
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForNextSentencePrediction,
+    AutoModelForPreTraining,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+import vaswani
+from vaswani import (
+    VaswaniConfig,
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForMaskedLM,
+    VaswaniForMultipleChoice,
+    VaswaniForNextSentencePrediction,
+    VaswaniForPreTraining,
+    VaswaniForQuestionAnswering,
+    VaswaniForSequenceClassification,
+    VaswaniForTokenClassification,
+    VaswaniModel,
+)
+
+VOCAB = 99
+PAD, BOS, EOS = 0, 1, 2
+
+# (head class, the Auto class that must load it)
+HEADS = [
+    (VaswaniModel, AutoModel),
+    (VaswaniForConditionalGeneration, AutoModelForSeq2SeqLM),
+    (VaswaniForCausalLM, AutoModelForCausalLM),
+    (VaswaniForMaskedLM, AutoModelForMaskedLM),
+    (VaswaniForPreTraining, AutoModelForPreTraining),
+    (VaswaniForNextSentencePrediction, AutoModelForNextSentencePrediction),
+    (VaswaniForSequenceClassification, AutoModelForSequenceClassification),
+    (VaswaniForTokenClassification, AutoModelForTokenClassification),
+    (VaswaniForQuestionAnswering, AutoModelForQuestionAnswering),
+    (VaswaniForMultipleChoice, AutoModelForMultipleChoice),
+]
+HEAD_CLASSES = [head for head, _ in HEADS]
+ENCODER_HEADS = [
+    VaswaniForMaskedLM,
+    VaswaniForPreTraining,
+    VaswaniForNextSentencePrediction,
+    VaswaniForSequenceClassification,
+    VaswaniForTokenClassification,
+    VaswaniForQuestionAnswering,
+    VaswaniForMultipleChoice,
+]
+GENERATIVE_HEADS = [VaswaniForCausalLM, VaswaniForConditionalGeneration]
+assert set(vaswani.AUTO_CLASSES.values()) == set(HEAD_CLASSES)
+
+
+def tiny_config(**overrides) -> VaswaniConfig:
+    """A 2-layer, width-32 model: big enough to have every part, small enough for a test."""
+    settings = dict(
+        vocab_size=VOCAB,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        num_hidden_layers=2,
+        max_position_embeddings=64,
+        dropout=0.0,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        type_vocab_size=2,
+    )
+    settings.update(overrides)
+    return VaswaniConfig(**settings)
+
+
+def random_ids(batch: int = 2, length: int = 7, low: int = 3, generator=None) -> torch.Tensor:
+    """Token ids that avoid the special tokens (pad 0, bos 1, eos 2)."""
+    return torch.randint(low, VOCAB, (batch, length), generator=generator)
+
+
+def inputs_for(model, batch: int = 2, length: int = 7, target_length: int = 5) -> dict:
+    """Inputs (without labels) that fit the head `model` is."""
+    ids = random_ids(batch, length)
+    mask = torch.ones_like(ids)
+    if isinstance(model, VaswaniForMultipleChoice):
+        choices = 3
+        return {
+            "input_ids": random_ids(batch * choices, length).view(batch, choices, length),
+            "attention_mask": torch.ones(batch, choices, length, dtype=torch.long),
+        }
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if model.config.is_encoder_decoder:
+        inputs["decoder_input_ids"] = random_ids(batch, target_length)
+    if model.config.stacks == "encoder-only":
+        inputs["token_type_ids"] = torch.zeros_like(ids)
+    return inputs
+
+
+def main_output(output) -> torch.Tensor:
+    """The tensor a head is about: logits, or the last hidden state for the bare model."""
+    for name in ("logits", "prediction_logits", "start_logits", "last_hidden_state"):
+        if getattr(output, name, None) is not None:
+            return getattr(output, name)
+    raise AssertionError(f"no main output in {list(output.keys())}")
