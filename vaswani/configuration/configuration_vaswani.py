@@ -161,12 +161,12 @@ class VaswaniConfig(PreTrainedConfig):
         config = copy.deepcopy(self)
         config.stacks = stacks
         config._set_stack_flags()
-        config.check()
+        config.check_stacks()
         return config
 
     # -- Validation: the one place where a config is judged -----------------------------------------------------
     def check(self):
-        """Raise a `ValueError` naming the field when this config cannot build a model."""
+        """Raise a `ValueError` naming the field when a value is impossible (run on every construction)."""
         for name in ("vocab_size", "d_model", "num_heads", "d_ff", "max_position_embeddings"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -206,6 +206,10 @@ class VaswaniConfig(PreTrainedConfig):
                         f"`{name}` ({token_id}) is outside the vocabulary [0, {self.vocab_size}): "
                         f"set it to an id below `vocab_size` or to None."
                     )
+
+    def check_stacks(self):
+        """Raise a `ValueError` when the stacks this config names cannot be built (heads call this for their shape)."""
+        self.check()
         if self.has_encoder and self.num_encoder_layers == 0:
             raise ValueError(
                 f"`stacks={self.stacks!r}` needs an encoder, but `num_encoder_layers` is 0: set it to at least 1."

@@ -41,6 +41,19 @@ def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
+def check_attention_mask(attention_mask: torch.Tensor | None, shape: tuple, past_length: int = 0, name: str = "attention_mask"):
+    """A 2D padding mask must hold one 1/0 per token, cached tokens included."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return
+    expected = (shape[0], past_length + shape[1])
+    if tuple(attention_mask.shape) != expected:
+        cached = f" after {past_length} cached tokens" if past_length else ""
+        raise ValueError(
+            f"`{name}` has shape {tuple(attention_mask.shape)}, but inputs of shape {tuple(shape)}{cached} "
+            f"need {expected}: one 1/0 per token (1 = attend, 0 = padding)."
+        )
+
+
 def validate_inputs(
     config: VaswaniConfig,
     input_ids: torch.Tensor | None,
@@ -49,30 +62,32 @@ def validate_inputs(
     position_ids: torch.Tensor,
     past_length: int = 0,
     token_type_ids: torch.Tensor | None = None,
+    type_vocab_size: int = 0,
+    prefix: str = "",
 ):
     """
     Reject bad input with a `ValueError` that names the problem and the fix, before it becomes an index error deep in
-    torch or a silently wrong answer. The value checks are skipped while compiling (they read tensor values).
+    torch or a silently wrong answer. `prefix` is "decoder_" when these are a seq2seq model's decoder inputs. The
+    value checks are skipped while compiling (they read tensor values).
     """
+    ids, embeds, mask = f"`{prefix}input_ids`", f"`{prefix}inputs_embeds`", f"{prefix}attention_mask"
     if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        raise ValueError(f"Pass exactly one of {ids} and {embeds}.")
     shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
     if input_ids is not None:
         if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
             raise ValueError(
-                f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}: pass a LongTensor "
+                f"{ids} must hold integer token ids, got dtype {input_ids.dtype}: pass a LongTensor "
                 f"(e.g. from the tokenizer with return_tensors='pt')."
             )
         if input_ids.dim() != 2:
-            raise ValueError(f"`input_ids` must have shape (batch_size, sequence_length), got {shape}.")
-    if attention_mask is not None and attention_mask.dim() == 2:
-        expected = (shape[0], past_length + shape[1])
-        if tuple(attention_mask.shape) != expected:
-            cached = f" after {past_length} cached tokens" if past_length else ""
-            raise ValueError(
-                f"`attention_mask` has shape {tuple(attention_mask.shape)}, but inputs of shape {shape}{cached} "
-                f"need {expected}: one 1/0 per token (1 = attend, 0 = padding)."
-            )
+            raise ValueError(f"{ids} must have shape (batch_size, sequence_length), got {shape}.")
+    check_attention_mask(attention_mask, shape, past_length, mask)
+    if position_ids.dim() != 2 or position_ids.shape[0] not in (1, shape[0]) or position_ids.shape[1] != shape[1]:
+        raise ValueError(
+            f"`{prefix}position_ids` has shape {tuple(position_ids.shape)}, but the inputs have {shape}: pass one "
+            f"position per new token, shaped (batch_size or 1, sequence_length)."
+        )
     if token_type_ids is not None and tuple(token_type_ids.shape) != shape:
         raise ValueError(f"`token_type_ids` has shape {tuple(token_type_ids.shape)}, but the inputs have {shape}.")
     if _is_tracing():
@@ -81,18 +96,19 @@ def validate_inputs(
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= config.vocab_size:
             raise ValueError(
-                f"`input_ids` contains token id {low if low < 0 else high}, outside the vocabulary "
+                f"{ids} contains token id {low if low < 0 else high}, outside the vocabulary "
                 f"[0, {config.vocab_size}). Check that the tokenizer matches the model, or resize the embeddings "
                 f"with `model.resize_token_embeddings`."
             )
     if token_type_ids is not None and token_type_ids.numel() > 0:
         low, high = int(token_type_ids.min()), int(token_type_ids.max())
-        if config.type_vocab_size == 0 and high > 0:
+        if low < 0 or high >= max(type_vocab_size, 1):
             raise ValueError(
-                "`token_type_ids` were given but this model has no segment embeddings (`type_vocab_size=0`)."
+                f"`token_type_ids` must lie in [0, {type_vocab_size}) (`type_vocab_size`), got {high if high > 0 else low}."
+                if type_vocab_size
+                else "`token_type_ids` were given, but this stack has no segment embeddings (only encoders have them,"
+                " with `type_vocab_size > 0`): drop them or set them to 0."
             )
-        if config.type_vocab_size > 0 and (low < 0 or high >= config.type_vocab_size):
-            raise ValueError(f"`token_type_ids` must lie in [0, {config.type_vocab_size}) (`type_vocab_size`).")
     if config.position_embedding_type == "learned" and position_ids.numel() > 0:
         longest = int(position_ids.max()) + 1
         if longest > config.max_position_embeddings:
@@ -134,7 +150,7 @@ class VaswaniEmbeddings(nn.Module):
     encoding (sinusoidal or learned), plus an optional segment embedding, followed by dropout (paper 5.4).
     """
 
-    def __init__(self, config: VaswaniConfig):
+    def __init__(self, config: VaswaniConfig, segments: bool = False):
         super().__init__()
         self.config = config
         self.word_embeddings = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
@@ -148,8 +164,10 @@ class VaswaniEmbeddings(nn.Module):
                 sinusoidal_positions(torch.arange(config.max_position_embeddings), config.d_model),
                 persistent=False,
             )
-        if config.type_vocab_size > 0:
-            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.d_model)
+        # Segment embeddings tell sentence A from sentence B in an encoder's input pair (BERT-style).
+        self.type_vocab_size = config.type_vocab_size if segments else 0
+        if self.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embedding(self.type_vocab_size, config.d_model)
         self.dropout = config.dropout
 
     def position_encoding(self, position_ids: torch.Tensor) -> torch.Tensor:
@@ -171,8 +189,12 @@ class VaswaniEmbeddings(nn.Module):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         embeddings = inputs_embeds * self.embed_scale + self.position_encoding(position_ids).to(inputs_embeds.dtype)
-        if token_type_ids is not None and self.config.type_vocab_size > 0:
-            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        if self.type_vocab_size > 0:
+            # No segment ids means every token is in segment 0, as in BERT.
+            if token_type_ids is None:
+                embeddings = embeddings + self.token_type_embeddings.weight[0]
+            else:
+                embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         return F.dropout(embeddings, p=self.dropout, training=self.training)
 
 
@@ -417,13 +439,16 @@ class VaswaniPreTrainedModel(PreTrainedModel):
             raise ValueError(f"{type(self).__name__} needs `stacks={needed!r}`, got {self.config.stacks!r}.")
 
 
-def _stack_positions(config, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids=None):
+def _stack_positions(embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix=""):
     """Shared front of both stacks: derive the positions of the new tokens, then validate the whole input."""
     reference = input_ids if input_ids is not None else inputs_embeds
     if position_ids is None and reference is not None:
         batch, length = reference.shape[:2]
         position_ids = positions_from_mask(attention_mask, batch, length, past_length, reference.device)
-    validate_inputs(config, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids)
+    validate_inputs(
+        embeddings.config, input_ids, inputs_embeds, attention_mask, position_ids, past_length,
+        token_type_ids, embeddings.type_vocab_size, prefix,
+    )
     return position_ids
 
 
@@ -434,7 +459,7 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.embeddings = VaswaniEmbeddings(config)
+        self.embeddings = VaswaniEmbeddings(config, segments=True)
         self.layers = nn.ModuleList(
             [VaswaniEncoderLayer(config, layer_idx=i) for i in range(config.num_encoder_layers)]
         )
@@ -467,7 +492,7 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
             inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
         """
         position_ids = _stack_positions(
-            self.config, input_ids, inputs_embeds, attention_mask, position_ids, 0, token_type_ids
+            self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, 0, token_type_ids
         )
         hidden_states = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         mask = create_bidirectional_mask(
@@ -519,6 +544,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         r"""
@@ -533,6 +559,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
                 or `EncoderDecoderCache` when there is an encoder).
             inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
             use_cache (`bool`, *optional*): create and return a cache.
+            token_type_ids (`torch.LongTensor`, *optional*): accepted only as zeros; a decoder has no segments.
         """
         if self.config.is_encoder_decoder and encoder_hidden_states is None:
             raise ValueError("This decoder attends over an encoder: pass `encoder_hidden_states`.")
@@ -543,8 +570,9 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
                 else DynamicCache(config=self.config)
             )
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        prefix = "decoder_" if self.config.is_encoder_decoder else ""
         position_ids = _stack_positions(
-            self.config, input_ids, inputs_embeds, attention_mask, position_ids, past_length
+            self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix
         )
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
 
@@ -600,7 +628,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^(lm_head|pooler|nsp_head|classifier|qa_outputs)\."]
 
     def __init__(self, config: VaswaniConfig):
-        config.check()
+        config.check_stacks()
         super().__init__(config)
         self.encoder = VaswaniEncoder(config) if config.has_encoder else None
         self.decoder = VaswaniDecoder(config) if config.has_decoder else None
@@ -663,6 +691,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
                 past_key_values=past_key_values,
                 inputs_embeds=inputs_embeds,
                 use_cache=use_cache,
+                token_type_ids=token_type_ids,
                 **kwargs,
             )
         if encoder_outputs is None:

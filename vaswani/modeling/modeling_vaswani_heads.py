@@ -32,7 +32,7 @@ from transformers.modeling_outputs import (
 from transformers.utils.generic import can_return_tuple
 
 from ..configuration.configuration_vaswani import VaswaniConfig
-from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel
+from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel, check_attention_mask
 
 
 # -- Losses -------------------------------------------------------------------------------------------------------------
@@ -50,6 +50,14 @@ def token_cross_entropy(
     """
     logits = logits.float().reshape(-1, logits.shape[-1])
     labels = labels.reshape(-1).to(logits.device)
+    if not torch.compiler.is_compiling() and labels.numel() > 0:
+        valid = (labels == ignore_index) | ((labels >= 0) & (labels < logits.shape[-1]))
+        if not bool(valid.all()):
+            bad = int(labels[~valid][0])
+            raise ValueError(
+                f"`labels` contains {bad}, outside the vocabulary / label set [0, {logits.shape[-1]}): use ids below "
+                f"{logits.shape[-1]}, or {ignore_index} for positions the loss should ignore."
+            )
     total = F.cross_entropy(
         logits, labels, ignore_index=ignore_index, reduction="sum", label_smoothing=label_smoothing
     )
@@ -249,6 +257,13 @@ class VaswaniForCausalLM(_VaswaniHead, GenerationMixin):
     def get_decoder(self):
         return self.model.decoder
 
+    def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
+        # generate() derives positions from the mask and then drops an all-ones mask, so the model never sees a
+        # mask of the wrong shape: check it here, where the prompt and the mask meet.
+        prompt = model_kwargs.get("input_ids", inputs_tensor)
+        check_attention_mask(model_kwargs.get("attention_mask"), tuple(prompt.shape[:2]))
+        return super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
+
     @can_return_tuple
     def forward(
         self,
@@ -435,9 +450,10 @@ class VaswaniForNextSentencePrediction(_VaswaniHead):
         Args:
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 if B follows A, 1 if B is random.
         """
+        num_items_in_batch = kwargs.get("num_items_in_batch")
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         logits = self.nsp_head(self.pooler(outputs.last_hidden_state))
-        loss = self._loss(logits, labels) if labels is not None else None
+        loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
         return NextSentencePredictorOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -603,10 +619,16 @@ class VaswaniForMultipleChoice(_VaswaniHead):
                 `attention_mask`, `token_type_ids` and `position_ids` have the same shape.
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): index of the right choice.
         """
-        reference = input_ids if input_ids is not None else inputs_embeds
-        if reference is None or reference.dim() < 3:
-            raise ValueError("`input_ids` for multiple choice must have shape (batch_size, num_choices, length).")
-        num_choices = reference.shape[1]
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if (input_ids is not None and input_ids.dim() != 3) or (inputs_embeds is not None and inputs_embeds.dim() != 4):
+            raise ValueError(
+                "Multiple choice needs one row per choice: `input_ids` of shape (batch_size, num_choices, length) "
+                "or `inputs_embeds` of shape (batch_size, num_choices, length, d_model)."
+            )
+        num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        num_items_in_batch = kwargs.get("num_items_in_batch")
 
         def flat(tensor):  # (B, C, T, ...) -> (B * C, T, ...)
             return tensor.flatten(0, 1) if tensor is not None else None
@@ -616,7 +638,7 @@ class VaswaniForMultipleChoice(_VaswaniHead):
         )
         scores = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state)))  # (B * C, 1)
         logits = scores.view(-1, num_choices)  # (B, C)
-        loss = self._loss(logits, labels) if labels is not None else None
+        loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
         return MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

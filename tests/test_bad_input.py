@@ -1,0 +1,397 @@
+"""
+Bad input is a `ValueError` that names the problem: never an IndexError or RuntimeError from deep in torch, never NaN,
+never a silently wrong answer.
+"""
+
+import math
+
+import pytest
+import torch
+
+from helpers import (
+    ENCODER_HEADS,
+    GENERATIVE_HEADS,
+    HEAD_CLASSES,
+    VOCAB,
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForMaskedLM,
+    VaswaniForMultipleChoice,
+    VaswaniForSequenceClassification,
+    VaswaniModel,
+    inputs_for,
+    random_ids,
+    tiny_config,
+)
+
+OUT_OF_VOCABULARY = "outside the vocabulary"
+
+
+def _build(head, **overrides):
+    return head(tiny_config(**overrides)).eval()
+
+
+def _set(ids: torch.Tensor, value: int) -> torch.Tensor:
+    """A copy of `ids` with one token (in the last row, middle position) replaced by `value`."""
+    ids = ids.clone()
+    flat = ids.view(-1, ids.shape[-1])
+    flat[-1, ids.shape[-1] // 2] = value
+    return ids
+
+
+# -- Token ids outside the vocabulary --------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad_id", [VOCAB, VOCAB + 1000, -1])
+@pytest.mark.parametrize("head", GENERATIVE_HEADS + ENCODER_HEADS, ids=lambda h: getattr(h, "__name__", h))
+def test_input_ids_outside_the_vocabulary(head, bad_id):
+    model = _build(head)
+    inputs = inputs_for(model)
+    inputs["input_ids"] = _set(inputs["input_ids"], bad_id)
+    with pytest.raises(ValueError, match=OUT_OF_VOCABULARY) as error:
+        model(**inputs)
+    assert str(bad_id) in str(error.value)
+    assert str(VOCAB) in str(error.value)
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -1])
+def test_seq2seq_decoder_input_ids_outside_the_vocabulary(bad_id):
+    model = _build(VaswaniForConditionalGeneration)
+    inputs = inputs_for(model)
+    inputs["decoder_input_ids"] = _set(inputs["decoder_input_ids"], bad_id)
+    with pytest.raises(ValueError, match=OUT_OF_VOCABULARY) as error:
+        model(**inputs)
+    assert str(bad_id) in str(error.value)
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -7])
+def test_seq2seq_labels_that_become_decoder_inputs_outside_the_vocabulary(bad_id):
+    model = _build(VaswaniForConditionalGeneration)
+    labels = random_ids(2, 5)
+    labels[1, 1] = bad_id  # shifted right, it becomes decoder input 2
+    with pytest.raises(ValueError, match=OUT_OF_VOCABULARY):
+        model(input_ids=random_ids(), labels=labels)
+
+
+def test_seq2seq_ignored_labels_are_not_bad_ids():
+    model = _build(VaswaniForConditionalGeneration)
+    labels = random_ids(2, 5)
+    labels[:, 3:] = -100
+    loss = model(input_ids=random_ids(), labels=labels).loss
+    assert torch.isfinite(loss) and loss > 0
+
+
+@pytest.mark.parametrize(
+    "head, labels_for",
+    [
+        (VaswaniForCausalLM, lambda ids: _set(ids, VOCAB)),
+        (VaswaniForCausalLM, lambda ids: _set(ids, -5)),
+        (VaswaniForMaskedLM, lambda ids: _set(torch.full_like(ids, -100), VOCAB + 3)),
+        (VaswaniForConditionalGeneration, None),
+    ],
+    ids=["causal-too-big", "causal-negative", "masked-lm", "seq2seq-last-label"],
+)
+def test_labels_outside_the_vocabulary(head, labels_for):
+    # Labels are token ids too: a label the softmax cannot produce is a ValueError, not torch's IndexError.
+    model = _build(head)
+    inputs = inputs_for(model)
+    if labels_for is None:  # the last label never becomes a decoder input, so only the loss sees it
+        labels = random_ids(2, 5)
+        labels[0, -1] = VOCAB
+        inputs["labels"] = labels
+        inputs.pop("decoder_input_ids")
+    else:
+        inputs["labels"] = labels_for(inputs["input_ids"])
+    with pytest.raises(ValueError, match="labels"):
+        model(**inputs)
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -1])
+@pytest.mark.parametrize("head", GENERATIVE_HEADS, ids=lambda h: h.__name__)
+def test_generate_rejects_prompt_ids_outside_the_vocabulary(head, bad_id):
+    model = _build(head)
+    prompt = _set(random_ids(2, 6), bad_id)
+    with pytest.raises(ValueError, match=OUT_OF_VOCABULARY):
+        model.generate(prompt, max_new_tokens=3, do_sample=False)
+
+
+def test_generate_rejects_decoder_prompt_ids_outside_the_vocabulary():
+    model = _build(VaswaniForConditionalGeneration)
+    decoder_prompt = torch.tensor([[1, VOCAB + 3], [1, 5]])
+    with pytest.raises(ValueError, match=OUT_OF_VOCABULARY):
+        model.generate(random_ids(2, 6), decoder_input_ids=decoder_prompt, max_new_tokens=3, do_sample=False)
+
+
+# -- Token ids of the wrong dtype ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", HEAD_CLASSES, ids=lambda h: h.__name__)
+def test_float_input_ids(head):
+    model = _build(head)
+    inputs = inputs_for(model)
+    inputs["input_ids"] = inputs["input_ids"].float()
+    with pytest.raises(ValueError, match=r"(?i)integer|dtype"):
+        model(**inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float16])
+def test_bool_and_half_input_ids(dtype):
+    model = _build(VaswaniForCausalLM)
+    with pytest.raises(ValueError, match="dtype"):
+        model(input_ids=random_ids().to(dtype))
+
+
+def test_float_decoder_input_ids():
+    model = _build(VaswaniForConditionalGeneration)
+    inputs = inputs_for(model)
+    inputs["decoder_input_ids"] = inputs["decoder_input_ids"].float()
+    with pytest.raises(ValueError, match=r"(?i)integer|dtype"):
+        model(**inputs)
+
+
+def test_generate_rejects_float_prompt():
+    model = _build(VaswaniForCausalLM)
+    with pytest.raises(ValueError, match=r"(?i)integer|dtype"):
+        model.generate(random_ids(2, 6).float(), max_new_tokens=2, do_sample=False)
+
+
+def test_int32_input_ids_are_token_ids_too():
+    model = _build(VaswaniForMaskedLM)
+    ids = random_ids()
+    torch.testing.assert_close(model(input_ids=ids.int()).logits, model(input_ids=ids).logits)
+
+
+# -- Sequences longer than the position table ------------------------------------------------------------------------
+@pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForMaskedLM, VaswaniForConditionalGeneration])
+def test_learned_positions_reject_a_sequence_past_max_position_embeddings(head):
+    model = _build(head, position_embedding_type="learned")  # max_position_embeddings=64
+    extra = {"decoder_input_ids": random_ids(1, 3)} if head is VaswaniForConditionalGeneration else {}
+    assert torch.isfinite(model(input_ids=random_ids(1, 64), **extra).logits).all()  # the table's last row is fine
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(input_ids=random_ids(1, 65), **extra)
+
+
+def test_learned_positions_reject_a_long_target():
+    model = _build(VaswaniForConditionalGeneration, position_embedding_type="learned")
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(input_ids=random_ids(1, 5), decoder_input_ids=random_ids(1, 65))
+
+
+def test_learned_positions_reject_decoding_past_the_table():
+    model = _build(VaswaniForCausalLM, position_embedding_type="learned")
+    cache = model(input_ids=random_ids(1, 64), use_cache=True).past_key_values
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(input_ids=random_ids(1, 1), past_key_values=cache)
+
+
+@pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForMaskedLM, VaswaniForConditionalGeneration])
+def test_sinusoidal_positions_go_past_max_position_embeddings(head):
+    model = _build(head)  # sinusoidal, max_position_embeddings=64
+    extra = {"decoder_input_ids": random_ids(1, 100)} if head is VaswaniForConditionalGeneration else {}
+    logits = model(input_ids=random_ids(1, 150), **extra).logits
+    assert logits.shape[1] == (100 if extra else 150)
+    assert torch.isfinite(logits).all()
+
+
+def test_sinusoidal_extension_agrees_with_the_table_inside_it():
+    # Causal: the first 64 positions of a 100-token text cannot see the rest, so they must match the 64-token prefix.
+    model = _build(VaswaniForCausalLM)
+    ids = random_ids(1, 100)
+    with torch.no_grad():
+        long = model(input_ids=ids).logits
+        short = model(input_ids=ids[:, :64]).logits
+    torch.testing.assert_close(long[:, :64], short, rtol=1e-4, atol=1e-5)
+
+
+def _paper_positional_encoding(positions, d_model: int) -> torch.Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)), in float64 with math."""
+    table = torch.zeros(len(positions), d_model, dtype=torch.float64)
+    for row, pos in enumerate(positions):
+        for i in range(d_model // 2):
+            angle = pos / 10000 ** (2 * i / d_model)
+            table[row, 2 * i] = math.sin(angle)
+            table[row, 2 * i + 1] = math.cos(angle)
+    return table
+
+
+@pytest.mark.parametrize("positions", [[0, 5, 100, 200], [0, 1, 31, 63], [64, 65, 1000]])
+def test_positional_encoding_is_the_papers_formula(positions):
+    model = _build(VaswaniForCausalLM)  # d_model=32, max_position_embeddings=64
+    encoding = model.model.decoder.embeddings.position_encoding(torch.tensor([positions]))
+    assert encoding.shape == (1, len(positions), 32)
+    expected = _paper_positional_encoding(positions, 32).float()
+    torch.testing.assert_close(encoding[0], expected, rtol=0, atol=2e-4)
+
+
+def test_positional_encoding_of_the_encoder_is_the_same_formula():
+    model = _build(VaswaniForConditionalGeneration)
+    positions = [0, 7, 63, 64, 300]
+    encoding = model.model.encoder.embeddings.position_encoding(torch.tensor([positions]))
+    torch.testing.assert_close(encoding[0], _paper_positional_encoding(positions, 32).float(), rtol=0, atol=2e-4)
+
+
+# -- attention_mask of the wrong shape -------------------------------------------------------------------------------
+_BAD_MASK_SHAPES = {"too-short": (2, 6), "too-long": (2, 8), "wrong-batch": (3, 7), "batch-of-one": (1, 7)}
+
+
+@pytest.mark.parametrize("shape", _BAD_MASK_SHAPES.values(), ids=_BAD_MASK_SHAPES.keys())
+@pytest.mark.parametrize(
+    "head", [VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM, VaswaniForSequenceClassification],
+    ids=lambda h: h.__name__,
+)
+def test_attention_mask_must_match_input_ids(head, shape):
+    model = _build(head)
+    inputs = inputs_for(model)  # input_ids (2, 7)
+    inputs["attention_mask"] = torch.ones(shape, dtype=torch.long)
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(**inputs)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (2, 6), (1, 5)])
+def test_decoder_attention_mask_must_match_decoder_input_ids(shape):
+    model = _build(VaswaniForConditionalGeneration)
+    inputs = inputs_for(model)  # decoder_input_ids (2, 5)
+    inputs["decoder_attention_mask"] = torch.ones(shape, dtype=torch.long)
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(**inputs)
+
+
+def test_cached_causal_decoding_needs_a_mask_over_past_and_new_tokens():
+    model = _build(VaswaniForCausalLM)
+    ids = random_ids(2, 7)
+    with torch.no_grad():
+        prefill = model(input_ids=ids, attention_mask=torch.ones(2, 7, dtype=torch.long), use_cache=True)
+        next_ids = random_ids(2, 1)
+        with pytest.raises(ValueError, match=r"attention_mask[\s\S]*7 cached"):
+            model(input_ids=next_ids, past_key_values=prefill.past_key_values, attention_mask=torch.ones(2, 1))
+        with pytest.raises(ValueError, match="attention_mask"):
+            model(input_ids=next_ids, past_key_values=prefill.past_key_values, attention_mask=torch.ones(2, 9))
+        # The right mask (past + new) works and agrees with running the whole text at once.
+        step = model(input_ids=next_ids, past_key_values=prefill.past_key_values, attention_mask=torch.ones(2, 8))
+        full = model(input_ids=torch.cat([ids, next_ids], dim=1)).logits
+    torch.testing.assert_close(step.logits[:, -1], full[:, -1], rtol=1e-4, atol=1e-5)
+
+
+def test_cached_seq2seq_decoding_needs_a_decoder_mask_over_past_and_new_tokens():
+    model = _build(VaswaniForConditionalGeneration)
+    inputs = inputs_for(model)
+    with torch.no_grad():
+        prefill = model(**inputs, use_cache=True)
+        step = dict(
+            encoder_outputs=(prefill.encoder_last_hidden_state,),
+            attention_mask=inputs["attention_mask"],
+            decoder_input_ids=random_ids(2, 1),
+            past_key_values=prefill.past_key_values,
+        )
+        with pytest.raises(ValueError, match=r"attention_mask[\s\S]*5 cached"):
+            model(**step, decoder_attention_mask=torch.ones(2, 1, dtype=torch.long))
+        logits = model(**step, decoder_attention_mask=torch.ones(2, 6, dtype=torch.long)).logits
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (2, 9), (3, 7)], ids=["too-short", "too-long", "wrong-batch"])
+@pytest.mark.parametrize("head", GENERATIVE_HEADS, ids=lambda h: h.__name__)
+def test_generate_rejects_an_attention_mask_that_does_not_match_the_prompt(head, shape):
+    # generate() drops an all-ones mask after deriving positions from it: the mismatch must still be caught.
+    model = _build(head)
+    with pytest.raises(ValueError, match="attention_mask"):
+        model.generate(
+            random_ids(2, 7), attention_mask=torch.ones(shape, dtype=torch.long), max_new_tokens=3, do_sample=False
+        )
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (2, 9), (3, 7)], ids=["too-short", "too-long", "wrong-batch"])
+def test_position_ids_must_match_input_ids(shape):
+    model = _build(VaswaniForCausalLM)
+    ids = random_ids(2, 7)
+    # One row for the whole batch broadcasts, as in every Hugging Face model.
+    torch.testing.assert_close(
+        model(input_ids=ids, position_ids=torch.arange(7)[None]).logits, model(input_ids=ids).logits
+    )
+    with pytest.raises(ValueError, match="position_ids"):
+        model(input_ids=ids, position_ids=torch.arange(shape[1]).expand(shape[0], -1))
+
+
+# -- token_type_ids --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad_type", [2, 5, -1])
+@pytest.mark.parametrize(
+    "head", [VaswaniForMaskedLM, VaswaniForSequenceClassification, VaswaniForMultipleChoice, VaswaniModel],
+    ids=lambda h: h.__name__,
+)
+def test_token_type_ids_outside_type_vocab_size(head, bad_type):
+    config = tiny_config(stacks="encoder-only") if head is VaswaniModel else tiny_config()  # type_vocab_size=2
+    model = head(config).eval()
+    inputs = inputs_for(model)
+    inputs["token_type_ids"] = _set(torch.zeros_like(inputs["input_ids"]), bad_type)
+    with pytest.raises(ValueError, match="type_vocab_size"):
+        model(**inputs)
+
+
+def test_token_type_ids_for_a_model_without_segment_embeddings():
+    model = _build(VaswaniForMaskedLM, type_vocab_size=0)
+    ids = random_ids()
+    with pytest.raises(ValueError, match="type_vocab_size"):
+        model(input_ids=ids, token_type_ids=torch.ones_like(ids))
+    # All-zero segment ids (what BERT tokenizers return for one segment) carry no information and are accepted.
+    torch.testing.assert_close(
+        model(input_ids=ids, token_type_ids=torch.zeros_like(ids)).logits, model(input_ids=ids).logits
+    )
+
+
+def test_token_type_ids_of_the_wrong_shape():
+    model = _build(VaswaniForMaskedLM)
+    ids = random_ids()
+    with pytest.raises(ValueError, match="token_type_ids"):
+        model(input_ids=ids, token_type_ids=torch.zeros(2, 6, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad_type", [2, 7])
+def test_token_type_ids_are_not_silently_ignored_by_the_causal_head(bad_type):
+    # The decoder has no use for segment ids; out-of-range ones must not vanish without a word.
+    model = _build(VaswaniForCausalLM)  # type_vocab_size=2
+    ids = random_ids()
+    with pytest.raises(ValueError, match="token_type_ids"):
+        model(input_ids=ids, token_type_ids=torch.full_like(ids, bad_type))
+
+
+# -- input_ids and inputs_embeds -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", HEAD_CLASSES, ids=lambda h: h.__name__)
+def test_exactly_one_of_input_ids_and_inputs_embeds(head):
+    model = _build(head)
+    inputs = inputs_for(model)
+    embeds = torch.randn(*inputs["input_ids"].shape, 32)
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        model(**inputs, inputs_embeds=embeds)
+    inputs.pop("input_ids")
+    if head is VaswaniForMultipleChoice:
+        with pytest.raises(ValueError, match="input_ids"):
+            model(**inputs)
+    else:
+        with pytest.raises(ValueError, match="inputs_embeds"):
+            model(**inputs)
+
+
+def test_exactly_one_of_decoder_input_ids_and_decoder_inputs_embeds():
+    model = _build(VaswaniForConditionalGeneration)
+    inputs = inputs_for(model)
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        model(**inputs, decoder_inputs_embeds=torch.randn(2, 5, 32))
+
+
+# -- Encoder-decoder without a target --------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", [VaswaniForConditionalGeneration, VaswaniModel], ids=lambda h: h.__name__)
+def test_encoder_decoder_without_decoder_input_ids_or_labels(head):
+    model = _build(head)
+    with pytest.raises(ValueError, match="decoder_input_ids"):
+        model(input_ids=random_ids(), attention_mask=torch.ones(2, 7, dtype=torch.long))
+
+
+# -- Multiple choice -------------------------------------------------------------------------------------------------
+def test_multiple_choice_rejects_2d_input_ids():
+    model = _build(VaswaniForMultipleChoice)
+    ids = random_ids(2, 7)
+    with pytest.raises(ValueError, match="num_choices"):
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+
+def test_multiple_choice_rejects_inputs_embeds_without_a_choices_dimension():
+    # inputs_embeds carry a hidden dimension, so (batch, length, d_model) is the 2-D-ids mistake in embedding form.
+    model = _build(VaswaniForMultipleChoice)
+    with pytest.raises(ValueError, match="num_choices"):
+        model(inputs_embeds=torch.randn(2, 7, 32))
