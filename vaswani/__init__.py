@@ -19,6 +19,8 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
+from transformers.pipelines import PIPELINE_REGISTRY
+
 from .configuration import PRESETS, VaswaniConfig
 from .modeling import (
     VaswaniAttention,
@@ -42,6 +44,8 @@ from .modeling import (
     VaswaniPreTrainedModel,
 )
 
+from .pipelines import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
+from .tokenization import check_tokenizer_fits, config_from_tokenizer, train_tokenizer
 
 __version__ = "0.1.0"
 
@@ -62,6 +66,17 @@ AUTO_CLASSES = {
 AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig, exist_ok=True)
 for _auto_class, _model_class in AUTO_CLASSES.items():
     _auto_class.register(VaswaniConfig, _model_class, exist_ok=True)
+
+# The pipelines transformers 5 removed, under the family's own task names.
+PIPELINE_REGISTRY.register_pipeline(
+    "vaswani-text2text", pipeline_class=VaswaniText2TextPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
+)
+PIPELINE_REGISTRY.register_pipeline(
+    "vaswani-question-answering",
+    pipeline_class=VaswaniQuestionAnsweringPipeline,
+    pt_model=AutoModelForQuestionAnswering,
+    type="text",
+)
 
 __all__ = [
     "AUTO_CLASSES",
@@ -86,4 +101,9 @@ __all__ = [
     "VaswaniForTokenClassification",
     "VaswaniModel",
     "VaswaniPreTrainedModel",
+    "VaswaniQuestionAnsweringPipeline",
+    "VaswaniText2TextPipeline",
+    "check_tokenizer_fits",
+    "config_from_tokenizer",
+    "train_tokenizer",
 ]

@@ -37,6 +37,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _pipelines_registered(tasks) -> bool:
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    return all(task in PIPELINE_REGISTRY.get_supported_tasks() for task in tasks)
+
+
 class VaswaniConfig(PreTrainedConfig):
     r"""
     Configuration of a Vaswani model: the Transformer of "Attention Is All You Need" in one of three shapes.
@@ -74,6 +80,9 @@ class VaswaniConfig(PreTrainedConfig):
         use_cache (`bool`, defaults to `True`): return key/value caches for fast decoding.
         stacks (`str`, defaults to `"encoder-decoder"`): which stacks `VaswaniModel` holds: `"encoder-decoder"`
             (the paper), `"encoder-only"` (BERT-style) or `"decoder-only"` (GPT-style). Heads set it themselves.
+        model_card_data (`dict`, *optional*): facts for the model card a saved folder carries (`name`,
+            `datasets`, `results`, `training_data`, `training_procedure`, `license`, `tags`); the training command
+            fills it.
 
     Example:
 
@@ -117,6 +126,7 @@ class VaswaniConfig(PreTrainedConfig):
     use_cache: bool = True
     stacks: str = "encoder-decoder"
     is_decoder: bool = False
+    model_card_data: dict | None = None
 
     def __post_init__(self, **kwargs):
         # `num_hidden_layers` is Hugging Face's name for the depth: it sets both stacks unless they are given.
@@ -128,6 +138,11 @@ class VaswaniConfig(PreTrainedConfig):
             self.num_decoder_layers = default_depth
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.bos_token_id
+        # A saved folder declares the package's pipelines for where the package is not installed; where it is
+        # (`import vaswani` registered them), the registered pipelines serve and need no remote code.
+        custom_pipelines = kwargs.pop("custom_pipelines", None)
+        if custom_pipelines and not _pipelines_registered(custom_pipelines):
+            kwargs["custom_pipelines"] = custom_pipelines
         super().__post_init__(**kwargs)
         self._set_stack_flags()
         self.check()

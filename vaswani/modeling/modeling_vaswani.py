@@ -15,6 +15,8 @@ The task heads live in `modeling_vaswani_heads.py`.
 """
 
 import math
+import os
+import tempfile
 from collections.abc import Callable
 
 import torch
@@ -434,9 +436,63 @@ class VaswaniPreTrainedModel(PreTrainedModel):
                 sinusoidal_positions(torch.arange(module.sinusoidal_table.shape[0]), self.config.d_model),
             )
 
-    def _validate_stacks(self, needed: str):
-        if self.config.stacks != needed:
-            raise ValueError(f"{type(self).__name__} needs `stacks={needed!r}`, got {self.config.stacks!r}.")
+    def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+        """
+        Save as every Hugging Face model does (weights, config, generation config), plus what makes the folder
+        self-contained: the remote code, an `auto_map` naming every Auto class of the family, `custom_pipelines`,
+        and `README.md`, the model card rendered from `hub_card.md`. With `push_to_hub=True` the folder is then
+        uploaded as it is (`repo_id` defaults to the folder's name).
+        """
+        from ..hub.hub_vaswani import write_hub_files
+
+        hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if not self.should_save_on_this_rank(is_main_process):
+            return
+        write_hub_files(self, save_directory)
+        if push_to_hub:
+            repo_id = hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self._upload_folder(save_directory, repo_id, token=kwargs.get("token"), **hub)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ):
+        """
+        Upload to the Hugging Face Hub exactly the folder `save_pretrained` writes, model card included (the
+        generic `push_to_hub` would replace the card with an empty one). `tags` are added to the card.
+        """
+        if tags:
+            card = dict(self.config.model_card_data or {})
+            card["tags"] = list(dict.fromkeys([*card.get("tags", []), *([tags] if isinstance(tags, str) else tags)]))
+            self.config.model_card_data = card
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            return self._upload_folder(
+                folder,
+                repo_id,
+                token=token,
+                private=private,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
+    def _upload_folder(self, folder, repo_id, token=None, private=None, **commit):
+        from transformers.utils.hub import hf_api
+
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        return self._upload_modified_files(folder, repo_id, files_timestamps={}, token=token, **commit)
 
 
 def _stack_positions(embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix=""):

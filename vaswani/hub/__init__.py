@@ -1,0 +1,4 @@
+from .hub_vaswani import AUTO_MAP, CUSTOM_PIPELINES, remote_code, render_model_card, write_hub_files
+
+
+__all__ = ["AUTO_MAP", "CUSTOM_PIPELINES", "remote_code", "render_model_card", "write_hub_files"]

@@ -1,0 +1,193 @@
+"""
+Self-contained Hub folders. `save_pretrained` of every Vaswani model calls `write_hub_files`, which adds to the
+weights and config what a folder needs to be loaded anywhere with `trust_remote_code=True`:
+
+- the remote code: the package's modules as flat siblings (transformers copies only single-dot imports), so the
+  folder imports nothing of `vaswani` and nothing beyond torch and transformers;
+- `auto_map` naming every Auto class of the family, and `custom_pipelines` declaring the package's pipelines;
+- `README.md`, the model card rendered from `hub_card.md` with this model's facts.
+
+This module is itself one of the flat files, so a model loaded from a folder saves a complete folder too. It uses
+only the standard library.
+"""
+
+import json
+import re
+from pathlib import Path
+
+
+# The Auto classes and the head each one builds (module.Class inside the saved folder).
+AUTO_MAP = {
+    "AutoConfig": "configuration_vaswani.VaswaniConfig",
+    "AutoModel": "modeling_vaswani.VaswaniModel",
+    "AutoModelForSeq2SeqLM": "modeling_vaswani_heads.VaswaniForConditionalGeneration",
+    "AutoModelForCausalLM": "modeling_vaswani_heads.VaswaniForCausalLM",
+    "AutoModelForMaskedLM": "modeling_vaswani_heads.VaswaniForMaskedLM",
+    "AutoModelForPreTraining": "modeling_vaswani_heads.VaswaniForPreTraining",
+    "AutoModelForNextSentencePrediction": "modeling_vaswani_heads.VaswaniForNextSentencePrediction",
+    "AutoModelForSequenceClassification": "modeling_vaswani_heads.VaswaniForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_vaswani_heads.VaswaniForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_vaswani_heads.VaswaniForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_vaswani_heads.VaswaniForMultipleChoice",
+}
+
+# The pipelines transformers 5 removed, brought back for this family under its own task names.
+CUSTOM_PIPELINES = {
+    "vaswani-text2text": {
+        "impl": "pipeline_vaswani.VaswaniText2TextPipeline",
+        "pt": ["AutoModelForSeq2SeqLM"],
+        "tf": [],
+        "type": "text",
+    },
+    "vaswani-question-answering": {
+        "impl": "pipeline_vaswani.VaswaniQuestionAnsweringPipeline",
+        "pt": ["AutoModelForQuestionAnswering"],
+        "tf": [],
+        "type": "text",
+    },
+}
+
+# Flat file in the folder -> its source in the package (subpackage, module).
+REMOTE_FILES = {
+    "configuration_vaswani.py": ("configuration", "configuration_vaswani.py"),
+    "modeling_vaswani.py": ("modeling", "modeling_vaswani.py"),
+    "modeling_vaswani_heads.py": ("modeling", "modeling_vaswani_heads.py"),
+    "pipeline_vaswani.py": ("pipelines", "pipeline_vaswani.py"),
+    "hub_vaswani.py": ("hub", "hub_vaswani.py"),
+}
+
+# Pipeline tag and a short description of each head, for the card.
+HEAD_FACTS = {
+    "VaswaniModel": ("feature-extraction", "the bare Transformer (hidden states)"),
+    "VaswaniForConditionalGeneration": ("translation", "sequence-to-sequence generation (translation, summarisation)"),
+    "VaswaniForCausalLM": ("text-generation", "causal language modelling and text generation"),
+    "VaswaniForMaskedLM": ("fill-mask", "masked language modelling"),
+    "VaswaniForPreTraining": ("fill-mask", "BERT-style pre-training (masked LM and next-sentence prediction)"),
+    "VaswaniForNextSentencePrediction": ("text-classification", "next-sentence prediction"),
+    "VaswaniForSequenceClassification": ("text-classification", "sequence classification or regression"),
+    "VaswaniForTokenClassification": ("token-classification", "token classification (e.g. named entities)"),
+    "VaswaniForQuestionAnswering": ("question-answering", "extractive question answering"),
+    "VaswaniForMultipleChoice": ("multiple-choice", "multiple choice"),
+}
+
+_IMPORT = re.compile(r"^(\s*)from \.\.(\w+)\.(\w+) import", re.MULTILINE)
+
+
+def _package_root() -> Path | None:
+    """The `vaswani` package directory when running from it, None when running as a flat remote module."""
+    here = Path(__file__).resolve().parent
+    return here.parent if here.name == "hub" and (here.parent / "modeling").is_dir() else None
+
+
+def remote_code() -> dict[str, str]:
+    """The flat remote-code files: name -> source, with `from ..sub.module import` made `from .module import`."""
+    root, here = _package_root(), Path(__file__).resolve().parent
+    files = {}
+    for name, (subpackage, module) in REMOTE_FILES.items():
+        path = root / subpackage / module if root is not None else here / name
+        source = _IMPORT.sub(r"\1from .\3 import", path.read_text(encoding="utf-8"))
+        if name == "hub_vaswani.py":
+            # The card template travels inside the flat module, so a folder can render cards without the package.
+            source = re.sub(r"\n_EMBEDDED_CARD_TEMPLATE = .*\Z", "", source, flags=re.DOTALL)
+            source += f"\n_EMBEDDED_CARD_TEMPLATE = {card_template()!r}\n"
+        files[name] = source
+    return files
+
+
+def card_template() -> str:
+    """The model card template: `hub_card.md` shipped with the package, or the copy embedded in a flat module."""
+    embedded = globals().get("_EMBEDDED_CARD_TEMPLATE")
+    if embedded is not None:
+        return embedded
+    return (Path(__file__).resolve().parent / "hub_card.md").read_text(encoding="utf-8")
+
+
+def _yaml_list(values) -> str:
+    return "\n".join(f"- {value}" for value in values) if values else "[]"
+
+
+def card_facts(model) -> dict[str, str]:
+    """The facts about `model` that the card template names, as strings."""
+    config = model.config
+    head = type(model).__name__
+    pipeline_tag, purpose = HEAD_FACTS.get(head, ("", "a Vaswani model"))
+    data = dict(getattr(config, "model_card_data", None) or {})
+    datasets = data.get("datasets", [])
+    results = data.get("results", [])  # [{"task", "dataset", "split", "metric", "value"}]
+    parameters = sum(p.numel() for p in model.parameters())
+    stacks = {
+        "encoder-decoder": f"encoder-decoder, {config.num_encoder_layers} + {config.num_decoder_layers} layers",
+        "encoder-only": f"encoder-only, {config.num_encoder_layers} layers",
+        "decoder-only": f"decoder-only, {config.num_decoder_layers} layers",
+    }[config.stacks]
+    if results:
+        rows = "\n".join(
+            f"| {r.get('task', '')} | {r.get('dataset', '')} | {r.get('split', '')} | {r.get('metric', '')} | "
+            f"{r.get('value', '')} |"
+            for r in results
+        )
+        results_table = "| task | dataset | split | metric | value |\n| --- | --- | --- | --- | --- |\n" + rows
+        model_index = "model-index:\n- name: {name}\n  results:\n".format(name=data.get("name", head)) + "".join(
+            f"  - task:\n      type: {r.get('task_type', pipeline_tag)}\n    dataset:\n      name: {r.get('dataset', '')}\n"
+            f"      type: {r.get('dataset', '')}\n      split: {r.get('split', '')}\n    metrics:\n"
+            f"    - type: {r.get('metric', '')}\n      value: {r.get('value', '')}\n"
+            for r in results
+        )
+    else:
+        results_table = "No evaluation results were recorded for this model."
+        model_index = ""
+    metrics = sorted({str(r.get("metric")) for r in results if r.get("metric")})
+    tags = list(dict.fromkeys(["vaswani", "transformer", "attention-is-all-you-need", "custom_code", *data.get("tags", [])]))
+    return {
+        "model_name": data.get("name", head),
+        "head": head,
+        "purpose": purpose,
+        "pipeline_tag": pipeline_tag,
+        "auto_class": next((auto for auto, ref in AUTO_MAP.items() if ref.endswith("." + head)), "AutoModel"),
+        "license": data.get("license", "apache-2.0"),
+        "tags_yaml": _yaml_list(tags),
+        "datasets_yaml": _yaml_list(datasets),
+        "metrics_yaml": _yaml_list(metrics),
+        "model_index_yaml": model_index,
+        "stacks": stacks,
+        "d_model": str(config.d_model),
+        "num_heads": str(config.num_heads),
+        "d_ff": str(config.d_ff),
+        "vocab_size": f"{config.vocab_size:,}",
+        "parameters": f"{parameters:,}",
+        "positions": f"{config.position_embedding_type} (up to {config.max_position_embeddings} precomputed)",
+        "normalisation": "pre-LN (norm first)" if config.norm_first else "post-LN, as in the paper",
+        "activation": config.activation_function,
+        "dropout": str(config.dropout),
+        "label_smoothing": str(config.label_smoothing),
+        "training_data": data.get("training_data", "Not recorded: this folder was saved without training facts."),
+        "training_procedure": data.get("training_procedure", "Not recorded."),
+        "results_table": results_table,
+    }
+
+
+def render_model_card(model) -> str:
+    """The model card for `model`: the template with every `{{ name }}` replaced by the model's facts."""
+    facts = card_facts(model)
+
+    def fill(match):
+        key = match.group(1)
+        if key not in facts:
+            raise KeyError(f"The card template names `{key}`, which the renderer does not know.")
+        return facts[key]
+
+    card = re.sub(r"\{\{\s*(\w+)\s*\}\}", fill, card_template())
+    return re.sub(r"\n{3,}", "\n\n", card)  # empty optional blocks leave no gaps
+
+
+def write_hub_files(model, folder) -> None:
+    """Complete a folder `save_pretrained` wrote: remote code, auto_map and custom_pipelines, and the card."""
+    folder = Path(folder)
+    for name, source in remote_code().items():
+        (folder / name).write_text(source, encoding="utf-8")
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["auto_map"] = AUTO_MAP
+    config["custom_pipelines"] = CUSTOM_PIPELINES
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(render_model_card(model), encoding="utf-8")
