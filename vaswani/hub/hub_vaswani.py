@@ -47,19 +47,13 @@ CUSTOM_PIPELINES = {
     },
 }
 
-# Flat file in the folder -> its source in the package (subpackage, module).
-REMOTE_FILES = {
-    "configuration_vaswani.py": ("configuration", "configuration_vaswani.py"),
-    "modeling_vaswani.py": ("modeling", "modeling_vaswani.py"),
-    "modeling_vaswani_heads.py": ("modeling", "modeling_vaswani_heads.py"),
-    "pipeline_vaswani.py": ("pipelines", "pipeline_vaswani.py"),
-    "hub_vaswani.py": ("hub", "hub_vaswani.py"),
-}
-
 # Pipeline tag and a short description of each head, for the card.
 HEAD_FACTS = {
     "VaswaniModel": ("feature-extraction", "the bare Transformer (hidden states)"),
-    "VaswaniForConditionalGeneration": ("translation", "sequence-to-sequence generation (translation, summarisation)"),
+    "VaswaniForConditionalGeneration": (
+        "text2text-generation",
+        "sequence-to-sequence generation (translation, summarisation)",
+    ),
     "VaswaniForCausalLM": ("text-generation", "causal language modelling and text generation"),
     "VaswaniForMaskedLM": ("fill-mask", "masked language modelling"),
     "VaswaniForPreTraining": ("fill-mask", "BERT-style pre-training (masked LM and next-sentence prediction)"),
@@ -73,19 +67,28 @@ HEAD_FACTS = {
 _IMPORT = re.compile(r"^(\s*)from \.\.(\w+)\.(\w+) import", re.MULTILINE)
 
 
-def _package_root() -> Path | None:
-    """The `vaswani` package directory when running from it, None when running as a flat remote module."""
-    here = Path(__file__).resolve().parent
-    return here.parent if here.name == "hub" and (here.parent / "modeling").is_dir() else None
-
-
 def remote_code() -> dict[str, str]:
-    """The flat remote-code files: name -> source, with `from ..sub.module import` made `from .module import`."""
-    root, here = _package_root(), Path(__file__).resolve().parent
+    """
+    The flat remote-code files, name -> source, with `from ..sub.module import` made `from .module import`. The
+    modules are found through imports (not paths), which transformers also follows to copy them with a folder.
+    """
+    import inspect
+
+    from ..configuration.configuration_vaswani import VaswaniConfig
+    from ..modeling.modeling_vaswani import VaswaniModel
+    from ..modeling.modeling_vaswani_heads import VaswaniForCausalLM
+    from ..pipelines.pipeline_vaswani import VaswaniText2TextPipeline
+
+    modules = {
+        "configuration_vaswani.py": inspect.getsourcefile(VaswaniConfig),
+        "modeling_vaswani.py": inspect.getsourcefile(VaswaniModel),
+        "modeling_vaswani_heads.py": inspect.getsourcefile(VaswaniForCausalLM),
+        "pipeline_vaswani.py": inspect.getsourcefile(VaswaniText2TextPipeline),
+        "hub_vaswani.py": __file__,
+    }
     files = {}
-    for name, (subpackage, module) in REMOTE_FILES.items():
-        path = root / subpackage / module if root is not None else here / name
-        source = _IMPORT.sub(r"\1from .\3 import", path.read_text(encoding="utf-8"))
+    for name, path in modules.items():
+        source = _IMPORT.sub(r"\1from .\3 import", Path(path).read_text(encoding="utf-8"))
         if name == "hub_vaswani.py":
             # The card template travels inside the flat module, so a folder can render cards without the package.
             source = re.sub(r"\n_EMBEDDED_CARD_TEMPLATE = .*\Z", "", source, flags=re.DOTALL)
@@ -103,7 +106,7 @@ def card_template() -> str:
 
 
 def _yaml_list(values) -> str:
-    return "\n".join(f"- {value}" for value in values) if values else "[]"
+    return json.dumps(list(values), ensure_ascii=False)  # a YAML flow sequence
 
 
 def card_facts(model) -> dict[str, str]:
@@ -142,7 +145,7 @@ def card_facts(model) -> dict[str, str]:
         "model_name": data.get("name", head),
         "head": head,
         "purpose": purpose,
-        "pipeline_tag": pipeline_tag,
+        "pipeline_tag": data.get("pipeline_tag", pipeline_tag),
         "auto_class": next((auto for auto, ref in AUTO_MAP.items() if ref.endswith("." + head)), "AutoModel"),
         "license": data.get("license", "apache-2.0"),
         "tags_yaml": _yaml_list(tags),
