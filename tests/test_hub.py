@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 from transformers import Trainer, TrainingArguments
 
 from helpers import ENCODER_HEADS, GENERATIVE_HEADS, HEADS, inputs_for, main_output, random_ids, tiny_config
-from vaswani import VaswaniForCausalLM, VaswaniForMaskedLM
+from vaswani import VaswaniForCausalLM, VaswaniForMaskedLM, config_from_tokenizer, train_tokenizer
 from vaswani.hub import AUTO_MAP, CUSTOM_PIPELINES
 
 
@@ -145,6 +145,39 @@ def test_every_head_loads_in_a_fresh_process_without_the_package(tmp_path):
         assert result["identical"], f"{head.__name__}: outputs differ after a remote-code load"
         if head in GENERATIVE_HEADS:
             assert result["generate_identical"]
+
+
+def test_tokenizer_and_config_load_with_the_model_without_the_package(tmp_path):
+    texts = [f"line {i}: the quick brown fox jumps over the lazy dog number {i % 7}" for i in range(200)]
+    tokenizer = train_tokenizer(texts, kind="byte-bpe", vocab_size=300, model_max_length=32)
+    config = config_from_tokenizer(tokenizer, d_model=32, num_heads=4, d_ff=64, num_hidden_layers=2)
+    model = VaswaniForCausalLM(config).eval()  # generate() does not switch dropout off by itself
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    sample = ["the lazy fox", "number 3 jumps"]
+    expected = tokenizer(sample)["input_ids"]
+    generated = model.generate(**tokenizer(sample, return_tensors="pt", padding=True), max_new_tokens=3).tolist()
+    result = run_without_vaswani(
+        f"""
+        folder, sample = {str(tmp_path)!r}, {sample!r}
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+        config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+        batch = tokenizer(sample, return_tensors="pt", padding=True)
+        print(json.dumps({{
+            "ids": tokenizer(sample)["input_ids"],
+            "specials": [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id],
+            "padding_side": tokenizer.padding_side,
+            "config": [config.vocab_size, config.pad_token_id, config.bos_token_id, config.eos_token_id],
+            "generated": model.generate(**batch, max_new_tokens=3).tolist(),
+        }}))
+        """,
+        tmp_path,
+    )
+    assert result["ids"] == expected
+    assert result["specials"] == [0, 1, 2] and result["padding_side"] == "left"
+    assert result["config"] == [len(tokenizer), 0, 1, 2]
+    assert result["generated"] == generated
 
 
 def test_mlm_folder_loads_into_every_encoder_head_without_the_package(tmp_path):
