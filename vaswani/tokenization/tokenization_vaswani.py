@@ -5,6 +5,7 @@ Tokenizers for the three shapes of the family, trained with the `tokenizers` lib
     "wordpiece"   BERT-style: [PAD] [UNK] [CLS] [SEP] [MASK], sentence pairs with token_type_ids
     "byte-bpe"    GPT-style byte-level BPE: <pad> <s> </s>, no unknown tokens, left padding for generation
     "shared-bpe"  one BPE vocabulary for source and target, as the paper shares 37k tokens between English and German
+    "char"        one token per character (newlines included), as nanoGPT's Shakespeare: <pad> <s> </s> <unk>
 
 The special tokens of the two BPE kinds take ids 0, 1, 2 (pad, bos, eos): `VaswaniConfig`'s defaults.
 """
@@ -12,13 +13,13 @@ The special tokens of the two BPE kinds take ids 0, 1, 2 (pad, bos, eos): `Vaswa
 import os
 from collections.abc import Iterable, Iterator
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from ..configuration.configuration_vaswani import VaswaniConfig
 
 
-KINDS = ("wordpiece", "byte-bpe", "shared-bpe")
+KINDS = ("wordpiece", "byte-bpe", "shared-bpe", "char")
 
 
 def iterate_texts(source, text_column: str | list[str] | None = None, batch_size: int = 1000) -> Iterator[str]:
@@ -68,8 +69,8 @@ def train_tokenizer(
 
     Args:
         source: texts (an iterable of strings), file paths, or a `datasets.Dataset`.
-        kind: `"wordpiece"` (BERT-style), `"byte-bpe"` (GPT-style) or `"shared-bpe"` (translation).
-        vocab_size: the target vocabulary size, special tokens included.
+        kind: `"wordpiece"` (BERT-style), `"byte-bpe"` (GPT-style), `"shared-bpe"` (translation) or `"char"`.
+        vocab_size: the target vocabulary size, special tokens included (for `"char"`, an upper bound).
         model_max_length: the longest sequence the model takes; `truncation=True` cuts there.
         text_column: with a dataset, the column(s) to read.
         min_frequency: merges or pieces seen fewer times are not learned.
@@ -96,6 +97,12 @@ def train_tokenizer(
             special_tokens=specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
+    elif kind == "char":
+        specials = ["<pad>", "<s>", "</s>", "<unk>"]
+        tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character
+        tokenizer.decoder = decoders.Fuse()
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=specials)
     else:
         specials = ["<pad>", "<s>", "</s>", "<unk>"]
         tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -137,6 +144,18 @@ def train_tokenizer(
             pad_token="<pad>",
             bos_token="<s>",
             eos_token="</s>",
+            padding_side="left",
+            model_input_names=["input_ids", "attention_mask"],
+        )
+    if kind == "char":
+        # Characters are for language modelling on running text: no special tokens are added.
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer,
+            model_max_length=model_max_length,
+            pad_token="<pad>",
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
             padding_side="left",
             model_input_names=["input_ids", "attention_mask"],
         )

@@ -1,0 +1,163 @@
+"""
+Training runs on `Trainer`: one function that trains, resumes, averages checkpoints and evaluates, and one that
+publishes a finished model folder atomically (the output folder appears complete, or not at all).
+"""
+
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import Seq2SeqTrainer, Trainer, TrainingArguments
+
+from .data import UsageError
+from .recipe import LABEL_SMOOTHING, average_checkpoints, complete_checkpoints, paper_optimizer
+from .tasks import Prepared
+
+
+@dataclass
+class RunSettings:
+    """How long and how to train. `steps` wins over `epochs`; checkpoints go to `<output>.checkpoints/`."""
+
+    output: Path
+    steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    gradient_accumulation: int = 1
+    paper_recipe: bool = False
+    lr_scale: float = 1.0
+    seed: int = 0
+    save_steps: int | None = None
+    eval_steps: int | None = None
+    logging_steps: int = 50
+    resume: bool = False
+    average_last: int = 0
+    fsdp: bool = False
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = "linear"
+    quiet: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(str(self.output) + ".checkpoints")
+
+
+def check_output_free(output: Path, overwrite: bool) -> None:
+    """Refuse to write over a finished model folder unless asked to."""
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise UsageError(f"{output} already exists and is not empty: choose another --output or pass --overwrite.")
+
+
+def _arguments(settings: RunSettings, has_eval: bool, trainer_class) -> TrainingArguments:
+    save_steps = settings.save_steps
+    kwargs = dict(
+        output_dir=str(settings.checkpoint_dir),
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type=settings.lr_scheduler,
+        max_grad_norm=settings.max_grad_norm,
+        max_steps=settings.steps if settings.steps else -1,
+        num_train_epochs=settings.epochs,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=max(settings.average_last, 2) if save_steps else None,
+        eval_strategy="steps" if has_eval and settings.eval_steps else "no",
+        eval_steps=settings.eval_steps,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to=[],
+        disable_tqdm=settings.quiet,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
+        **settings.extra,
+    )
+    if settings.fsdp:
+        # Shard parameters, gradients and optimizer state, one FSDP unit per encoder or decoder layer.
+        kwargs["fsdp"] = "full_shard auto_wrap"
+        kwargs["fsdp_config"] = {"transformer_layer_cls_to_wrap": ["VaswaniEncoderLayer", "VaswaniDecoderLayer"]}
+    if trainer_class is Seq2SeqTrainer:
+        from transformers import Seq2SeqTrainingArguments
+
+        return Seq2SeqTrainingArguments(**kwargs)
+    return TrainingArguments(**kwargs)
+
+
+def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_class=Trainer):
+    """
+    Train `model` on `prepared` with `settings`; resume from the last complete checkpoint with `settings.resume`;
+    with `settings.average_last`, end on the average of the last checkpoints. Returns the trainer, whose model is
+    the final one, and the evaluation loss when there is an evaluation set.
+    """
+    if settings.paper_recipe:
+        model.config.label_smoothing = LABEL_SMOOTHING
+    arguments = _arguments(settings, prepared.eval is not None, trainer_class)
+    optimizers = (None, None)
+    if settings.paper_recipe:
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+        per_step = settings.batch_size * settings.gradient_accumulation * world
+        total = settings.steps or math.ceil(settings.epochs * math.ceil(len(prepared.train) / per_step))
+        optimizers = paper_optimizer(model, model.config.d_model, total, settings.lr_scale)
+    trainer = trainer_class(
+        model=model,
+        args=arguments,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.eval,
+        data_collator=prepared.collator,
+        processing_class=tokenizer,
+        optimizers=optimizers,
+    )
+    resume_from = None
+    if settings.resume:
+        checkpoints = complete_checkpoints(settings.checkpoint_dir)
+        if not checkpoints:
+            raise UsageError(f"--resume: no complete checkpoint in {settings.checkpoint_dir}.")
+        resume_from = str(checkpoints[-1])
+    trainer.train(resume_from_checkpoint=resume_from)
+    if settings.average_last > 1:
+        checkpoints = complete_checkpoints(settings.checkpoint_dir)[-settings.average_last :]
+        if len(checkpoints) > 1:
+            trainer.model.load_state_dict(average_checkpoints(checkpoints), strict=False)
+    eval_loss = None
+    if prepared.eval is not None:
+        eval_loss = trainer.evaluate()["eval_loss"]
+    return trainer, eval_loss
+
+
+def publish(model, tokenizer, output: Path, overwrite: bool = False) -> Path:
+    """Write the model folder (weights, config, code, card, tokenizer) next to `output`, then move it into place."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if output.exists():
+            if not overwrite:
+                raise UsageError(f"{output} appeared while training: choose another --output or pass --overwrite.")
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return output
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+__all__ = ["RunSettings", "check_output_free", "is_main_process", "publish", "train"]

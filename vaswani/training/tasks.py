@@ -1,0 +1,282 @@
+"""
+What each objective and task feeds the model: tokenised datasets and the collator that batches them.
+
+    clm            causal LM on running text, cut into blocks (nanoGPT's x, y = data[i:i+T], data[i+1:i+T+1])
+    mlm (+ nsp)    BERT's masked LM on sentences; with NSP, sentence pairs of which half are random
+    seq2seq        source and target columns, the target shifted right into decoder inputs by the collator
+    sequence-classification, token-classification, question-answering: fine-tuning tasks
+"""
+
+import random
+from dataclasses import dataclass
+
+import datasets
+import torch
+from transformers import (
+    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    default_data_collator,
+)
+
+from .data import UsageError, require_columns
+
+
+@dataclass
+class Prepared:
+    """A tokenised train (and optional eval) set with the collator that batches it, and task facts for the head."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    collator: object
+    label_names: list[str] | None = None  # id -> label, for classification heads
+
+
+def _map(table: datasets.Dataset, function, desc: str, **kwargs) -> datasets.Dataset:
+    return table.map(function, batched=True, remove_columns=table.column_names, desc=desc, **kwargs)
+
+
+# -- Pre-training -------------------------------------------------------------------------------------------------------
+def clm_blocks(text: str, tokenizer, block_size: int) -> datasets.Dataset:
+    """Token blocks of `block_size + 1` from one running text: each gives `block_size` next-token predictions."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    span = block_size + 1
+    blocks = [ids[i : i + span] for i in range(0, len(ids) - span + 1, span)]
+    if not blocks:
+        raise UsageError(f"The text has {len(ids)} tokens, fewer than one block of {span}: lower --block-size.")
+    return datasets.Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+
+
+def prepare_clm(train_text: str, eval_text: str | None, tokenizer, block_size: int) -> Prepared:
+    train = clm_blocks(train_text, tokenizer, block_size)
+    evaluation = clm_blocks(eval_text, tokenizer, block_size) if eval_text else None
+    return Prepared(train, evaluation, default_data_collator)
+
+
+def _nsp_pairs(texts: list[str], seed: int) -> dict:
+    """BERT's next-sentence pairs: B follows A (label 0) or B is a random sentence (label 1), half each."""
+    rng = random.Random(seed)
+    firsts, seconds, labels = [], [], []
+    for i in range(len(texts) - 1):
+        if rng.random() < 0.5:
+            second, label = texts[i + 1], 0
+        else:
+            second, label = texts[rng.randrange(len(texts))], 1
+        firsts.append(texts[i])
+        seconds.append(second)
+        labels.append(label)
+    return {"first": firsts, "second": seconds, "next_sentence_label": labels}
+
+
+def prepare_mlm(
+    train: datasets.Dataset,
+    evaluation: datasets.Dataset | None,
+    tokenizer,
+    text_column: str,
+    max_length: int,
+    nsp: bool = False,
+    seed: int = 0,
+    mlm_probability: float = 0.15,
+) -> Prepared:
+    if tokenizer.mask_token is None:
+        raise UsageError("Masked-LM pre-training needs a tokenizer with a mask token: train a wordpiece tokenizer.")
+
+    def tokenize(table):
+        if table is None:
+            return None
+        require_columns(table, [text_column], "the data")
+        texts = [t for t in table[text_column] if t and t.strip()]
+        if nsp:
+            if len(texts) < 2:
+                raise UsageError("Next-sentence prediction needs at least two sentences.")
+            pairs = datasets.Dataset.from_dict(_nsp_pairs(texts, seed))
+
+            def encode(batch):
+                encoded = tokenizer(batch["first"], batch["second"], truncation=True, max_length=max_length)
+                encoded["next_sentence_label"] = batch["next_sentence_label"]
+                return encoded
+
+            return _map(pairs, encode, "Tokenising sentence pairs")
+        plain = datasets.Dataset.from_dict({"text": texts})
+        return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
+
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed)
+    return Prepared(tokenize(train), tokenize(evaluation), collator)
+
+
+def prepare_seq2seq(
+    train: datasets.Dataset,
+    evaluation: datasets.Dataset | None,
+    tokenizer,
+    model,
+    source_column: str,
+    target_column: str,
+    max_length: int,
+) -> Prepared:
+    def tokenize(table):
+        if table is None:
+            return None
+        require_columns(table, [source_column, target_column], "the data")
+
+        def encode(batch):
+            return tokenizer(
+                batch[source_column], text_target=batch[target_column], truncation=True, max_length=max_length
+            )
+
+        return _map(table, encode, "Tokenising pairs")
+
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    return Prepared(tokenize(train), tokenize(evaluation), collator)
+
+
+# -- Fine-tuning --------------------------------------------------------------------------------------------------------
+def label_names_of(tables: list[datasets.Dataset], column: str) -> list[str] | None:
+    """Label names for a classification column: None when labels are already integers 0..K-1."""
+    values = set()
+    for table in tables:
+        if table is not None:
+            for value in table[column]:
+                values.update(value if isinstance(value, list) else [value])
+    if all(isinstance(v, int) for v in values):
+        if values and min(values) < 0:
+            raise UsageError(f"Labels in column {column!r} must be 0 or more, found {min(values)}.")
+        return [str(i) for i in range(max(values) + 1)] if values else None
+    return sorted(str(v) for v in values)
+
+
+def prepare_sequence_classification(
+    train, evaluation, tokenizer, text_column: str, label_column: str, max_length: int, pair_column: str | None = None
+) -> Prepared:
+    names = None
+
+    def tokenize(table):
+        if table is None:
+            return None
+        require_columns(table, [text_column, label_column, pair_column], "the data")
+        index = {name: i for i, name in enumerate(names)}
+
+        def encode(batch):
+            pairs = batch[pair_column] if pair_column else None
+            encoded = tokenizer(batch[text_column], pairs, truncation=True, max_length=max_length)
+            encoded["labels"] = [index[str(v)] for v in batch[label_column]]
+            return encoded
+
+        return _map(table, encode, "Tokenising")
+
+    for table in (train, evaluation):
+        if table is not None:
+            require_columns(table, [text_column, label_column, pair_column], "the data")
+    names = label_names_of([train, evaluation], label_column)
+    return Prepared(tokenize(train), tokenize(evaluation), DataCollatorWithPadding(tokenizer), names)
+
+
+def prepare_token_classification(
+    train, evaluation, tokenizer, tokens_column: str, tags_column: str, max_length: int
+) -> Prepared:
+    """Words and one tag per word; each word's first sub-word carries the tag, the others are ignored (-100)."""
+    for table in (train, evaluation):
+        if table is not None:
+            require_columns(table, [tokens_column, tags_column], "the data")
+    names = label_names_of([train, evaluation], tags_column)
+    index = {name: i for i, name in enumerate(names)}
+
+    def encode(batch):
+        encoded = tokenizer(batch[tokens_column], is_split_into_words=True, truncation=True, max_length=max_length)
+        labels = []
+        for row, tags in enumerate(batch[tags_column]):
+            previous, row_labels = None, []
+            for word in encoded.word_ids(row):
+                row_labels.append(-100 if word is None or word == previous else index[str(tags[word])])
+                previous = word
+            labels.append(row_labels)
+        encoded["labels"] = labels
+        return encoded
+
+    def tokenize(table):
+        return None if table is None else _map(table, encode, "Tokenising")
+
+    return Prepared(tokenize(train), tokenize(evaluation), DataCollatorForTokenClassification(tokenizer), names)
+
+
+def answer_of(row, answer_column: str, start_column: str | None):
+    """(text, character start) of a row's first answer: SQuAD's {"text": [...], "answer_start": [...]} or flat."""
+    answer = row[answer_column]
+    if isinstance(answer, dict):
+        return answer["text"][0], int(answer["answer_start"][0])
+    if start_column is None:
+        raise UsageError(f"Column {answer_column!r} holds plain text: name its start column with --answer-start-column.")
+    return answer, int(row[start_column])
+
+
+def prepare_question_answering(
+    train,
+    evaluation,
+    tokenizer,
+    question_column: str,
+    context_column: str,
+    answer_column: str,
+    start_column: str | None,
+    max_length: int,
+    doc_stride: int,
+) -> Prepared:
+    """Question and context windows (long contexts overlap by `doc_stride`); the answer's first and last token."""
+
+    def encode(batch):
+        encoded = tokenizer(
+            batch[question_column],
+            batch[context_column],
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="max_length",
+        )
+        starts, ends = [], []
+        for window, offsets in enumerate(encoded["offset_mapping"]):
+            example = encoded["overflow_to_sample_mapping"][window]
+            row = {key: batch[key][example] for key in batch}
+            text, char_start = answer_of(row, answer_column, start_column)
+            char_end = char_start + len(text)
+            sequence = encoded.sequence_ids(window)
+            context = [i for i, s in enumerate(sequence) if s == 1]
+            start = end = 0  # the answer is not in this window: point at the first token, as SQuAD v1 does
+            if context and offsets[context[0]][0] <= char_start and offsets[context[-1]][1] >= char_end:
+                start = next(i for i in context if offsets[i][1] > char_start)
+                end = next(i for i in reversed(context) if offsets[i][0] < char_end)
+            starts.append(start)
+            ends.append(end)
+        encoded["start_positions"] = starts
+        encoded["end_positions"] = ends
+        encoded.pop("offset_mapping")
+        encoded.pop("overflow_to_sample_mapping")
+        return encoded
+
+    def tokenize(table):
+        if table is None:
+            return None
+        require_columns(table, [question_column, context_column, answer_column, start_column], "the data")
+        return _map(table, encode, "Tokenising windows")
+
+    return Prepared(tokenize(train), tokenize(evaluation), default_data_collator)
+
+
+def batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@torch.no_grad()
+def generate_texts(model, tokenizer, sources: list[str], max_length: int, batch_size: int = 32, **generate_kwargs):
+    """Generated texts for `sources`, batch by batch (seq2seq: translations; causal: continuations)."""
+    model.eval()
+    outputs = []
+    for batch in batches(sources, batch_size):
+        inputs = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        inputs = {k: v.to(model.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+        generated = model.generate(**inputs, **generate_kwargs)
+        if not model.config.is_encoder_decoder:
+            generated = generated[:, inputs["input_ids"].shape[1] :]
+        outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+    return outputs
