@@ -78,7 +78,13 @@ def train_tokenizer(
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; choose one of {KINDS}.")
-    texts = iterate_texts(source, text_column)
+    seen = [0]
+
+    def texts():  # counts the texts with something in them, since the byte alphabet makes no vocabulary empty
+        for text in iterate_texts(source, text_column):
+            if text.strip():
+                seen[0] += 1
+                yield text
     if kind == "wordpiece":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -111,9 +117,9 @@ def train_tokenizer(
         tokenizer.decoder = decoders.Metaspace()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
 
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    if tokenizer.get_vocab_size() <= len(specials):
-        raise ValueError("The tokenizer learned no vocabulary: the training texts are empty.")
+    tokenizer.train_from_iterator(texts(), trainer=trainer)
+    if seen[0] == 0:
+        raise ValueError("The training texts are empty: there is nothing to learn a vocabulary from.")
     ids = {token: tokenizer.token_to_id(token) for token in specials}
 
     if kind == "wordpiece":
@@ -206,7 +212,7 @@ def check_tokenizer_fits(config: VaswaniConfig, tokenizer) -> None:
     problems = []
     if len(tokenizer) > config.vocab_size:
         problems.append(
-            f"the tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size} "
+            f"the tokenizer has {len(tokenizer)} tokens but the model's `vocab_size` is {config.vocab_size} "
             f"(call model.resize_token_embeddings({len(tokenizer)}))"
         )
     for name, token_id in _special_ids(tokenizer).items():
