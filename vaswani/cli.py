@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import set_seed
 
 
 EXIT_USAGE = 2
@@ -52,6 +53,8 @@ def _add_architecture(parser):
     group.add_argument("--positions", choices=["sinusoidal", "learned"], help="position encoding (default sinusoidal)")
     group.add_argument("--activation", choices=["relu", "gelu", "gelu_new"], help="feed-forward activation")
     group.add_argument("--norm-first", action="store_true", help="pre-LN instead of the paper's post-LN")
+    group.add_argument("--no-embedding-scale", action="store_true",
+                       help="do not multiply token embeddings by sqrt(d_model) (the paper does, 3.4; GPT-2 does not)")
 
 
 def _add_training(parser):
@@ -65,6 +68,7 @@ def _add_training(parser):
     group.add_argument("--warmup", type=float, default=0.05, help="warm-up steps, or a fraction of them (default 0.05)")
     group.add_argument("--lr-scheduler", default="linear", help="linear, cosine, constant_with_warmup, ...")
     group.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    group.add_argument("--adam-beta2", type=float, default=0.999, help="AdamW beta2 (default 0.999)")
     group.add_argument("--gradient-accumulation", type=int, default=1, help="steps to accumulate (default 1)")
     group.add_argument("--label-smoothing", type=float, help="epsilon_ls of the loss (default: the config's)")
     group.add_argument(
@@ -174,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--doc-stride", type=int, default=32)
     p.add_argument("--source-column", default="en")
     p.add_argument("--target-column", default="es")
-    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--block-size", type=int, default=128, help="clm: tokens predicted per block (default 128)")
+    p.add_argument("--validation-fraction", type=float,
+                   help="clm on a .txt file: evaluate on the last fraction of the text only (as pretrain holds out)")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
@@ -254,6 +260,8 @@ def _new_config(args, tokenizer, **defaults):
     settings.update({k: v for k, v in chosen.items() if v is not None})
     if args.norm_first:
         settings["norm_first"] = True
+    if args.no_embedding_scale:
+        settings["scale_embedding"] = False
     if base is None and "d_ff" not in settings:
         settings["d_ff"] = 4 * settings["d_model"]
     if getattr(args, "label_smoothing", None) is not None:
@@ -270,6 +278,7 @@ def _settings(args):
         paper_recipe=args.paper_recipe, lr_scale=args.lr_scale, seed=args.seed, save_steps=args.save_steps,
         eval_steps=args.eval_steps, logging_steps=args.logging_steps, resume=args.resume,
         average_last=args.average_last, fsdp=args.fsdp, lr_scheduler=args.lr_scheduler, quiet=args.quiet,
+        extra={"adam_beta2": args.adam_beta2},
     )
 
 
@@ -344,6 +353,7 @@ def cmd_pretrain(args):
 
     started = time.perf_counter()
     check_output_free(args.output, args.overwrite)
+    set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
     tokenizer = _load_tokenizer(args.tokenizer)
     trainer_class = Trainer
     if args.objective == "clm":
@@ -384,7 +394,9 @@ def cmd_pretrain(args):
     trainer, eval_loss = train(model, tokenizer, prepared, _settings(args), trainer_class)
     model = trainer.model
     metrics = {}
-    if eval_loss is not None and args.objective != "seq2seq":
+    if eval_loss is not None and args.objective == "mlm" and args.nsp:
+        metrics["loss (MLM + NSP)"] = round(eval_loss, 4)  # a sum of two losses has no perplexity
+    elif eval_loss is not None and args.objective != "seq2seq":
         metrics.update(evaluation.language_model_metrics(eval_loss))
     examples = []
     if args.objective == "seq2seq" and prepared.eval is not None:
@@ -396,10 +408,7 @@ def cmd_pretrain(args):
         )
         metrics.update(scores)
     _record_card(model, args, metrics, "pretrain " + args.objective)
-    from .training.run import is_main_process
-
-    if is_main_process():
-        publish(model, tokenizer, args.output, args.overwrite)
+    publish(trainer, args.output, args.overwrite)
     _summary(f"pretrain {args.objective}", metrics, started, args.output)
     for source, prediction, reference in examples:
         _say(f"   source:     {source}\n   prediction: {prediction}\n   reference:  {reference}")
@@ -419,10 +428,11 @@ def cmd_finetune(args):
     from .tokenization import check_tokenizer_fits
     from .training import evaluation, tasks
     from .training.data import UsageError, load_table
-    from .training.run import check_output_free, is_main_process, publish, train
+    from .training.run import check_output_free, publish, train
 
     started = time.perf_counter()
     check_output_free(args.output, args.overwrite)
+    set_seed(args.seed)  # before a new model or head is built
     if args.model is None and args.tokenizer is None:
         raise UsageError("Pass --model (a saved model to fine-tune) or --tokenizer (to train a new one).")
     tokenizer = _load_tokenizer(args.tokenizer or args.model)
@@ -472,8 +482,7 @@ def cmd_finetune(args):
     if eval_rows is not None:
         metrics.update(_task_metrics(args, model, tokenizer, eval_rows, trainer, prepared))
     _record_card(model, args, metrics, "finetune " + args.task)
-    if is_main_process():
-        publish(model, tokenizer, args.output, args.overwrite)
+    publish(trainer, args.output, args.overwrite)
     _summary(f"finetune {args.task}", metrics, started, args.output)
     return metrics
 
@@ -553,6 +562,8 @@ def cmd_evaluate(args):
     if args.task == "clm" and Path(args.data).suffix == ".txt":
         rows = None
         text = read_text(args.data)
+        if args.validation_fraction:
+            text = text[int(len(text) * (1 - args.validation_fraction)) :]
     else:
         rows = load_table(args.data, args.split)
         if args.samples:

@@ -6,7 +6,6 @@ publishes a finished model folder atomically (the output folder appears complete
 import math
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def check_output_free(output: Path, overwrite: bool) -> None:
         raise UsageError(f"{output} already exists and is not empty: choose another --output or pass --overwrite.")
 
 
-def _arguments(settings: RunSettings, has_eval: bool, trainer_class) -> TrainingArguments:
+def _arguments(settings: RunSettings, has_eval: bool, trainer_class, layer_classes=()) -> TrainingArguments:
     save_steps = settings.save_steps
     kwargs = dict(
         output_dir=str(settings.checkpoint_dir),
@@ -85,9 +84,15 @@ def _arguments(settings: RunSettings, has_eval: bool, trainer_class) -> Training
         **settings.extra,
     )
     if settings.fsdp:
+        if not torch.cuda.is_available():
+            # accelerate keeps FSDP settings only for GPU back-ends: on CPU the run would silently be plain DDP.
+            raise UsageError(
+                "--fsdp shards the model across GPUs, and this machine has none (accelerate would quietly run plain "
+                "data parallelism instead): drop --fsdp; torchrun still trains data-parallel on CPU."
+            )
         # Shard parameters, gradients and optimizer state, one FSDP unit per encoder or decoder layer.
         kwargs["fsdp"] = "full_shard auto_wrap"
-        kwargs["fsdp_config"] = {"transformer_layer_cls_to_wrap": ["VaswaniEncoderLayer", "VaswaniDecoderLayer"]}
+        kwargs["fsdp_config"] = {"transformer_layer_cls_to_wrap": layer_classes}
     if trainer_class is Seq2SeqTrainer:
         from transformers import Seq2SeqTrainingArguments
 
@@ -103,7 +108,15 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
     """
     if settings.paper_recipe:
         model.config.label_smoothing = LABEL_SMOOTHING
-    arguments = _arguments(settings, prepared.eval is not None, trainer_class)
+    resume_from = None
+    if settings.resume:
+        checkpoints = complete_checkpoints(settings.checkpoint_dir)
+        if not checkpoints:
+            raise UsageError(f"--resume: no complete checkpoint in {settings.checkpoint_dir}.")
+        resume_from = str(checkpoints[-1])
+    layer_classes = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.endswith("Layer")
+                            and type(m).__name__.startswith("Vaswani")})
+    arguments = _arguments(settings, prepared.eval is not None, trainer_class, layer_classes)
     optimizers = (None, None)
     if settings.paper_recipe:
         world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
@@ -119,12 +132,6 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
         processing_class=tokenizer,
         optimizers=optimizers,
     )
-    resume_from = None
-    if settings.resume:
-        checkpoints = complete_checkpoints(settings.checkpoint_dir)
-        if not checkpoints:
-            raise UsageError(f"--resume: no complete checkpoint in {settings.checkpoint_dir}.")
-        resume_from = str(checkpoints[-1])
     trainer.train(resume_from_checkpoint=resume_from)
     if settings.average_last > 1:
         checkpoints = complete_checkpoints(settings.checkpoint_dir)[-settings.average_last :]
@@ -136,23 +143,32 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
     return trainer, eval_loss
 
 
-def publish(model, tokenizer, output: Path, overwrite: bool = False) -> Path:
-    """Write the model folder (weights, config, code, card, tokenizer) next to `output`, then move it into place."""
+def publish(trainer, output: Path, overwrite: bool = False) -> Path:
+    """
+    Write the finished model folder (weights, config, code, card, tokenizer) beside `output`, then move it into
+    place, so that `output` appears complete or not at all. Every process calls this (under FSDP the weights are
+    gathered from all of them); the main process writes.
+    """
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging = output.parent / f".{output.name}.partial"
+    main = trainer.is_world_process_zero()
+    if main:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     try:
-        model.save_pretrained(staging)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
-        if output.exists():
-            if not overwrite:
-                raise UsageError(f"{output} appeared while training: choose another --output or pass --overwrite.")
-            shutil.rmtree(output)
-        os.replace(staging, output)
+        trainer.save_model(str(staging))
+        if main:
+            (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not for a Hub folder
+            if output.exists():
+                if not overwrite:
+                    raise UsageError(f"{output} appeared while training: choose another --output or pass --overwrite.")
+                shutil.rmtree(output)
+            os.replace(staging, output)
     finally:
-        if staging.exists():
+        if main and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return output
 
 

@@ -40,7 +40,7 @@ def _map(table: datasets.Dataset, function, desc: str, **kwargs) -> datasets.Dat
 # -- Pre-training -------------------------------------------------------------------------------------------------------
 def clm_blocks(text: str, tokenizer, block_size: int) -> datasets.Dataset:
     """Token blocks of `block_size + 1` from one running text: each gives `block_size` next-token predictions."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # one long text, cut below
     span = block_size + 1
     blocks = [ids[i : i + span] for i in range(0, len(ids) - span + 1, span)]
     if not blocks:
