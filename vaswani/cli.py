@@ -235,7 +235,8 @@ def _load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as error:
-        raise UsageError(f"Could not load a tokenizer from {folder}: {error}") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"Could not load a tokenizer from {folder}: {first_line}") from None
 
 
 def _load_model(folder: Path, auto_class):
@@ -583,16 +584,15 @@ def cmd_evaluate(args):
         args.eval_split = args.split
         prepared = None
         trainer = None
+        known = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]  # the model's label ids
         if args.task == "sequence-classification":
             prepared = tasks.prepare_sequence_classification(
-                rows, rows, tokenizer, args.text_column, args.label_column, args.max_length, args.pair_column
+                rows, rows, tokenizer, args.text_column, args.label_column, args.max_length, args.pair_column, known
             )
-            _check_label_names(model, prepared.label_names)
         elif args.task == "token-classification":
             prepared = tasks.prepare_token_classification(
-                rows, rows, tokenizer, args.tokens_column, args.tags_column, args.max_length
+                rows, rows, tokenizer, args.tokens_column, args.tags_column, args.max_length, known
             )
-            _check_label_names(model, prepared.label_names)
         if prepared is not None:
             trainer = Trainer(model=model, args=trainer_args, data_collator=prepared.collator)
         metrics = _task_metrics(args, model, tokenizer, rows, trainer, prepared)
@@ -600,14 +600,6 @@ def cmd_evaluate(args):
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def _check_label_names(model, names):
-    from .training.data import UsageError
-
-    known = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if names and not set(names) <= set(known) and not all(n.isdigit() for n in names):
-        raise UsageError(f"The data's labels {names} are not the model's {known}.")
 
 
 def cmd_generate(args):
@@ -634,8 +626,12 @@ def cmd_push(args):
     if not (args.model / "config.json").is_file():
         raise UsageError(f"No model in {args.model} (config.json missing).")
     api = hf_api()
-    repo_id = api.create_repo(args.repo_id, private=args.private, exist_ok=True).repo_id
-    api.upload_folder(repo_id=repo_id, folder_path=str(args.model), commit_message=args.commit_message)
+    try:
+        repo_id = api.create_repo(args.repo_id, private=args.private, exist_ok=True).repo_id
+        api.upload_folder(repo_id=repo_id, folder_path=str(args.model), commit_message=args.commit_message)
+    except Exception as error:  # offline, no token, no permission: the Hub's errors, as one line
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"Could not upload to {args.repo_id}: {type(error).__name__}: {first_line}") from None
     print(f"Uploaded {args.model} to {repo_id}")
     return {"repo_id": repo_id}
 
@@ -656,6 +652,7 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # weight-loading bars; Trainer keeps its own progress bar
     logging.getLogger("datasets").setLevel(logging.ERROR)
     import datasets
 

@@ -161,7 +161,7 @@ def publish(trainer, output: Path, overwrite: bool = False) -> Path:
         if main:
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not for a Hub folder
             if output.exists():
-                if not overwrite:
+                if any(output.iterdir()) and not overwrite:
                     raise UsageError(f"{output} appeared while training: choose another --output or pass --overwrite.")
                 shutil.rmtree(output)
             os.replace(staging, output)

@@ -131,13 +131,21 @@ def prepare_seq2seq(
 
 
 # -- Fine-tuning --------------------------------------------------------------------------------------------------------
-def label_names_of(tables: list[datasets.Dataset], column: str) -> list[str] | None:
-    """Label names for a classification column: None when labels are already integers 0..K-1."""
+def label_names_of(tables: list[datasets.Dataset], column: str, known: list[str] | None = None) -> list[str]:
+    """
+    Label names for a classification column, index = label id: the `known` names of a trained model (the data must
+    use no others), else the sorted string labels, else "0".."K-1" for integer labels.
+    """
     values = set()
     for table in tables:
         if table is not None:
             for value in table[column]:
                 values.update(value if isinstance(value, list) else [value])
+    if known is not None:
+        unknown = sorted(str(v) for v in values if str(v) not in known)
+        if unknown:
+            raise UsageError(f"Labels {unknown} in column {column!r} are not among the model's labels {known}.")
+        return list(known)
     if all(isinstance(v, int) for v in values):
         if values and min(values) < 0:
             raise UsageError(f"Labels in column {column!r} must be 0 or more, found {min(values)}.")
@@ -146,7 +154,8 @@ def label_names_of(tables: list[datasets.Dataset], column: str) -> list[str] | N
 
 
 def prepare_sequence_classification(
-    train, evaluation, tokenizer, text_column: str, label_column: str, max_length: int, pair_column: str | None = None
+    train, evaluation, tokenizer, text_column: str, label_column: str, max_length: int, pair_column: str | None = None,
+    known_labels: list[str] | None = None,
 ) -> Prepared:
     names = None
 
@@ -167,18 +176,19 @@ def prepare_sequence_classification(
     for table in (train, evaluation):
         if table is not None:
             require_columns(table, [text_column, label_column, pair_column], "the data")
-    names = label_names_of([train, evaluation], label_column)
+    names = label_names_of([train, evaluation], label_column, known_labels)
     return Prepared(tokenize(train), tokenize(evaluation), DataCollatorWithPadding(tokenizer), names)
 
 
 def prepare_token_classification(
-    train, evaluation, tokenizer, tokens_column: str, tags_column: str, max_length: int
+    train, evaluation, tokenizer, tokens_column: str, tags_column: str, max_length: int,
+    known_labels: list[str] | None = None,
 ) -> Prepared:
     """Words and one tag per word; each word's first sub-word carries the tag, the others are ignored (-100)."""
     for table in (train, evaluation):
         if table is not None:
             require_columns(table, [tokens_column, tags_column], "the data")
-    names = label_names_of([train, evaluation], tags_column)
+    names = label_names_of([train, evaluation], tags_column, known_labels)
     index = {name: i for i, name in enumerate(names)}
 
     def encode(batch):
