@@ -58,7 +58,7 @@ def translation(work: Path, log: list[str], steps: int) -> dict:
         "pretrain", "--objective", "seq2seq", "--tokenizer", str(work / "bible-tokenizer"), "--data", str(BIBLE),
         "--source-column", "en", "--target-column", "es", "--eval-split", "test", "--max-length", "128",
         "--d-model", "256", "--num-heads", "4", "--d-ff", "1024", "--layers", "3", "--dropout", "0.1",
-        "--paper-recipe", "--lr-scale", "2", "--steps", str(steps), "--batch-size", "32", "--save-steps",
+        "--paper-recipe", "--lr-scale", "0.5", "--steps", str(steps), "--batch-size", "32", "--save-steps",
         str(steps // 10), "--average-last", "5", "--max-new-tokens", "128", "--logging-steps", "200", "--quiet",
         "--output", str(work / "bible-en-es"), "--overwrite",
     ], log)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=["shakespeare", "translation", "sentiment"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
-    parser.add_argument("--translation-steps", type=int, default=3000)
+    parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=3000)
     parser.add_argument("--finetune-epochs", type=float, default=3)
     args = parser.parse_args(argv)

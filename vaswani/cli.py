@@ -75,7 +75,7 @@ def _add_training(parser):
         "--paper-recipe",
         action="store_true",
         help="the paper's recipe: Adam(0.9, 0.98, 1e-9), lr = d_model^-0.5 min(step^-0.5, step warmup^-1.5) with "
-        "4%% warm-up, label smoothing 0.1, beam 4 with length penalty 0.6 for evaluation",
+        "a warm-up of 10%% of the steps (at most the paper's 4000), label smoothing 0.1, beam 4 with length penalty 0.6 for evaluation",
     )
     group.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the paper's learning rate")
     group.add_argument("--average-last", type=int, default=0, help="end on the average of the last N checkpoints")

@@ -3,7 +3,8 @@ The paper's training recipe (section 5.3-5.4), as an option of every training co
 
 - Adam with beta1 = 0.9, beta2 = 0.98, epsilon = 1e-9;
 - lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5): linear warm-up, then decay with the inverse
-  square root of the step; the paper warms up for 4000 of 100k steps, short runs warm up for the same 4%;
+  square root of the step; the paper warms up for 4000 of its 100k steps; a short run warms up for 10% of its steps
+  (at most 4000), since the peak rate d_model^-0.5 * warmup^-0.5 grows as the warm-up shrinks;
 - label smoothing epsilon_ls = 0.1, inside the model's loss (`config.label_smoothing`);
 - beam search with beam size 4 and length penalty alpha = 0.6 for evaluation;
 - the average of the last checkpoints (the paper averages the last 5 for base models, 20 for big ones).
@@ -24,8 +25,8 @@ LENGTH_PENALTY = 0.6
 
 
 def warmup_steps_for(total_steps: int) -> int:
-    """The paper's 4000 warm-up steps of 100k, scaled to the run: 4%, at least one step, at most 4000."""
-    return max(1, min(4000, round(0.04 * total_steps)))
+    """Warm-up for a run of `total_steps`: 10% of it, at least one step, at most the paper's 4000."""
+    return max(1, min(4000, round(0.1 * total_steps)))
 
 
 def paper_learning_rate(step: int, d_model: int, warmup_steps: int, scale: float = 1.0) -> float:
