@@ -59,6 +59,14 @@ GENERATIVE_HEADS = [VaswaniForCausalLM, VaswaniForConditionalGeneration]
 assert set(vaswani.AUTO_CLASSES.values()) == set(HEAD_CLASSES)
 
 
+def shakespeare_lines(count: int = 2000) -> list[str]:
+    """The non-empty lines among the first `count` lines of Tiny Shakespeare, as the package ships it."""
+    from vaswani.training.data import SHAKESPEARE
+
+    with open(SHAKESPEARE, encoding="utf-8") as handle:
+        return [line.rstrip("\n") for _, line in zip(range(count), handle) if line.strip()]
+
+
 def tiny_config(**overrides) -> VaswaniConfig:
     """A 2-layer, width-32 model: big enough to have every part, small enough for a test."""
     settings = dict(

@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache, StaticCache
 
-from helpers import EOS, GENERATIVE_HEADS, PAD, random_ids, tiny_config
+from helpers import GENERATIVE_HEADS, PAD, random_ids, tiny_config
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration
 
 # Untied projection and larger weights: outputs that depend on the prompt and vary from step to step.

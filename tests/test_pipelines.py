@@ -24,6 +24,7 @@ import torch
 import transformers
 from transformers import AutoModel, pipeline
 
+from helpers import shakespeare_lines
 from vaswani import (
     VaswaniForCausalLM,
     VaswaniForConditionalGeneration,
@@ -38,11 +39,6 @@ from vaswani import (
 from vaswani.pipelines import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
 
 
-SHAKESPEARE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinyshakespeare.txt"
-WORDS = (
-    "the king and queen of england walked through a quiet garden while my lord spoke to his noble friend about "
-    "war peace love honour gold silver bread wine night day sword crown heart soul fair sweet good brave"
-).split()
 MAX_LENGTH = 64
 TINY = dict(d_model=32, num_heads=4, d_ff=64, num_hidden_layers=2, dropout=0.0)
 # Generative models: untied output projection and larger weights, so that outputs depend on the input and a
@@ -57,24 +53,9 @@ MARKER = "zebra"
 QUESTION = "where is the zebra ?"  # the marker is in the question too: the answer must still come from the context
 
 
-def _fallback_lines(count: int = 400) -> list[str]:
-    rng = random.Random(0)
-    lines = []
-    for _ in range(count):
-        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14)))
-        lines.append(sentence.capitalize() + rng.choice([".", "!", "?", ","]))
-    return lines
-
-
 @pytest.fixture(scope="module")
 def corpus() -> list[str]:
-    if SHAKESPEARE.exists():
-        with open(SHAKESPEARE, encoding="utf-8") as handle:
-            lines = [line.rstrip("\n") for _, line in zip(range(2000), handle)]
-        lines = [line for line in lines if line.strip()]
-        if len(lines) > 100:
-            return lines
-    return _fallback_lines()
+    return shakespeare_lines()
 
 
 @pytest.fixture(scope="module")

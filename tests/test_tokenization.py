@@ -8,13 +8,13 @@ sentences built deterministically from a fixed word list. Vocabularies are small
 """
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
 from transformers import AutoTokenizer
 
+from helpers import shakespeare_lines
 from vaswani import (
     VaswaniForCausalLM,
     VaswaniForConditionalGeneration,
@@ -26,11 +26,6 @@ from vaswani import (
 from vaswani.tokenization import iterate_texts
 
 
-SHAKESPEARE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinyshakespeare.txt"
-WORDS = (
-    "the king and queen of england walked through a quiet garden while my lord spoke to his noble friend about "
-    "war peace love honour gold silver bread wine night day sword crown heart soul fair sweet good brave"
-).split()
 SPANISH_WORDS = (
     "el señor dijo que su corazón también está aquí después del niño en la montaña él habló con ella sobre "
     "la canción del año pasado mañana será otro día acción nación jamás"
@@ -53,15 +48,6 @@ UNICODE_TEXT = "naïve café 東京 🙂"
 LONG_TEXT = " ".join(["the king and the queen walked through the garden"] * 40)
 
 
-def _fallback_lines(count: int = 400) -> list[str]:
-    rng = random.Random(0)
-    lines = []
-    for _ in range(count):
-        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14)))
-        lines.append(sentence.capitalize() + rng.choice([".", "!", "?", ","]))
-    return lines
-
-
 def _spanish_lines(count: int = 300) -> list[str]:
     rng = random.Random(1)
     sentences = (" ".join(rng.choice(SPANISH_WORDS) for _ in range(rng.randint(5, 12))) for _ in range(count))
@@ -70,13 +56,7 @@ def _spanish_lines(count: int = 300) -> list[str]:
 
 @pytest.fixture(scope="module")
 def corpus() -> list[str]:
-    if SHAKESPEARE.exists():
-        with open(SHAKESPEARE, encoding="utf-8") as handle:
-            lines = [line.rstrip("\n") for _, line in zip(range(2000), handle)]
-        lines = [line for line in lines if line.strip()]
-        if len(lines) > 100:
-            return lines
-    return _fallback_lines()
+    return shakespeare_lines()
 
 
 @pytest.fixture(scope="module")

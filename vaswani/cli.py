@@ -427,7 +427,7 @@ def cmd_finetune(args):
     )
 
     from .tokenization import check_tokenizer_fits
-    from .training import evaluation, tasks
+    from .training import tasks
     from .training.data import UsageError, load_table
     from .training.run import check_output_free, publish, train
 
