@@ -530,7 +530,9 @@ def _record_card(model, args, metrics: dict, procedure: str):
     length = f"{args.steps} steps" if args.steps else f"{args.epochs} epoch(s)"
     line = f"`vaswani {procedure}`: {length}, batch {args.batch_size}, {recipe}, seed {args.seed}."
     data["training_procedure"] = f"{history}\n\n{line}".strip()
-    data["training_data"] = f"{args.data} (split {getattr(args, 'split', 'train')})."
+    held_out = getattr(args, "validation_fraction", None) if str(args.data).endswith(".txt") else None
+    rows = f"the first {1 - held_out:.0%} of the text" if held_out else f"split {getattr(args, 'split', 'train')!r}"
+    data["training_data"] = f"`{source}`, {rows}."
     model.config.model_card_data = data
 
 

@@ -158,7 +158,11 @@ def card_facts(model) -> dict[str, str]:
         "d_ff": str(config.d_ff),
         "vocab_size": f"{config.vocab_size:,}",
         "parameters": f"{parameters:,}",
-        "positions": f"{config.position_embedding_type} (up to {config.max_position_embeddings} precomputed)",
+        "positions": (
+            f"learned, at most {config.max_position_embeddings}"
+            if config.position_embedding_type == "learned"
+            else f"sinusoidal (table of {config.max_position_embeddings}, extended past it on the fly)"
+        ),
         "normalisation": "pre-LN (norm first)" if config.norm_first else "post-LN, as in the paper",
         "activation": config.activation_function,
         "dropout": str(config.dropout),
