@@ -26,11 +26,12 @@ from vaswani.training.data import BIBLE, ROTTEN_TOMATOES, SHAKESPEARE
 
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quality.json"
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def run(command: list[str], log: list[str]) -> dict:
     """Run one `vaswani` command in-process and return its metrics; the command line is logged."""
-    log.append("vaswani " + shlex.join(command))
+    log.append("vaswani " + shlex.join(command).replace(f"{REPOSITORY}/", ""))  # repository-relative paths
     print("\n$ " + log[-1], flush=True)
     args = build_parser().parse_args(command)
     return COMMANDS[args.command](args)
