@@ -19,7 +19,7 @@ from pathlib import Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/demo"), help="where the folders go")
-    parser.add_argument("--steps", type=int, default=2500, help="training steps (default 2500, ~7 min)")
+    parser.add_argument("--steps", type=int, default=2500, help="training steps (default 2500, ~8 min)")
     parser.add_argument("--quick", action="store_true", help="a tiny model and 30 steps: checks the pipeline only")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     tokenizer_dir, model_dir = args.output_dir / "tokenizer", args.output_dir / "shakespeare-gpt"
-    width, heads, layers, block, steps = (32, 4, 2, 64, 30) if args.quick else (192, 6, 4, 256, args.steps)
+    width, heads, layers, block, steps = (32, 4, 2, 64, 30) if args.quick else (192, 6, 4, 128, args.steps)
 
     print("== 1. A character tokenizer for Tiny Shakespeare")
     code = cli.main(["train-tokenizer", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "1024",
@@ -47,8 +47,8 @@ def main(argv=None) -> int:
         "pretrain", "--objective", "clm", "--tokenizer", str(tokenizer_dir), "--data", str(SHAKESPEARE),
         "--validation-fraction", "0.1", "--block-size", str(block), "--d-model", str(width), "--num-heads",
         str(heads), "--layers", str(layers), "--positions", "learned", "--activation", "gelu", "--norm-first",
-        "--dropout", "0.1", "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3", "--lr-scheduler", "cosine",
-        "--warmup", "100", "--weight-decay", "0.1", "--logging-steps", "250", "--output", str(model_dir),
+        "--no-embedding-scale", "--dropout", "0", "--adam-beta2", "0.99", "--steps", str(steps), "--batch-size", "16",
+        "--lr", "1e-3", "--lr-scheduler", "cosine", "--warmup", "100", "--weight-decay", "0.1", "--logging-steps", "250", "--output", str(model_dir),
         "--overwrite",
     ])
     if code:
