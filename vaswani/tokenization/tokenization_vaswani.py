@@ -139,44 +139,26 @@ def train_tokenizer(
             padding_side="right",
             model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         )
+    # The three <pad> <s> </s> kinds differ in what they add around a text and on which side they pad.
     if kind == "byte-bpe":
         # A prompt starts with <s>; </s> is what the model learns to emit when a text ends.
         tokenizer.post_processor = processors.TemplateProcessing(
             single="<s> $A", pair="<s> $A </s> $B", special_tokens=[("<s>", ids["<s>"]), ("</s>", ids["</s>"])]
         )
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tokenizer,
-            model_max_length=model_max_length,
-            pad_token="<pad>",
-            bos_token="<s>",
-            eos_token="</s>",
-            padding_side="left",
-            model_input_names=["input_ids", "attention_mask"],
+    elif kind == "shared-bpe":
+        # Each source and each target ends with </s>; the decoder starts from <s> (decoder_start_token_id).
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", ids["</s>"])]
         )
-    if kind == "char":
-        # Characters are for language modelling on running text: no special tokens are added.
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tokenizer,
-            model_max_length=model_max_length,
-            pad_token="<pad>",
-            bos_token="<s>",
-            eos_token="</s>",
-            unk_token="<unk>",
-            padding_side="left",
-            model_input_names=["input_ids", "attention_mask"],
-        )
-    # Shared BPE: each source and each target ends with </s>; the decoder starts from <s> (decoder_start_token_id).
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", ids["</s>"])]
-    )
+    # (char: running text for language modelling, nothing is added.)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         model_max_length=model_max_length,
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
-        unk_token="<unk>",
-        padding_side="right",
+        unk_token="<unk>" if "<unk>" in specials else None,
+        padding_side="right" if kind == "shared-bpe" else "left",  # left: prompts for generation
         model_input_names=["input_ids", "attention_mask"],
     )
 
