@@ -7,7 +7,7 @@ import torch
 
 from ..metrics import load_metric
 from .data import require_columns
-from .tasks import answer_of, batches, generate_texts
+from .tasks import answer_of, generate_texts
 
 
 def language_model_metrics(eval_loss: float) -> dict:
@@ -61,12 +61,11 @@ def evaluate_question_answering(
     require_columns(table, [question_column, context_column, answer_column, start_column], "the evaluation data")
     reader = VaswaniQuestionAnsweringPipeline(model=model.eval(), tokenizer=tokenizer)
     predictions, references = [], []
-    for rows in batches(list(range(len(table))), 64):
-        for row in table.select(rows):
-            answer = reader(question=row[question_column], context=row[context_column], doc_stride=doc_stride,
-                            max_seq_len=max_length)
-            predictions.append(answer["answer"])
-            gold = row[answer_column]
-            references.append(list(gold["text"]) if isinstance(gold, dict) else [answer_of(row, answer_column, start_column)[0]])
+    for row in table:
+        answer = reader(question=row[question_column], context=row[context_column], doc_stride=doc_stride,
+                        max_seq_len=max_length)
+        predictions.append(answer["answer"])
+        gold = row[answer_column]
+        references.append(list(gold["text"]) if isinstance(gold, dict) else [answer_of(row, answer_column, start_column)[0]])
     scores = load_metric("squad").compute(predictions=predictions, references=references)
     return {"exact_match": round(scores["exact_match"], 2), "f1": round(scores["f1"], 2)}

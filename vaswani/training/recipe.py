@@ -10,11 +10,10 @@ The paper's training recipe (section 5.3-5.4), as an option of every training co
 - the average of the last checkpoints (the paper averages the last 5 for base models, 20 for big ones).
 """
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 
 BETAS = (0.9, 0.98)
@@ -57,28 +56,20 @@ def complete_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def average_checkpoints(checkpoints: list[Path]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of the checkpoints' weights (paper 6.1), in fp32, cast back to each tensor's dtype."""
+    """The element-wise mean of the checkpoints' weights (paper 6.1), summed in fp64, cast back to each dtype."""
     if not checkpoints:
         raise ValueError("No complete checkpoints to average.")
-    total = None
+    total, dtypes = None, None
     for folder in checkpoints:
         state = load_file(str(Path(folder) / "model.safetensors"))
         if total is None:
-            total = {k: v.double() for k, v in state.items()}
+            total, dtypes = {k: v.double() for k, v in state.items()}, {k: v.dtype for k, v in state.items()}
         else:
             if state.keys() != total.keys():
                 raise ValueError(f"{folder} holds other weights than {checkpoints[0]}: cannot average them.")
             for k, v in state.items():
                 total[k] += v.double()
-    dtypes = {k: v.dtype for k, v in load_file(str(Path(checkpoints[-1]) / "model.safetensors")).items()}
     return {k: (v / len(checkpoints)).to(dtypes[k]) for k, v in total.items()}
-
-
-def write_averaged_checkpoint(checkpoints: list[Path], folder: Path) -> None:
-    """Replace the weights in `folder` (a copy of the last checkpoint) by the average of `checkpoints`."""
-    averaged = average_checkpoints(checkpoints)
-    save_file(averaged, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "averaged_from.json").write_text(json.dumps([p.name for p in checkpoints]) + "\n")
 
 
 __all__ = [
@@ -92,5 +83,4 @@ __all__ = [
     "paper_learning_rate",
     "paper_optimizer",
     "warmup_steps_for",
-    "write_averaged_checkpoint",
 ]
