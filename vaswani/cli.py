@@ -8,6 +8,7 @@
     vaswani evaluate          measure a saved model on data
     vaswani generate          continue or translate text with a saved model
     vaswani push              upload a saved model folder to the Hugging Face Hub
+    vaswani convert           turn a Hugging Face BERT, GPT-2 or Marian model into a Vaswani model folder
 
 Every command takes local .txt, .csv, .tsv or .json files (gzipped too), a folder saved with
 `datasets.Dataset.save_to_disk`, or a Hub dataset name where a network exists. `vaswani COMMAND --help` explains
@@ -200,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-id", required=True, help="user/name of the Hub repository")
     p.add_argument("--private", action="store_true")
     p.add_argument("--commit-message", default="Upload Vaswani model")
+
+    p = commands.add_parser("convert", help="turn a BERT, GPT-2 or Marian model into a Vaswani model folder",
+                            description="Convert a Hugging Face BertModel, BertForMaskedLM, BertForPreTraining, "
+                            "GPT2Model, GPT2LMHeadModel, MarianModel or MarianMTModel (a folder or Hub name) into "
+                            "the Vaswani model that computes the same numbers, and write a Hub-ready folder with "
+                            "the source's tokenizer.")
+    p.add_argument("--source", required=True, help="the model to convert: a checkpoint folder or a Hub name")
+    p.add_argument("--architecture", help="class to load the source as (default: its config's architectures[0])")
+    p.add_argument("--output", required=True, type=Path, help="folder for the converted model (Hub-ready)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     return parser
 
 
@@ -638,6 +649,48 @@ def cmd_push(args):
     return {"repo_id": repo_id}
 
 
+def cmd_convert(args):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from .convert import ConversionError, convert
+    from .training.data import UsageError
+    from .training.run import check_output_free
+
+    check_output_free(args.output, args.overwrite)
+    started = time.perf_counter()
+    try:
+        model = convert(args.source, architecture=args.architecture)
+    except ConversionError as error:
+        raise UsageError(str(error)) from None
+    model.config.model_card_data["name"] = args.output.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.source)
+    except Exception:  # a checkpoint without a tokenizer converts all the same
+        tokenizer = None
+    staging = args.output.parent / f".{args.output.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if args.output.exists():
+            shutil.rmtree(args.output)
+        os.replace(staging, args.output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    facts = {
+        "source": args.source,
+        "model": type(model).__name__,
+        "stacks": model.config.stacks,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the source",
+    }
+    _summary("convert", facts, started, args.output)
+    return facts
+
+
 COMMANDS = {
     "train-tokenizer": cmd_train_tokenizer,
     "pretrain": cmd_pretrain,
@@ -645,6 +698,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "generate": cmd_generate,
     "push": cmd_push,
+    "convert": cmd_convert,
 }
 
 

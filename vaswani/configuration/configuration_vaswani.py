@@ -7,8 +7,10 @@ from transformers import PreTrainedConfig
 
 
 STACKS = ("encoder-decoder", "encoder-only", "decoder-only")
-ACTIVATIONS = ("relu", "gelu", "gelu_new")
+# ReLU is the paper's (eq. 2); the GELU variants are BERT's and GPT-2's, swish (SiLU) Marian's.
+ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "swish", "silu")
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
+SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 
 # The paper's Table 3 (base and big), and the two shapes that made its encoder and decoder famous alone.
 PRESETS: dict[str, dict] = {
@@ -24,7 +26,7 @@ PRESETS: dict[str, dict] = {
         stacks="encoder-only", vocab_size=30522, d_model=768, num_heads=12, d_ff=3072,
         num_encoder_layers=12, num_decoder_layers=0, dropout=0.1, attention_dropout=0.1,
         activation_function="gelu", position_embedding_type="learned", max_position_embeddings=512,
-        type_vocab_size=2, scale_embedding=False, layer_norm_eps=1e-12,
+        type_vocab_size=2, scale_embedding=False, embedding_layer_norm=True, layer_norm_eps=1e-12,
         pad_token_id=0, bos_token_id=None, eos_token_id=None, decoder_start_token_id=None,
     ),
     "gpt2-small": dict(
@@ -61,17 +63,28 @@ class VaswaniConfig(PreTrainedConfig):
         num_decoder_layers (`int`, defaults to 6): N for the decoder stack.
         dropout (`float`, defaults to 0.1): P_drop, on each sub-layer output and on the embedding sums (paper 5.4).
         attention_dropout (`float`, defaults to 0.0): dropout on attention probabilities (not in the paper).
-        activation_function (`str`, defaults to `"relu"`): `"relu"` (paper eq. 2), `"gelu"` or `"gelu_new"`.
+        activation_function (`str`, defaults to `"relu"`): `"relu"` (paper eq. 2), `"gelu"` (exact, BERT),
+            `"gelu_new"` or `"gelu_pytorch_tanh"` (the tanh approximation, GPT-2), `"swish"` / `"silu"` (Marian).
         max_position_embeddings (`int`, defaults to 512): rows of the position table. Learned positions cannot go
             past it; sinusoidal positions can (the table is extended on the fly).
         position_embedding_type (`str`, defaults to `"sinusoidal"`): `"sinusoidal"` (paper 3.5) or `"learned"`.
+        sinusoidal_layout (`str`, defaults to `"interleaved"`): where the sines and cosines sit in the encoding:
+            `"interleaved"` is the paper's formula (sin at 2i, cos at 2i+1); `"concatenated"` puts all sines first,
+            then all cosines (tensor2tensor and Marian). The same information, in another order.
         norm_first (`bool`, defaults to `False`): `False` is the paper's post-LN, `LayerNorm(x + Sublayer(x))`;
-            `True` is pre-LN, `x + Sublayer(LayerNorm(x))`, with a final LayerNorm after each stack.
+            `True` is pre-LN, `x + Sublayer(LayerNorm(x))` (GPT-2).
+        final_layer_norm (`bool`, *optional*): a LayerNorm after the last layer of each stack. Defaults to
+            `norm_first` (pre-LN leaves the residual stream un-normalised; GPT-2 has it), `torch.nn.Transformer`
+            has it with post-LN too.
+        embedding_layer_norm (`bool`, defaults to `False`): a LayerNorm over the summed embeddings, before dropout
+            (BERT).
         layer_norm_eps (`float`, defaults to 1e-5): epsilon of every LayerNorm.
         scale_embedding (`bool`, defaults to `True`): multiply token embeddings by sqrt(d_model) (paper 3.4).
         tie_word_embeddings (`bool`, defaults to `True`): one matrix for source embedding, target embedding and the
             pre-softmax projection (paper 3.4).
         type_vocab_size (`int`, defaults to 0): number of segment (token type) embeddings; 0 means none.
+        final_logits_bias (`bool`, defaults to `False`): a fixed bias (a buffer, not trained) added to the
+            sequence-to-sequence logits, as Marian has.
         label_smoothing (`float`, defaults to 0.0): epsilon_ls of every cross-entropy loss the heads compute
             (the paper's presets use 0.1, paper 5.4).
         init_std (`float`, defaults to 0.02): standard deviation of the normal initialisation.
@@ -112,11 +125,15 @@ class VaswaniConfig(PreTrainedConfig):
     activation_function: str = "relu"
     max_position_embeddings: int = 512
     position_embedding_type: str = "sinusoidal"
+    sinusoidal_layout: str = "interleaved"
     norm_first: bool = False
+    final_layer_norm: bool | None = None
+    embedding_layer_norm: bool = False
     layer_norm_eps: float = 1e-5
     scale_embedding: bool = True
     tie_word_embeddings: bool = True
     type_vocab_size: int = 0
+    final_logits_bias: bool = False
     label_smoothing: float | int = 0.0
     init_std: float = 0.02
     pad_token_id: int | None = 0
@@ -138,6 +155,8 @@ class VaswaniConfig(PreTrainedConfig):
             self.num_decoder_layers = default_depth
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.bos_token_id
+        if self.final_layer_norm is None:
+            self.final_layer_norm = self.norm_first
         # A saved folder declares the package's pipelines for where the package is not installed; where it is
         # (`import vaswani` registered them), the registered pipelines serve and need no remote code.
         custom_pipelines = kwargs.pop("custom_pipelines", None)
@@ -207,6 +226,13 @@ class VaswaniConfig(PreTrainedConfig):
                 f"`position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, "
                 f"got {self.position_embedding_type!r}."
             )
+        if self.sinusoidal_layout not in SINUSOIDAL_LAYOUTS:
+            raise ValueError(
+                f"`sinusoidal_layout` must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}."
+            )
+        for name in ("norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         for name in ("dropout", "attention_dropout", "label_smoothing"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

@@ -133,23 +133,30 @@ def positions_from_mask(attention_mask: torch.Tensor | None, batch: int, length:
     return torch.arange(past_length, past_length + length, device=device).unsqueeze(0).expand(batch, -1)
 
 
-def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+def sinusoidal_positions(positions: torch.Tensor, d_model: int, layout: str = "interleaved") -> torch.Tensor:
     """
     The paper's positional encoding (3.5), for any positions:
     PE(pos, 2i) = sin(pos / 10000^(2i / d_model)),  PE(pos, 2i+1) = cos(pos / 10000^(2i / d_model)).
+    `layout="concatenated"` puts the sines in the first half and the cosines in the second (tensor2tensor, Marian).
+    Computed in float64 where the device has it: float32 angles of long positions lose the last digits.
     """
+    dtype = torch.float32 if positions.device.type == "mps" else torch.float64
     inv_freq = torch.exp(
-        torch.arange(0, d_model, 2, dtype=torch.float32, device=positions.device) * (-math.log(10000.0) / d_model)
-    )  # (d_model / 2,)
-    angles = positions.float().unsqueeze(-1) * inv_freq  # (..., d_model / 2)
-    table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # interleave: sin at 2i, cos at 2i+1
-    return table[..., :d_model]
+        torch.arange(0, d_model, 2, dtype=dtype, device=positions.device) * (-math.log(10000.0) / d_model)
+    )  # (ceil(d_model / 2),)
+    angles = positions.to(dtype).unsqueeze(-1) * inv_freq  # (..., ceil(d_model / 2))
+    if layout == "concatenated":
+        table = torch.cat((angles.sin(), angles.cos()), dim=-1)  # sines, then cosines
+    else:
+        table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # interleave: sin at 2i, cos at 2i+1
+    return table[..., :d_model].float()
 
 
 class VaswaniEmbeddings(nn.Module):
     """
     Input embedding of one stack (paper 3.4, 3.5): token embedding multiplied by sqrt(d_model), plus the positional
-    encoding (sinusoidal or learned), plus an optional segment embedding, followed by dropout (paper 5.4).
+    encoding (sinusoidal or learned), plus an optional segment embedding, then an optional LayerNorm (BERT) and
+    dropout (paper 5.4).
     """
 
     def __init__(self, config: VaswaniConfig, segments: bool = False):
@@ -163,13 +170,17 @@ class VaswaniEmbeddings(nn.Module):
             # A fixed table, not a parameter: it is rebuilt in `_init_weights` and never stored in checkpoints.
             self.register_buffer(
                 "sinusoidal_table",
-                sinusoidal_positions(torch.arange(config.max_position_embeddings), config.d_model),
+                sinusoidal_positions(
+                    torch.arange(config.max_position_embeddings), config.d_model, config.sinusoidal_layout
+                ),
                 persistent=False,
             )
         # Segment embeddings tell sentence A from sentence B in an encoder's input pair (BERT-style).
         self.type_vocab_size = config.type_vocab_size if segments else 0
         if self.type_vocab_size > 0:
             self.token_type_embeddings = nn.Embedding(self.type_vocab_size, config.d_model)
+        if config.embedding_layer_norm:
+            self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = config.dropout
 
     def position_encoding(self, position_ids: torch.Tensor) -> torch.Tensor:
@@ -179,7 +190,7 @@ class VaswaniEmbeddings(nn.Module):
         if _is_tracing() or int(position_ids.max()) < table.shape[0]:
             return table[position_ids]
         # Past the precomputed table: sinusoids extend to any length (paper 3.5).
-        return sinusoidal_positions(position_ids, self.config.d_model).to(table.dtype)
+        return sinusoidal_positions(position_ids, self.config.d_model, self.config.sinusoidal_layout).to(table.dtype)
 
     def forward(
         self,
@@ -197,6 +208,8 @@ class VaswaniEmbeddings(nn.Module):
                 embeddings = embeddings + self.token_type_embeddings.weight[0]
             else:
                 embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        if self.config.embedding_layer_norm:
+            embeddings = self.layer_norm(embeddings)
         return F.dropout(embeddings, p=self.dropout, training=self.training)
 
 
@@ -429,11 +442,15 @@ class VaswaniPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        if isinstance(getattr(module, "final_logits_bias", None), torch.Tensor):
+            init.zeros_(module.final_logits_bias)  # loaded from the checkpoint when it has one
         if isinstance(module, VaswaniEmbeddings) and hasattr(module, "sinusoidal_table"):
             # Non-persistent, so `from_pretrained` (which builds on the meta device) must recompute it here.
             init.copy_(
                 module.sinusoidal_table,
-                sinusoidal_positions(torch.arange(module.sinusoidal_table.shape[0]), self.config.d_model),
+                sinusoidal_positions(
+                    torch.arange(module.sinusoidal_table.shape[0]), self.config.d_model, self.config.sinusoidal_layout
+                ),
             )
 
     def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
@@ -519,8 +536,8 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         self.layers = nn.ModuleList(
             [VaswaniEncoderLayer(config, layer_idx=i) for i in range(config.num_encoder_layers)]
         )
-        # Pre-LN leaves the residual stream un-normalised; a final LayerNorm closes the stack.
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        # Pre-LN leaves the residual stream un-normalised; a final LayerNorm closes the stack (`final_layer_norm`).
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_layer_norm else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -579,7 +596,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         self.layers = nn.ModuleList(
             [VaswaniDecoderLayer(config, layer_idx=i) for i in range(config.num_decoder_layers)]
         )
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_layer_norm else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:

@@ -154,7 +154,20 @@ class VaswaniForConditionalGeneration(_VaswaniHead, GenerationMixin):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
+        if self.config.final_logits_bias:
+            # A fixed per-token offset of the logits (Marian's); a buffer, so training leaves it as loaded.
+            self.register_buffer("final_logits_bias", torch.zeros(1, self.config.vocab_size))
         self.post_init()
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if self.config.final_logits_bias:
+            old = self.final_logits_bias
+            new = old.new_zeros(1, embeddings.num_embeddings)
+            kept = min(old.shape[-1], new.shape[-1])
+            new[:, :kept] = old[:, :kept]  # new tokens get no offset
+            self.final_logits_bias = new
+        return embeddings
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -216,6 +229,8 @@ class VaswaniForConditionalGeneration(_VaswaniHead, GenerationMixin):
         if logits_to_keep:
             hidden_states = hidden_states[:, -logits_to_keep:]
         logits = self.lm_head(hidden_states)
+        if self.config.final_logits_bias:
+            logits = logits + self.final_logits_bias
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch)

@@ -1,0 +1,20 @@
+from .convert_vaswani import (
+    ARCHITECTURES,
+    ConversionError,
+    config_from_bert,
+    config_from_gpt2,
+    config_from_marian,
+    convert,
+    convert_torch_transformer,
+)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "ConversionError",
+    "config_from_bert",
+    "config_from_gpt2",
+    "config_from_marian",
+    "convert",
+    "convert_torch_transformer",
+]

@@ -1,0 +1,495 @@
+"""
+Converters from Hugging Face's BERT, GPT-2 and Marian models, and from `torch.nn.Transformer`, into Vaswani models
+that compute the same numbers. Each of those architectures is the paper's Transformer with a few choices changed;
+the config names each choice (`embedding_layer_norm`, `type_vocab_size`, `activation_function`, `norm_first`,
+`final_layer_norm`, `sinusoidal_layout`, `final_logits_bias`, ...), and the weights are copied tensor by tensor:
+
+    BertModel / BertForMaskedLM / BertForPreTraining   -> VaswaniModel / VaswaniForMaskedLM / VaswaniForPreTraining
+    GPT2Model / GPT2LMHeadModel                        -> VaswaniModel / VaswaniForCausalLM
+    MarianModel / MarianMTModel                        -> VaswaniModel / VaswaniForConditionalGeneration
+    torch.nn.Transformer                               -> VaswaniModel (encoder-decoder; the embeddings are new)
+
+`convert(source)` takes a model object, a checkpoint folder or a Hub name. Every weight of the Vaswani model must
+come from the source and every source weight must be used (or be a known leftover, named in a warning), so a
+conversion never half-succeeds.
+"""
+
+import copy
+import logging
+import os
+
+import torch
+from torch import nn
+
+from ..configuration.configuration_vaswani import ACTIVATIONS, VaswaniConfig
+from ..modeling.modeling_vaswani import VaswaniModel, sinusoidal_positions
+from ..modeling.modeling_vaswani_heads import (
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForMaskedLM,
+    VaswaniForPreTraining,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+class ConversionError(ValueError):
+    """The source cannot be expressed as a Vaswani model (an unsupported architecture or option)."""
+
+
+def _activation(name: str, source: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ConversionError(f"{source} uses activation {name!r}; Vaswani models support {ACTIVATIONS}.")
+    return name
+
+
+def _require(condition: bool, message: str):
+    if not condition:
+        raise ConversionError(message)
+
+
+# -- Configs ------------------------------------------------------------------------------------------------------------
+def config_from_bert(config) -> VaswaniConfig:
+    """A `VaswaniConfig` (encoder-only) for a `BertConfig`: post-LN, learned positions, segments, embedding LayerNorm."""
+    positions = getattr(config, "position_embedding_type", None) or "absolute"
+    _require(positions == "absolute", f"BERT with position_embedding_type={positions!r} cannot be converted.")
+    return VaswaniConfig(
+        stacks="encoder-only",
+        vocab_size=config.vocab_size,
+        d_model=config.hidden_size,
+        num_heads=config.num_attention_heads,
+        d_ff=config.intermediate_size,
+        num_encoder_layers=config.num_hidden_layers,
+        num_decoder_layers=0,
+        dropout=config.hidden_dropout_prob,
+        attention_dropout=config.attention_probs_dropout_prob,
+        activation_function=_activation(config.hidden_act, "This BERT"),
+        max_position_embeddings=config.max_position_embeddings,
+        position_embedding_type="learned",
+        type_vocab_size=config.type_vocab_size,
+        embedding_layer_norm=True,
+        norm_first=False,
+        final_layer_norm=False,
+        scale_embedding=False,
+        layer_norm_eps=config.layer_norm_eps,
+        init_std=config.initializer_range,
+        tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
+        pad_token_id=config.pad_token_id,
+        bos_token_id=getattr(config, "bos_token_id", None),
+        eos_token_id=getattr(config, "eos_token_id", None),
+        decoder_start_token_id=None,
+    )
+
+
+def config_from_gpt2(config) -> VaswaniConfig:
+    """A `VaswaniConfig` (decoder-only) for a `GPT2Config`: pre-LN with a final LayerNorm, learned positions."""
+    _require(config.scale_attn_weights, "GPT-2 with scale_attn_weights=False cannot be converted.")
+    _require(
+        not config.scale_attn_by_inverse_layer_idx,
+        "GPT-2 with scale_attn_by_inverse_layer_idx=True cannot be converted (Vaswani attention scales by "
+        "1/sqrt(d_k) only).",
+    )
+    if config.embd_pdrop != config.resid_pdrop:
+        logger.warning(
+            "GPT-2 embedding dropout (%s) differs from residual dropout (%s); the Vaswani model uses %s for both "
+            "(no effect on inference).", config.embd_pdrop, config.resid_pdrop, config.resid_pdrop,
+        )
+    return VaswaniConfig(
+        stacks="decoder-only",
+        vocab_size=config.vocab_size,
+        d_model=config.n_embd,
+        num_heads=config.n_head,
+        d_ff=config.n_inner or 4 * config.n_embd,
+        num_encoder_layers=0,
+        num_decoder_layers=config.n_layer,
+        dropout=config.resid_pdrop,
+        attention_dropout=config.attn_pdrop,
+        activation_function=_activation(config.activation_function, "This GPT-2"),
+        max_position_embeddings=config.n_positions,
+        position_embedding_type="learned",
+        norm_first=True,
+        final_layer_norm=True,
+        scale_embedding=False,
+        layer_norm_eps=config.layer_norm_epsilon,
+        init_std=config.initializer_range,
+        tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        decoder_start_token_id=None,
+    )
+
+
+def config_from_marian(config) -> VaswaniConfig:
+    """
+    A `VaswaniConfig` (encoder-decoder) for a `MarianConfig`: the paper's post-LN model with sines and cosines
+    concatenated, a final logits bias, and (in the OPUS-MT models) swish and scaled embeddings.
+    """
+    _require(
+        config.encoder_attention_heads == config.decoder_attention_heads
+        and config.encoder_ffn_dim == config.decoder_ffn_dim,
+        "Marian with different encoder and decoder widths (heads or ffn_dim) cannot be converted.",
+    )
+    _require(
+        (config.decoder_vocab_size or config.vocab_size) == config.vocab_size,
+        "Marian with a separate decoder vocabulary cannot be converted: Vaswani models share one vocabulary.",
+    )
+    tied = getattr(config, "tie_word_embeddings", True)
+    _require(
+        config.share_encoder_decoder_embeddings == tied,
+        "Marian that shares only some of its embedding matrices cannot be converted: Vaswani ties source, target "
+        "and output embeddings all together (tie_word_embeddings) or not at all.",
+    )
+    if config.activation_dropout:
+        logger.warning(
+            "Marian activation_dropout=%s has no Vaswani counterpart and is dropped (no effect on inference).",
+            config.activation_dropout,
+        )
+    return VaswaniConfig(
+        stacks="encoder-decoder",
+        vocab_size=config.vocab_size,
+        d_model=config.d_model,
+        num_heads=config.encoder_attention_heads,
+        d_ff=config.encoder_ffn_dim,
+        num_encoder_layers=config.encoder_layers,
+        num_decoder_layers=config.decoder_layers,
+        dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        activation_function=_activation(config.activation_function, "This Marian model"),
+        max_position_embeddings=config.max_position_embeddings,
+        position_embedding_type="sinusoidal",
+        sinusoidal_layout="concatenated",
+        norm_first=False,
+        final_layer_norm=False,
+        scale_embedding=config.scale_embedding,
+        final_logits_bias=True,
+        layer_norm_eps=1e-5,
+        init_std=config.init_std,
+        tie_word_embeddings=tied,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+    )
+
+
+# -- Weights ------------------------------------------------------------------------------------------------------------
+def _linear(mapping, ours: str, weight, bias):
+    mapping[f"{ours}.weight"] = weight
+    mapping[f"{ours}.bias"] = bias
+
+
+def _bert_body(sd: dict, config: VaswaniConfig) -> dict:
+    """Our body keys (relative to VaswaniModel) -> tensors of a BertModel state dict."""
+    m = {
+        "encoder.embeddings.word_embeddings.weight": sd["embeddings.word_embeddings.weight"],
+        "encoder.embeddings.position_embeddings.weight": sd["embeddings.position_embeddings.weight"],
+        "encoder.embeddings.layer_norm.weight": sd["embeddings.LayerNorm.weight"],
+        "encoder.embeddings.layer_norm.bias": sd["embeddings.LayerNorm.bias"],
+    }
+    if config.type_vocab_size:
+        m["encoder.embeddings.token_type_embeddings.weight"] = sd["embeddings.token_type_embeddings.weight"]
+    for i in range(config.num_encoder_layers):
+        src, dst = f"encoder.layer.{i}.", f"encoder.layers.{i}."
+        for ours, theirs in {
+            "self_attn.q_proj": "attention.self.query",
+            "self_attn.k_proj": "attention.self.key",
+            "self_attn.v_proj": "attention.self.value",
+            "self_attn.o_proj": "attention.output.dense",
+            "self_attn_layer_norm": "attention.output.LayerNorm",
+            "feed_forward.fc1": "intermediate.dense",
+            "feed_forward.fc2": "output.dense",
+            "final_layer_norm": "output.LayerNorm",
+        }.items():
+            _linear(m, dst + ours, sd[f"{src}{theirs}.weight"], sd[f"{src}{theirs}.bias"])
+    return m
+
+
+def _gpt2_body(sd: dict, config: VaswaniConfig) -> dict:
+    """Our body keys -> tensors of a GPT2Model state dict. GPT-2's Conv1D stores weights as (in, out): transposed."""
+    d = config.d_model
+    m = {
+        "decoder.embeddings.word_embeddings.weight": sd["wte.weight"],
+        "decoder.embeddings.position_embeddings.weight": sd["wpe.weight"],
+        "decoder.final_layer_norm.weight": sd["ln_f.weight"],
+        "decoder.final_layer_norm.bias": sd["ln_f.bias"],
+    }
+    for i in range(config.num_decoder_layers):
+        src, dst = f"h.{i}.", f"decoder.layers.{i}."
+        qkv_weight = sd[src + "attn.c_attn.weight"].t()  # (3 d_model, d_model): q, k, v stacked
+        qkv_bias = sd[src + "attn.c_attn.bias"]
+        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            _linear(m, dst + "self_attn." + name, qkv_weight[j * d : (j + 1) * d], qkv_bias[j * d : (j + 1) * d])
+        _linear(m, dst + "self_attn.o_proj", sd[src + "attn.c_proj.weight"].t(), sd[src + "attn.c_proj.bias"])
+        _linear(m, dst + "feed_forward.fc1", sd[src + "mlp.c_fc.weight"].t(), sd[src + "mlp.c_fc.bias"])
+        _linear(m, dst + "feed_forward.fc2", sd[src + "mlp.c_proj.weight"].t(), sd[src + "mlp.c_proj.bias"])
+        _linear(m, dst + "self_attn_layer_norm", sd[src + "ln_1.weight"], sd[src + "ln_1.bias"])
+        _linear(m, dst + "final_layer_norm", sd[src + "ln_2.weight"], sd[src + "ln_2.bias"])
+    return m
+
+
+def _marian_body(sd: dict, config: VaswaniConfig) -> dict:
+    """Our body keys -> tensors of a MarianModel state dict (the same layer names as ours, nearly)."""
+    m = {
+        "encoder.embeddings.word_embeddings.weight": sd["encoder.embed_tokens.weight"],
+        "decoder.embeddings.word_embeddings.weight": sd["decoder.embed_tokens.weight"],
+    }
+    for stack, depth in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
+        # Marian keeps its sinusoids as a frozen table; ours are computed. They must agree, or the layout is wrong.
+        table = sd[f"{stack}.embed_positions.weight"]
+        expected = sinusoidal_positions(torch.arange(table.shape[0]), config.d_model, config.sinusoidal_layout)
+        _require(
+            torch.allclose(table.float(), expected, atol=1e-5),
+            f"Marian's {stack} position table is not the concatenated sinusoid this converter expects.",
+        )
+        for i in range(depth):
+            prefix = f"{stack}.layers.{i}."
+            names = ["self_attn", "encoder_attn"] if stack == "decoder" else ["self_attn"]
+            for attn in names:
+                for proj in ("q_proj", "k_proj", "v_proj"):
+                    key = f"{prefix}{attn}.{proj}"
+                    _linear(m, key, sd[key + ".weight"], sd[key + ".bias"])
+                _linear(m, f"{prefix}{attn}.o_proj", sd[f"{prefix}{attn}.out_proj.weight"], sd[f"{prefix}{attn}.out_proj.bias"])
+                key = f"{prefix}{attn}_layer_norm"
+                _linear(m, key, sd[key + ".weight"], sd[key + ".bias"])
+            for fc in ("fc1", "fc2"):
+                _linear(m, f"{prefix}feed_forward.{fc}", sd[f"{prefix}{fc}.weight"], sd[f"{prefix}{fc}.bias"])
+            key = f"{prefix}final_layer_norm"
+            _linear(m, key, sd[key + ".weight"], sd[key + ".bias"])
+    return m
+
+
+def _load_exactly(model: nn.Module, mapping: dict, source_name: str) -> nn.Module:
+    """Copy `mapping` into `model`, insisting that it names every tensor of the model and nothing else."""
+    ours = set(model.state_dict())
+    missing, unexpected = sorted(ours - set(mapping)), sorted(set(mapping) - ours)
+    if missing or unexpected:
+        raise ConversionError(
+            f"Converting {source_name}: the weights do not line up (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); this is a converter bug, please report it."
+        )
+    with torch.no_grad():
+        for key, tensor in model.state_dict(keep_vars=True).items():
+            source = mapping[key]
+            if tuple(source.shape) != tuple(tensor.shape):
+                raise ConversionError(
+                    f"Converting {source_name}: {key} has shape {tuple(source.shape)} in the source but "
+                    f"{tuple(tensor.shape)} here."
+                )
+            tensor.copy_(source)
+    return model
+
+
+def _check_all_used(sd: dict, used, source_name: str, leftovers: tuple = ()):
+    """
+    Every source tensor must be used (tied tensors count once: they share memory), except known leftovers (named in a
+    warning) and position tables that are computed here.
+    """
+    used = {t.data_ptr() for t in used}
+    unused = sorted(
+        k for k in sd if sd[k].data_ptr() not in used and not k.endswith(("embed_positions.weight", "position_ids"))
+    )
+    dropped = [k for k in unused if k.startswith(leftovers)]
+    unknown = [k for k in unused if k not in dropped]
+    if unknown:
+        raise ConversionError(f"Converting {source_name}: source weights without a place here: {unknown[:8]}.")
+    if dropped:
+        logger.warning("Converting %s: left out (no counterpart in this head): %s", source_name, dropped)
+
+
+# (architecture class name) -> (family, Vaswani class, the source's body attribute or None for a bare body)
+ARCHITECTURES = {
+    "BertModel": ("bert", VaswaniModel, None),
+    "BertForMaskedLM": ("bert", VaswaniForMaskedLM, "bert"),
+    "BertForPreTraining": ("bert", VaswaniForPreTraining, "bert"),
+    "GPT2Model": ("gpt2", VaswaniModel, None),
+    "GPT2LMHeadModel": ("gpt2", VaswaniForCausalLM, "transformer"),
+    "MarianModel": ("marian", VaswaniModel, None),
+    "MarianMTModel": ("marian", VaswaniForConditionalGeneration, "model"),
+}
+_CONFIGS = {"bert": config_from_bert, "gpt2": config_from_gpt2, "marian": config_from_marian}
+_BODIES = {"bert": _bert_body, "gpt2": _gpt2_body, "marian": _marian_body}
+
+
+def _head_weights(architecture: str, sd: dict) -> dict:
+    """Our head keys -> tensors of the source's full state dict."""
+    if architecture in ("BertForMaskedLM", "BertForPreTraining"):
+        m = {}
+        _linear(m, "lm_head.dense", sd["cls.predictions.transform.dense.weight"], sd["cls.predictions.transform.dense.bias"])
+        _linear(
+            m, "lm_head.layer_norm",
+            sd["cls.predictions.transform.LayerNorm.weight"], sd["cls.predictions.transform.LayerNorm.bias"],
+        )
+        _linear(m, "lm_head.decoder", sd["cls.predictions.decoder.weight"], sd["cls.predictions.bias"])
+        if architecture == "BertForPreTraining":
+            _linear(m, "pooler.dense", sd["bert.pooler.dense.weight"], sd["bert.pooler.dense.bias"])
+            _linear(m, "nsp_head", sd["cls.seq_relationship.weight"], sd["cls.seq_relationship.bias"])
+        return m
+    if architecture == "GPT2LMHeadModel":
+        return {"lm_head.weight": sd["lm_head.weight"]}
+    if architecture == "MarianMTModel":
+        return {"lm_head.weight": sd["lm_head.weight"], "final_logits_bias": sd["final_logits_bias"]}
+    return {}
+
+
+def convert(source, architecture: str | None = None, **load_kwargs):
+    """
+    Convert a Hugging Face BERT, GPT-2 or Marian model into the Vaswani model that computes the same numbers.
+
+    Args:
+        source: a model object (`BertModel`, `BertForMaskedLM`, `BertForPreTraining`, `GPT2Model`,
+            `GPT2LMHeadModel`, `MarianModel`, `MarianMTModel`), or a checkpoint folder or Hub name holding one, or a
+            `torch.nn.Transformer` (then pass `vocab_size`; see `convert_torch_transformer`).
+        architecture (`str`, *optional*): for a folder, the class to load it as (default: its config's
+            `architectures[0]`).
+        load_kwargs: passed to `from_pretrained` for a folder (e.g. `revision`), or to `convert_torch_transformer`.
+
+    Returns:
+        The Vaswani model, in the source's dtype and train/eval mode, with the source's generation config and a
+        model card that names where it came from.
+    """
+    if isinstance(source, nn.Transformer):
+        return convert_torch_transformer(source, **load_kwargs)
+    if not isinstance(source, nn.Module):
+        source = _load_source(str(source), architecture, **load_kwargs)
+    architecture = type(source).__name__
+    if architecture not in ARCHITECTURES:
+        raise ConversionError(
+            f"Cannot convert a {architecture}: supported are {sorted(ARCHITECTURES)} and torch.nn.Transformer."
+        )
+    family, vaswani_class, body_attr = ARCHITECTURES[architecture]
+    source_name = getattr(source, "name_or_path", "") or architecture
+    config = _CONFIGS[family](source.config)
+    config.model_card_data = {
+        "name": f"vaswani-{str(source_name).rstrip('/').split('/')[-1]}",
+        "tags": ["converted", family],
+        "training_data": (
+            f"Not trained here: the weights were converted from `{source_name}` ({architecture}) with "
+            "`vaswani.convert`, and compute the same numbers. See that model's card for its training data."
+        ),
+        "training_procedure": f"Converted from `{source_name}` ({architecture}); no further training.",
+    }
+    if vaswani_class is VaswaniModel:
+        config = config.with_stacks(config.stacks)
+    model = vaswani_class(config)
+    full = source.state_dict()
+    body = {k[len(body_attr) + 1 :]: v for k, v in full.items() if k.startswith(body_attr + ".")} if body_attr else full
+    mapping = _BODIES[family](body, model.config)
+    if vaswani_class is not VaswaniModel:
+        mapping = {f"model.{key}": value for key, value in mapping.items()}
+    mapping.update(_head_weights(architecture, full))
+    _load_exactly(model, mapping, source_name)
+    _check_all_used(full, mapping.values(), source_name, ("pooler.", "bert.pooler."))
+    if getattr(source, "generation_config", None) is not None and hasattr(model, "generation_config"):
+        model.generation_config = copy.deepcopy(source.generation_config)
+    dtype = next(source.parameters()).dtype
+    return model.to(dtype).train(source.training)
+
+
+def _load_source(name: str, architecture: str | None, **load_kwargs) -> nn.Module:
+    import transformers
+    from transformers import AutoConfig
+
+    if name.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        raise ConversionError(f"No folder at {name}: pass a checkpoint folder or a Hub model name.")
+    try:
+        source_config = AutoConfig.from_pretrained(name, **load_kwargs)
+    except (OSError, ValueError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConversionError(f"Cannot read a model config from {name}: {first_line}") from None
+    architecture = architecture or (source_config.architectures or [None])[0]
+    if architecture not in ARCHITECTURES:
+        raise ConversionError(
+            f"{name} holds a {architecture or source_config.model_type} model; supported are "
+            f"{sorted(ARCHITECTURES)} (pass --architecture to load the folder as one of them)."
+        )
+    return getattr(transformers, architecture).from_pretrained(name, **load_kwargs)
+
+
+def convert_torch_transformer(transformer: nn.Transformer, vocab_size: int, **config_overrides) -> VaswaniModel:
+    """
+    A `VaswaniModel` (encoder-decoder) whose layers carry the weights of a `torch.nn.Transformer`.
+
+    `nn.Transformer` starts from embeddings and has none of its own, so the Vaswani embeddings (token x sqrt(d_model)
+    + sinusoids, paper 3.4-3.5) are freshly initialised: given the same embedded inputs, the two compute the same
+    outputs. Missing biases (`bias=False`) become zeros.
+
+    Args:
+        transformer (`torch.nn.Transformer`): the source (batch_first or not: only weights are read).
+        vocab_size (`int`): size of the vocabulary for the new embeddings.
+        config_overrides: other `VaswaniConfig` fields (e.g. `pad_token_id`).
+    """
+    encoder_layers, decoder_layers = transformer.encoder.layers, transformer.decoder.layers
+    first = encoder_layers[0]
+    attention = first.self_attn
+    _require(attention._qkv_same_embed_dim, "nn.Transformer with kdim/vdim != d_model cannot be converted.")
+    activation = first.activation
+    name = {1: "relu", 2: "gelu"}.get(getattr(first, "activation_relu_or_gelu", 0))
+    if name is None:
+        name = {torch.nn.functional.relu: "relu", torch.nn.functional.gelu: "gelu"}.get(activation)
+        _require(name is not None, f"nn.Transformer with activation {activation!r} cannot be converted.")
+    config = VaswaniConfig(
+        **{
+            "stacks": "encoder-decoder",
+            "vocab_size": vocab_size,
+            "d_model": attention.embed_dim,
+            "num_heads": attention.num_heads,
+            "d_ff": first.linear1.out_features,
+            "num_encoder_layers": len(encoder_layers),
+            "num_decoder_layers": len(decoder_layers),
+            "dropout": first.dropout1.p,
+            "attention_dropout": attention.dropout,
+            "activation_function": name,
+            "norm_first": first.norm_first,
+            "final_layer_norm": transformer.encoder.norm is not None,
+            "layer_norm_eps": first.norm1.eps,
+            **config_overrides,
+        }
+    )
+    model = VaswaniModel(config)
+    mapping = {k: v for k, v in model.state_dict().items() if ".embeddings." in k}
+
+    def linear(ours, module):
+        bias = module.bias if module.bias is not None else torch.zeros(module.weight.shape[0])
+        _linear(mapping, ours, module.weight, bias)
+
+    def attention_weights(ours, module: nn.MultiheadAttention):
+        d = module.embed_dim
+        bias = module.in_proj_bias if module.in_proj_bias is not None else torch.zeros(3 * d)
+        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):  # in_proj stacks W^Q, W^K, W^V: (3 d, d)
+            _linear(mapping, f"{ours}.{proj}", module.in_proj_weight[j * d : (j + 1) * d], bias[j * d : (j + 1) * d])
+        linear(f"{ours}.o_proj", module.out_proj)
+
+    for i, layer in enumerate(encoder_layers):
+        prefix = f"encoder.layers.{i}."
+        attention_weights(prefix + "self_attn", layer.self_attn)
+        linear(prefix + "self_attn_layer_norm", layer.norm1)
+        linear(prefix + "feed_forward.fc1", layer.linear1)
+        linear(prefix + "feed_forward.fc2", layer.linear2)
+        linear(prefix + "final_layer_norm", layer.norm2)
+    for i, layer in enumerate(decoder_layers):
+        prefix = f"decoder.layers.{i}."
+        attention_weights(prefix + "self_attn", layer.self_attn)
+        linear(prefix + "self_attn_layer_norm", layer.norm1)
+        attention_weights(prefix + "encoder_attn", layer.multihead_attn)
+        linear(prefix + "encoder_attn_layer_norm", layer.norm2)
+        linear(prefix + "feed_forward.fc1", layer.linear1)
+        linear(prefix + "feed_forward.fc2", layer.linear2)
+        linear(prefix + "final_layer_norm", layer.norm3)
+    if config.final_layer_norm:
+        linear("encoder.final_layer_norm", transformer.encoder.norm)
+        linear("decoder.final_layer_norm", transformer.decoder.norm)
+    _load_exactly(model, mapping, "torch.nn.Transformer")
+    return model.train(transformer.training)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "ConversionError",
+    "config_from_bert",
+    "config_from_gpt2",
+    "config_from_marian",
+    "convert",
+    "convert_torch_transformer",
+]
