@@ -163,7 +163,7 @@ def test_bert_and_gpt2_presets_have_their_namesakes_parameter_counts():
     [
         (dict(d_model=32, num_heads=5), "num_heads"),
         (dict(d_model=30, num_heads=4), "d_model"),
-        (dict(activation_function="swish"), "activation_function"),
+        (dict(activation_function="tanh"), "activation_function"),
         (dict(position_embedding_type="rotary"), "position_embedding_type"),
         (dict(stacks="decoder-encoder"), "stacks"),
         (dict(vocab_size=0), "vocab_size"),
@@ -186,6 +186,10 @@ def test_bert_and_gpt2_presets_have_their_namesakes_parameter_counts():
         (dict(dropout=-0.1), "dropout"),
         (dict(attention_dropout=1.5), "attention_dropout"),
         (dict(label_smoothing=1.0), "label_smoothing"),
+        (dict(sinusoidal_layout="blocked"), "sinusoidal_layout"),
+        (dict(final_layer_norm="yes"), "final_layer_norm"),
+        (dict(embedding_layer_norm=1), "embedding_layer_norm"),
+        (dict(final_logits_bias=None), "final_logits_bias"),
     ],
 )
 def test_invalid_config_is_a_value_error_naming_the_field(overrides, field):
