@@ -15,7 +15,14 @@ from huggingface_hub import ModelCard
 from transformers import Trainer, TrainingArguments
 
 from helpers import ENCODER_HEADS, GENERATIVE_HEADS, HEADS, inputs_for, main_output, random_ids, tiny_config
-from vaswani import VaswaniForCausalLM, VaswaniForMaskedLM, config_from_tokenizer, train_tokenizer
+from vaswani import (
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForMaskedLM,
+    VaswaniForSequenceClassification,
+    config_from_tokenizer,
+    train_tokenizer,
+)
 from vaswani.hub import AUTO_MAP, CUSTOM_PIPELINES
 
 
@@ -264,6 +271,50 @@ def test_model_card_is_valid_and_holds_the_models_facts(head, tmp_path):
     assert head.__name__ in card.text
     assert "Tiny Shakespeare." in card.text
     assert "{{" not in card.content
+
+
+@pytest.mark.parametrize("stacks", ["encoder-decoder", "encoder-only", "decoder-only"])
+@pytest.mark.parametrize("with_results", [True, False], ids=["results", "no-results"])
+def test_card_of_each_shape_parses_as_hub_metadata(stacks, with_results, tmp_path):
+    from huggingface_hub import metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from vaswani.hub.hub_vaswani import HEAD_FACTS
+
+    head = {"encoder-decoder": VaswaniForConditionalGeneration, "encoder-only": VaswaniForSequenceClassification,
+            "decoder-only": VaswaniForCausalLM}[stacks]
+    results = [{"task": "translation", "dataset": "bible-en-es", "split": "test", "metric": "bleu", "value": 21.1},
+               {"task": "translation", "dataset": "bible-en-es", "split": "test", "metric": "chrf", "value": 41.7}]
+    config = tiny_config(
+        norm_first=stacks == "decoder-only",
+        model_card_data={"name": f"tiny-{stacks}", "datasets": ["bible-en-es"], **({"results": results} if with_results else {})},
+    )
+    model = head(config)
+    model.save_pretrained(tmp_path)
+    metadata = metadata_load(tmp_path / "README.md")
+    assert metadata["pipeline_tag"] == HEAD_FACTS[head.__name__][0]
+    assert metadata["library_name"] == "transformers" and metadata["datasets"] == ["bible-en-es"]
+    if with_results:
+        name, evals = model_index_to_eval_results(metadata["model-index"])
+        assert name == f"tiny-{stacks}"
+        assert [(e.metric_type, e.metric_value, e.dataset_split) for e in evals] == [
+            ("bleu", 21.1, "test"), ("chrf", 41.7, "test")
+        ]
+        assert metadata["metrics"] == ["bleu", "chrf"]
+    else:
+        assert "model-index" not in metadata and metadata["metrics"] == []
+    text = ModelCard.load(tmp_path / "README.md").text
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Model", "## How to load it", "## Intended uses and limits", "## Training data",
+        "## Training procedure", "## Evaluation", "## Bias, risks and limitations", "## Citation",
+    ]
+    # The architecture in words names the stacks this head has, and their depth.
+    layers = {"encoder-decoder": "an encoder of 2 layers", "encoder-only": "Encoder-only (BERT-style): an encoder of 2",
+              "decoder-only": "Decoder-only (GPT-style): a decoder of 2"}[stacks]
+    assert layers in text
+    assert ("pre-LN" in text) == (stacks == "decoder-only")
+    assert "@inproceedings{vaswani2017attention" in text
 
 
 class FakeHub:

@@ -163,7 +163,14 @@ def card_facts(model) -> dict[str, str]:
             if config.position_embedding_type == "learned"
             else f"sinusoidal (table of {config.max_position_embeddings}, extended past it on the fly)"
         ),
-        "normalisation": "pre-LN (norm first)" if config.norm_first else "post-LN, as in the paper",
+        "normalisation": _normalisation(config),
+        "architecture": _architecture(config, head),
+        "max_length": (
+            f"{config.max_position_embeddings} tokens (learned positions stop there)"
+            if config.position_embedding_type == "learned"
+            else f"the lengths it was trained on (sinusoids extend past {config.max_position_embeddings} tokens, "
+            "quality need not)"
+        ),
         "activation": config.activation_function,
         "dropout": str(config.dropout),
         "label_smoothing": str(config.label_smoothing),
@@ -171,6 +178,48 @@ def card_facts(model) -> dict[str, str]:
         "training_procedure": data.get("training_procedure", "Not recorded."),
         "results_table": results_table,
     }
+
+
+def _normalisation(config) -> str:
+    parts = ["pre-LN (LayerNorm before each sub-layer)" if config.norm_first else "post-LN, as in the paper"]
+    if config.final_layer_norm:
+        parts.append("a final LayerNorm after each stack")
+    if config.embedding_layer_norm:
+        parts.append("a LayerNorm on the embeddings")
+    return ", ".join(parts)
+
+
+def _architecture(config, head: str) -> str:
+    """The model in words: its stacks and their sub-layers, and where it departs from the paper."""
+    encoder = (
+        f"an encoder of {config.num_encoder_layers} layers (multi-head self-attention, then a position-wise "
+        f"feed-forward network)"
+    )
+    decoder = f"a decoder of {config.num_decoder_layers} layers (masked multi-head self-attention, "
+    stacks = {
+        "encoder-decoder": f"The paper's encoder-decoder: {encoder} and {decoder}attention over the encoder output, "
+        "then the feed-forward network).",
+        "encoder-only": f"Encoder-only (BERT-style): {encoder}; every token attends to every other.",
+        "decoder-only": f"Decoder-only (GPT-style): {decoder}then the feed-forward network); a token attends only "
+        "to the tokens before it.",
+    }[config.stacks]
+    positions = (
+        "learned position embeddings"
+        if config.position_embedding_type == "learned"
+        else f"the paper's sinusoidal position encodings ({config.sinusoidal_layout})"
+    )
+    scale = " multiplied by sqrt(d_model)" if config.scale_embedding else ""
+    return (
+        f"{stacks} Inputs are token embeddings{scale} plus {positions}. Each of the {config.num_heads} attention "
+        f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2); the "
+        f"feed-forward network is {config.d_model} -> {config.d_ff} -> {config.d_model} with "
+        f"{config.activation_function}. "
+        + (
+            "This is the bare model: it returns hidden states, with no task head."
+            if head == "VaswaniModel"
+            else f"`{head}` puts the head for {HEAD_FACTS.get(head, ('', 'its task'))[1]} on top."
+        )
+    )
 
 
 def render_model_card(model) -> str:
