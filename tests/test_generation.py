@@ -554,3 +554,28 @@ def test_output_scores_match_chosen_tokens(head):
         else:
             full = model(input_ids=out.sequences[:, :-1]).logits[:, ids.shape[1] - 1 :]
     torch.testing.assert_close(torch.stack(out.logits, dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("head", GENERATIVE_HEADS, ids=lambda h: h.__name__)
+def test_compiled_generation_with_a_static_cache_gives_the_same_tokens(head, tmp_path):
+    """`compile_generation()`: a static cache and a torch.compile'd forward, on CPU too; a runtime choice, not saved."""
+    torch.manual_seed(0)
+    model = head(tiny_config()).eval()
+    ids = random_ids(2, 6)
+    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10, min_new_tokens=10)
+    expected = model.generate(ids, **kwargs)
+    model.compile_generation()
+    assert model.generation_config.cache_implementation == "static"
+    assert model.generation_config.compile_config is not None
+    torch._dynamo.reset()
+    compiled = model.generate(ids, **kwargs, return_dict_in_generate=True)
+    cache = compiled.past_key_values
+    assert isinstance(getattr(cache, "self_attention_cache", cache), StaticCache)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the forward really was compiled
+    assert torch.equal(compiled.sequences, expected)
+    assert torch.equal(model.generate(ids, **kwargs), expected)  # the second call reuses the compiled forward
+    model.save_pretrained(tmp_path)
+    assert type(model).from_pretrained(tmp_path).generation_config.cache_implementation is None
+    assert model.generation_config.cache_implementation == "static"  # saving left this process's choice alone
+    model.compile_generation(False)
+    assert model.generation_config.compile_config is None and model.generation_config.cache_implementation is None

@@ -130,7 +130,9 @@ def positions_from_mask(attention_mask: torch.Tensor | None, batch: int, length:
     if attention_mask is not None and attention_mask.dim() == 2:
         positions = attention_mask.long().cumsum(-1) - 1  # (B, past + T)
         return positions.clamp(min=0)[:, -length:]
-    return torch.arange(past_length, past_length + length, device=device).unsqueeze(0).expand(batch, -1)
+    # arange(length) + past, not arange(past, past + length): under torch.compile a static cache's length is a traced
+    # value, which may shift positions but not size a tensor.
+    return (torch.arange(length, device=device) + past_length).unsqueeze(0).expand(batch, -1)
 
 
 def sinusoidal_positions(positions: torch.Tensor, d_model: int, layout: str = "interleaved") -> torch.Tensor:
@@ -463,7 +465,15 @@ class VaswaniPreTrainedModel(PreTrainedModel):
         from ..hub.hub_vaswani import write_hub_files
 
         hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
-        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        generation = getattr(self, "generation_config", None)
+        compiled = generation is not None and generation.compile_config is not None
+        if compiled:  # `compile_generation()` is a choice for this process, not a property of the saved model
+            cache_implementation, generation.cache_implementation = generation.cache_implementation, None
+        try:
+            super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        finally:
+            if compiled:
+                generation.cache_implementation = cache_implementation
         if not self.should_save_on_this_rank(is_main_process):
             return
         write_hub_files(self, save_directory)

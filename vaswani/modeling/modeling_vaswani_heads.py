@@ -140,8 +140,33 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         )
 
 
+class _CompiledGeneration:
+    """What the two generating heads add to `GenerationMixin` (which they inherit directly, as transformers wants)."""
+
+    def compile_generation(self, enable: bool = True):
+        """
+        Make `generate()` use a static (preallocated) cache and a `torch.compile`d forward, on any device
+        (transformers compiles generation by itself only on GPUs). The first call compiles (seconds); later calls
+        with the same shapes reuse it. Greedy output is the same as without. `enable=False` undoes it. Returns the
+        model.
+        """
+        from transformers import CompileConfig
+
+        if not enable:
+            self.generation_config.cache_implementation = None
+            self.generation_config.compile_config = None
+            return self
+        compile_config = CompileConfig(
+            fullgraph=True, dynamic=False, mode="reduce-overhead" if self.device.type == "cuda" else "default"
+        )
+        compile_config._compile_all_devices = True  # transformers' own switch for compiling off GPUs
+        self.generation_config.cache_implementation = "static"
+        self.generation_config.compile_config = compile_config
+        return self
+
+
 # -- Encoder-decoder: the paper -----------------------------------------------------------------------------------------
-class VaswaniForConditionalGeneration(_VaswaniHead, GenerationMixin):
+class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, GenerationMixin):
     """
     The paper's model: encoder, decoder and a linear projection plus softmax over the target vocabulary (paper 3.4),
     the projection sharing its matrix with both embeddings. The loss compares logits with `labels` position by
@@ -248,7 +273,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, GenerationMixin):
 
 
 # -- Decoder-only: GPT-style --------------------------------------------------------------------------------------------
-class VaswaniForCausalLM(_VaswaniHead, GenerationMixin):
+class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
     """
     A decoder-only language model: masked self-attention layers and the softmax projection tied to the embedding.
     As in every Hugging Face causal LM, `labels` may simply be `input_ids`: the loss shifts them so that position i
