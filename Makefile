@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-all quality clean
+.PHONY: setup demo test test-all quality bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ test: setup
 # The README's quality figures (Shakespeare, English-Spanish, Rotten Tomatoes): about an hour on 2 cores.
 quality: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/quality.py
+
+# Speed and memory against BERT, GPT-2 and Marian at identical shapes (benchmarks/README.md): about 15 minutes.
+bench: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py
 
 # Include the longer runs marked `slow`.
 test-all: setup

@@ -1,0 +1,784 @@
+"""
+Speed and memory of the Vaswani models against Hugging Face's own, at identical shapes, in one process (issue 7).
+
+    encoder          VaswaniForMaskedLM               vs BertForMaskedLM
+    decoder          VaswaniForCausalLM               vs GPT2LMHeadModel
+    encoder-decoder  VaswaniForConditionalGeneration  vs MarianMTModel
+
+Figures, per shape and pair (every one as the median over repeats with its spread, and as a ratio where > 1 means
+Vaswani is better: vaswani/reference for throughputs, reference/vaswani for memory and times):
+
+    inference_sdpa, inference_eager   forward tokens/s (eval, no_grad), each attention implementation on both sides
+    training                          tokens/s of one step: forward with labels, backward, fused AdamW (train mode)
+    generation_b1, generation_b8      greedy tokens/s with the cache, 16-token prompt (or source), 128 new tokens
+    memory                            MiB: peak resident memory of one training step over the process before the
+                                      model was built (a fresh child process per measurement)
+    mfu_*                             model FLOPs utilisation, % of the measured fp32 torch.mm peak
+    gen_scaling_b{1,8}_{short,mid,long}, ..._growth
+                                      generation time for 32, 128 and 512 new tokens, ms per new token, and the
+                                      growth of the per-token time from the shortest to the longest run
+
+Every figure alternates the two models: warm both up, then per repeat run A then B (B then A on the next repeat), so
+that drift of the shared machine hits both alike. See benchmarks/README.md for the method.
+
+    python benchmarks/bench.py                      # both shapes, writes benchmarks/results/bench.{json,md}
+    python benchmarks/bench.py --shapes cpu         # the CPU-sized shape only
+    python benchmarks/bench.py --quick --out /tmp/bench.json   # the same figures in about a minute (tests)
+"""
+
+import argparse
+import ctypes
+import datetime
+import gc
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    GenerationConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    MarianConfig,
+    MarianMTModel,
+)
+
+from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+THREADS = 2
+SEED = 0
+PAD, BOS, EOS, MASK = 0, 1, 2, 4  # special ids on both sides; sampled tokens lie in [5, vocab)
+
+# Model shapes. The sequence and batch are the training / inference workload; generation uses its own lengths.
+SHAPES = {
+    "cpu": dict(d_model=256, num_heads=4, d_ff=1024, layers=4, vocab_size=8000, seq=128, batch=8),
+    "base": dict(d_model=512, num_heads=8, d_ff=2048, layers=6, vocab_size=37000, seq=128, batch=8),
+}
+
+# Repeats per shape. `iters` calls are timed together as one repeat.
+FULL = {
+    "cpu": dict(
+        warmup=1, inf_repeats=7, inf_iters=2, train_repeats=5, train_iters=1,
+        gen_batches=(1, 8), gen_prompt=16, gen_new=128, gen_repeats=5,
+        scan_lengths=(32, 128, 512), scan_batches=(1, 8), scan_repeats=3, mem_repeats=3,
+    ),
+    "base": dict(
+        warmup=1, inf_repeats=4, inf_iters=1, train_repeats=3, train_iters=1,
+        gen_batches=(1, 8), gen_prompt=16, gen_new=128, gen_repeats=3,
+        scan_lengths=(32, 128, 512), scan_batches=(1, 8), scan_repeats=2, mem_repeats=2,
+    ),
+}
+# Quick mode: the CPU shape, the same figures, fewer repeats and short generations (the test suite runs it).
+QUICK = {
+    "cpu": dict(
+        warmup=1, inf_repeats=2, inf_iters=1, train_repeats=2, train_iters=1,
+        gen_batches=(1, 8), gen_prompt=16, gen_new=16, gen_repeats=2,
+        scan_lengths=(8, 16, 32), scan_batches=(1, 8), scan_repeats=2, mem_repeats=1,
+    ),
+}
+
+PAIRS = {
+    "encoder": ("VaswaniForMaskedLM", "BertForMaskedLM"),
+    "decoder": ("VaswaniForCausalLM", "GPT2LMHeadModel"),
+    "encoder-decoder": ("VaswaniForConditionalGeneration", "MarianMTModel"),
+}
+GENERATIVE = ("decoder", "encoder-decoder")
+SCALING_NAMES = ("short", "mid", "long")
+
+
+# -- Models -------------------------------------------------------------------------------------------------------------
+def max_positions(settings: dict, shape: dict) -> int:
+    """Position-table rows: enough for the training sequence and for the longest generation after its prompt."""
+    needed = max(shape["seq"], settings["gen_prompt"] + max(settings["scan_lengths"] + (settings["gen_new"],)))
+    return max(512, 1 << (needed - 1).bit_length())
+
+
+def build(pair: str, side: str, shape: dict, positions: int):
+    """One model of a pair, fp32, seeded; both sides make the same choices (activation, positions, norms, dropout)."""
+    d, h, f, n, v = shape["d_model"], shape["num_heads"], shape["d_ff"], shape["layers"], shape["vocab_size"]
+    torch.manual_seed(SEED)
+    if pair == "encoder":
+        # BERT: post-LN, learned positions, segment embeddings, exact GELU, no embedding scale, eps 1e-12.
+        if side == "vaswani":
+            config = VaswaniConfig(
+                vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.1,
+                attention_dropout=0.0, activation_function="gelu", position_embedding_type="learned",
+                max_position_embeddings=positions, type_vocab_size=2, scale_embedding=False, layer_norm_eps=1e-12,
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+            )
+            model = VaswaniForMaskedLM(config)
+        else:
+            config = BertConfig(
+                vocab_size=v, hidden_size=d, num_attention_heads=h, intermediate_size=f, num_hidden_layers=n,
+                hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0,
+                max_position_embeddings=positions, type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=PAD,
+            )
+            model = BertForMaskedLM(config)
+    elif pair == "decoder":
+        # GPT-2: pre-LN with a final LayerNorm, learned positions, tanh GELU ("gelu_new"), no embedding scale.
+        if side == "vaswani":
+            config = VaswaniConfig(
+                vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.1,
+                attention_dropout=0.0, activation_function="gelu_new", position_embedding_type="learned",
+                max_position_embeddings=positions, norm_first=True, scale_embedding=False, layer_norm_eps=1e-5,
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+            )
+            model = VaswaniForCausalLM(config)
+        else:
+            config = GPT2Config(
+                vocab_size=v, n_embd=d, n_head=h, n_inner=f, n_layer=n, n_positions=positions,
+                activation_function="gelu_new", resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.0,
+                layer_norm_epsilon=1e-5, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+            )
+            model = GPT2LMHeadModel(config)
+    else:
+        # Marian (the paper's layout): post-LN, sinusoidal positions, embeddings x sqrt(d_model), ReLU (paper eq. 2),
+        # one shared vocabulary for source, target and the output projection.
+        if side == "vaswani":
+            config = VaswaniConfig(
+                vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.1,
+                attention_dropout=0.0, activation_function="relu", position_embedding_type="sinusoidal",
+                max_position_embeddings=positions, norm_first=False, scale_embedding=True, layer_norm_eps=1e-5,
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
+            )
+            model = VaswaniForConditionalGeneration(config)
+        else:
+            config = MarianConfig(
+                vocab_size=v, d_model=d, encoder_attention_heads=h, decoder_attention_heads=h, encoder_ffn_dim=f,
+                decoder_ffn_dim=f, encoder_layers=n, decoder_layers=n, activation_function="relu", dropout=0.1,
+                attention_dropout=0.0, activation_dropout=0.0, max_position_embeddings=positions,
+                scale_embedding=True, share_encoder_decoder_embeddings=True, tie_word_embeddings=True,
+                pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS, decoder_start_token_id=BOS,
+                forced_eos_token_id=None,
+            )
+            model = MarianMTModel(config)
+    return model.float()
+
+
+def set_attention(model, implementation: str):
+    model.set_attn_implementation(implementation)
+    found = {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")}
+    if found != {implementation}:
+        raise RuntimeError(f"{type(model).__name__}: asked for {implementation}, modules use {found}")
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+# -- Inputs -------------------------------------------------------------------------------------------------------------
+def tokens(generator, batch: int, length: int, vocab: int) -> torch.Tensor:
+    return torch.randint(MASK + 1, vocab, (batch, length), generator=generator)
+
+
+def forward_inputs(pair: str, shape: dict, labels: bool) -> dict:
+    """Inputs of one forward (labels for a training step): the same tensors for both models of a pair."""
+    generator = torch.Generator().manual_seed(SEED)
+    b, t, v = shape["batch"], shape["seq"], shape["vocab_size"]
+    ids = tokens(generator, b, t, v)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones(b, t, dtype=torch.long)}
+    if pair == "encoder":
+        if labels:
+            # BERT's objective: 15% of positions are masked and predicted, the rest ignored (-100).
+            chosen = torch.rand(b, t, generator=generator) < 0.15
+            inputs["labels"] = ids.masked_fill(~chosen, -100)
+            inputs["input_ids"] = ids.masked_fill(chosen, MASK)
+    elif pair == "decoder":
+        if labels:
+            inputs["labels"] = ids  # shifted inside both models
+    else:
+        target = tokens(generator, b, t, v)  # source and target both `seq` long
+        if labels:
+            inputs["labels"] = target  # both models shift it right behind the start token
+        else:
+            decoder_ids = target.clone()
+            decoder_ids[:, 0] = BOS
+            inputs["decoder_input_ids"] = decoder_ids
+    return inputs
+
+
+def generation_inputs(pair: str, batch: int, prompt: int, vocab: int) -> dict:
+    generator = torch.Generator().manual_seed(SEED + batch)
+    ids = tokens(generator, batch, prompt, vocab)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def generation_config(pair: str, new_tokens: int) -> GenerationConfig:
+    # Exactly `new_tokens` greedy tokens on both sides: no end-of-sequence token, no forced or banned tokens.
+    return GenerationConfig(
+        do_sample=False, num_beams=1, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
+        pad_token_id=PAD, bos_token_id=BOS, decoder_start_token_id=BOS if pair == "encoder-decoder" else None,
+        forced_eos_token_id=None, forced_bos_token_id=None, use_cache=True,
+    )
+
+
+# -- Analytic FLOPs -----------------------------------------------------------------------------------------------------
+# Matmul FLOPs only (2 per multiply-add); embeddings, norms, softmax and activations are not counted. Attention counts
+# QK^T and AV over every key position (causal masks included, as the PaLM/Megatron MFU convention does).
+def _layer_linear(shape) -> int:
+    d, f = shape["d_model"], shape["d_ff"]
+    return 2 * (4 * d * d + 2 * d * f)  # q, k, v, o projections and the two FFN matrices, per token
+
+
+def forward_flops(pair: str, shape: dict, batch: int, length: int) -> int:
+    """One forward over `batch` sequences of `length` tokens (encoder-decoder: source and target both `length`)."""
+    d, n, v = shape["d_model"], shape["layers"], shape["vocab_size"]
+    t = length
+    if pair == "encoder":
+        per_seq = t * n * (_layer_linear(shape) + 4 * t * d) + t * (2 * d * d + 2 * d * v)  # + MLM head on all
+    elif pair == "decoder":
+        per_seq = t * n * (_layer_linear(shape) + 4 * t * d) + t * 2 * d * v
+    else:
+        encoder = t * n * (_layer_linear(shape) + 4 * t * d)
+        cross = t * n * (4 * d * d + 4 * t * d) + t * n * 4 * d * d  # q, o and attention per target; k, v per source
+        decoder = t * n * (_layer_linear(shape) + 4 * t * d) + cross + t * 2 * d * v
+        per_seq = encoder + decoder
+    return batch * per_seq
+
+
+def generation_flops(pair: str, shape: dict, batch: int, prompt: int, new_tokens: int) -> int:
+    """Greedy generation with a cache: the prompt (or the source through the encoder) once, then one token a step."""
+    d, n, v = shape["d_model"], shape["layers"], shape["vocab_size"]
+    lin = _layer_linear(shape)
+    if pair == "decoder":
+        total = prompt * n * (lin + 4 * prompt * d) + 2 * d * v  # prefill; logits of the last position only
+        for step in range(1, new_tokens):
+            context = prompt + step
+            total += n * (lin + 4 * context * d) + 2 * d * v
+    else:
+        s = prompt
+        total = s * n * (lin + 4 * s * d) + s * n * 4 * d * d  # encoder, and cross-attention keys/values once
+        for step in range(new_tokens):
+            context = step + 1
+            total += n * (lin + 4 * context * d + 4 * d * d + 4 * s * d) + 2 * d * v
+    return batch * total
+
+
+def counted_forward_flops(model, inputs: dict) -> int:
+    """
+    Cross-check: the matmul FLOPs torch actually ran in one forward (torch.utils.flop_counter), with eager attention
+    (the counter does not see inside the CPU sdpa kernel).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    set_attention(model, "eager")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    return counter.get_total_flops()
+
+
+# -- Timing -------------------------------------------------------------------------------------------------------------
+class Contention:
+    """
+    How much CPU other processes take, from /proc/stat (all busy time) minus this process's own (/proc/self/stat).
+    On a shared 2-core machine another busy process preempts one of the two OpenMP threads, and every parallel
+    region then waits for it: small operations (decoding) slow down many times over, unevenly. So each repeat pair
+    is watched; a pair run while others used more than `threshold` cores is run again after waiting for quiet (at
+    most `max_wait` seconds a figure, `budget` seconds a run), and every figure records what it saw.
+    """
+
+    def __init__(self, threshold: float = 0.5, max_wait: float = 0.0, budget: float = 0.0):
+        self.threshold, self.max_wait, self.budget = threshold, max_wait, budget
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.waited_total = 0.0
+
+    def sample(self) -> tuple[float, float, float]:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        with open("/proc/self/stat") as own:
+            parts = own.read().rsplit(")", 1)[1].split()
+        mine = int(parts[11]) + int(parts[12])  # utime + stime of every thread
+        return time.monotonic(), busy, mine
+
+    def others(self, start, end) -> float:
+        """Cores used by other processes between two samples."""
+        elapsed = max(end[0] - start[0], 1e-9)
+        return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / self.hz / elapsed)
+
+    def wait_for_quiet(self) -> float:
+        """Sleep in 1 s windows until two in a row are quiet, within the per-figure and per-run allowances."""
+        allowed = min(self.max_wait, self.budget - self.waited_total)
+        waited, quiet = 0.0, 0
+        while waited < allowed and quiet < 2:
+            start = self.sample()
+            time.sleep(1.0)
+            quiet = quiet + 1 if self.others(start, self.sample()) < self.threshold else 0
+            waited += 1.0
+        self.waited_total += waited
+        return waited
+
+
+CONTENTION = Contention()
+
+
+def alternate(run_a, run_b, repeats: int, warmup: int) -> tuple[list[float], list[float], dict]:
+    """
+    Seconds per repeat of A and of B, alternating A-B, B-A, ... after `warmup` calls of each; with what other
+    processes took meanwhile (see `Contention`).
+    """
+    waited = CONTENTION.wait_for_quiet() if CONTENTION.max_wait > 0 else 0.0
+    for _ in range(warmup):
+        run_a()
+        run_b()
+    times_a, times_b, loads, rerun = [], [], [], 0
+    i = 0
+    while i < repeats:
+        order = [(run_a, times_a), (run_b, times_b)]
+        pair = []
+        start_sample = CONTENTION.sample()
+        for run, times in order if i % 2 == 0 else order[::-1]:
+            gc.collect()
+            start = time.perf_counter()
+            run()
+            pair.append((times, time.perf_counter() - start))
+        load = CONTENTION.others(start_sample, CONTENTION.sample())
+        if load > CONTENTION.threshold and CONTENTION.max_wait > 0 and rerun < repeats:
+            rerun += 1
+            waited += CONTENTION.wait_for_quiet()
+            continue  # the same repeat again, in the same order
+        for times, seconds in pair:
+            times.append(seconds)
+        loads.append(load)
+        i += 1
+    info = {"other_cores_median": statistics.median(loads), "other_cores_max": max(loads),
+            "repeats_rerun": rerun, "waited_s": waited}
+    return times_a, times_b, info
+
+
+def stats(values: list[float]) -> dict:
+    ordered = sorted(values)
+    if len(ordered) >= 2:
+        q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        q1 = q3 = ordered[0]
+    return {
+        "median": statistics.median(ordered), "q1": q1, "q3": q3, "min": ordered[0], "max": ordered[-1],
+        "values": list(values),
+    }
+
+
+def figure(unit: str, higher_is_better: bool, vaswani: list[float], reference: list[float], **extra) -> dict:
+    """Medians, spreads and the ratio (> 1 = Vaswani better) of one figure; also the median of the paired ratios."""
+    v, r = stats(vaswani), stats(reference)
+    if higher_is_better:
+        ratio, paired, definition = v["median"] / r["median"], [a / b for a, b in zip(vaswani, reference)], "vaswani/reference"
+    else:
+        ratio, paired, definition = r["median"] / v["median"], [b / a for a, b in zip(vaswani, reference)], "reference/vaswani"
+    return {
+        "unit": unit, "higher_is_better": higher_is_better, "vaswani": v, "reference": r, "ratio": ratio,
+        "ratio_definition": definition, "paired_ratio_median": statistics.median(paired), **extra,
+    }
+
+
+def matmul_peak(repeats: int) -> dict:
+    """fp32 torch.mm of two 2048 x 2048 matrices, GFLOP/s per repeat (median is the MFU denominator)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(2):
+        torch.mm(a, b)
+    values = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        values.append(2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    return stats(values)
+
+
+# -- Memory: one child process per measurement ----------------------------------------------------------------------
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(pair: str, side: str, shape: dict, positions: int) -> dict:
+    """
+    In a fresh process: peak resident memory of one steady-state training step, over the resident memory before
+    the model was built. Large blocks are mmapped (fixed glibc threshold), so freed tensors leave the resident set
+    at once and it follows live memory.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: fixed, so glibc does not raise it after frees
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        malloc_fixed = True
+    except (OSError, AttributeError):
+        malloc_fixed = False
+    torch.set_num_threads(THREADS)
+    inputs = forward_inputs(pair, shape, labels=True)
+    gc.collect()
+    base = _rss_kib("VmRSS")
+    model = build(pair, side, shape, positions)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+    def step():
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # creates the optimizer state; the measured step is the second
+    gc.collect()
+    before = _rss_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # reset the high-water mark VmHWM to the current resident set
+        reset = True
+    except OSError:
+        reset = False  # VmHWM then covers the whole child; the training steps still dominate it
+    step()
+    peak = _rss_kib("VmHWM")
+    return {
+        "peak_mib": (peak - base) / 1024,
+        "resident_before_step_mib": (before - base) / 1024,
+        "step_increase_mib": (peak - before) / 1024,
+        "hwm_reset": reset,
+        "malloc_mmap_threshold_fixed": malloc_fixed,
+    }
+
+
+def memory_pool():
+    """A forkserver with torch, transformers and the models imported: each measurement forks a fresh child fast."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "transformers", "vaswani", "transformers.models.bert.modeling_bert",
+                                    "transformers.models.gpt2.modeling_gpt2", "transformers.models.marian.modeling_marian"])
+    return context.Pool(1, maxtasksperchild=1)
+
+
+# -- The figures of one pair ----------------------------------------------------------------------------------------
+def log(message: str):
+    print(message, flush=True)
+
+
+def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: float, pool) -> dict:
+    positions = max_positions(settings, shape)
+    models = {side: build(pair, side, shape, positions) for side in ("vaswani", "reference")}
+    v_model, r_model = models["vaswani"], models["reference"]
+    b, t = shape["batch"], shape["seq"]
+    figures = {}
+    info = {
+        "load_average_at_start": os.getloadavg(),
+        "vaswani": PAIRS[pair][0], "reference": PAIRS[pair][1], "max_position_embeddings": positions,
+        "parameters": {side: count_parameters(m) for side, m in models.items()},
+        "config": {side: {k: v for k, v in m.config.to_diff_dict().items() if not isinstance(v, (dict, list))}
+                   for side, m in models.items()},
+    }
+
+    # 1. Inference forward, eval and no_grad, with each attention implementation on both sides.
+    inputs = forward_inputs(pair, shape, labels=False)
+    fwd_flops = forward_flops(pair, shape, b, t)
+    one = {k: x[:1] for k, x in inputs.items()}
+    info["forward_flops_per_token"] = {
+        "analytic": forward_flops(pair, shape, 1, t) / t,
+        **{side: counted_forward_flops(m.eval(), one) / t for side, m in models.items()},
+    }
+    for implementation in ("sdpa", "eager"):
+        for m in models.values():
+            set_attention(m, implementation)
+            m.eval()
+
+        def runner(model):
+            def run():
+                with torch.no_grad():
+                    for _ in range(settings["inf_iters"]):
+                        model(**inputs)
+            return run
+
+        tv, tr, load = alternate(runner(v_model), runner(r_model), settings["inf_repeats"], settings["warmup"])
+        work = b * t * settings["inf_iters"]
+        v_tps, r_tps = [work / x for x in tv], [work / x for x in tr]
+        figures[f"inference_{implementation}"] = figure("tokens/s", True, v_tps, r_tps, attn_implementation=implementation,
+                                                         contention=load)
+        per_token = fwd_flops / (b * t)
+        figures[f"mfu_inference_{implementation}"] = figure(
+            "% of peak", True, [100 * x * per_token / peak / 1e9 for x in v_tps],
+            [100 * x * per_token / peak / 1e9 for x in r_tps], flops_per_token=per_token, contention=load,
+        )
+        log(f"  {pair:16s} inference {implementation}: {_brief(figures[f'inference_{implementation}'])}")
+    for m in models.values():
+        set_attention(m, "sdpa")
+
+    # 2. Training step: forward with labels, backward, fused AdamW (what Trainer uses), train mode (dropout 0.1).
+    train_inputs = forward_inputs(pair, shape, labels=True)
+    optimizers = {}
+    for side, m in models.items():
+        m.train()
+        optimizers[side] = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
+
+    def trainer(side):
+        model, optimizer = models[side], optimizers[side]
+
+        def run():
+            for _ in range(settings["train_iters"]):
+                model(**train_inputs).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        return run
+
+    tv, tr, load = alternate(trainer("vaswani"), trainer("reference"), settings["train_repeats"], settings["warmup"])
+    work = b * t * settings["train_iters"]
+    v_tps, r_tps = [work / x for x in tv], [work / x for x in tr]
+    figures["training"] = figure("tokens/s", True, v_tps, r_tps, attn_implementation="sdpa", contention=load)
+    per_token = 3 * fwd_flops / (b * t)
+    figures["mfu_training"] = figure(
+        "% of peak", True, [100 * x * per_token / peak / 1e9 for x in v_tps],
+        [100 * x * per_token / peak / 1e9 for x in r_tps], flops_per_token=per_token,
+    )
+    log(f"  {pair:16s} training: {_brief(figures['training'])}")
+    del optimizers
+    for m in models.values():
+        m.eval()
+    gc.collect()
+
+    # 3 and 6. Greedy generation with the cache.
+    if pair in GENERATIVE:
+        prompt, vocab = settings["gen_prompt"], shape["vocab_size"]
+
+        def generator(model, batch, new_tokens):
+            gen_inputs = generation_inputs(pair, batch, prompt, vocab)
+            config = generation_config(pair, new_tokens)
+            expected = (prompt if pair == "decoder" else 1) + new_tokens
+
+            def run():
+                with torch.no_grad():
+                    out = model.generate(**gen_inputs, generation_config=config)
+                if out.shape != (batch, expected):
+                    raise RuntimeError(f"{type(model).__name__} generated {tuple(out.shape)}, expected {(batch, expected)}")
+            return run
+
+        new = settings["gen_new"]
+        for batch in settings["gen_batches"]:
+            tv, tr, load = alternate(generator(v_model, batch, new), generator(r_model, batch, new),
+                               settings["gen_repeats"], settings["warmup"])
+            v_tps, r_tps = [batch * new / x for x in tv], [batch * new / x for x in tr]
+            name = f"generation_b{batch}"
+            figures[name] = figure("new tokens/s", True, v_tps, r_tps, batch=batch, prompt_tokens=prompt,
+                                   new_tokens=new, attn_implementation="sdpa", contention=load)
+            flops = generation_flops(pair, shape, batch, prompt, new)
+            figures[f"mfu_{name}"] = figure(
+                "% of peak", True, [100 * flops / x / peak / 1e9 for x in tv],
+                [100 * flops / x / peak / 1e9 for x in tr], flops_per_call=flops, contention=load,
+            )
+            log(f"  {pair:16s} generation batch {batch}: {_brief(figures[name])}")
+
+        for batch in settings["scan_batches"]:
+            per_token, loads = {}, {}
+            for label, length in zip(SCALING_NAMES, settings["scan_lengths"]):
+                tv, tr, load = alternate(generator(v_model, batch, length), generator(r_model, batch, length),
+                                   settings["scan_repeats"], settings["warmup"] if label == "short" else 0)
+                per_token[label] = ([1000 * x / length for x in tv], [1000 * x / length for x in tr])
+                loads[label] = load
+                figures[f"gen_scaling_b{batch}_{label}"] = figure(
+                    "ms per new token", False, *per_token[label], batch=batch, new_tokens=length,
+                    prompt_tokens=prompt, seconds={"vaswani": statistics.median(tv), "reference": statistics.median(tr)},
+                    contention=load,
+                )
+            (vs, rs), (vl, rl) = per_token["short"], per_token["long"]
+            figures[f"gen_scaling_b{batch}_growth"] = figure(
+                "x (ms/token long / short)", False, [l / s for l, s in zip(vl, vs)], [l / s for l, s in zip(rl, rs)],
+                batch=batch, new_tokens=[settings["scan_lengths"][0], settings["scan_lengths"][-1]],
+                contention=max((loads["short"], loads["long"]), key=lambda x: x["other_cores_max"]),
+            )
+            log(f"  {pair:16s} scaling batch {batch}: "
+                + ", ".join(f"{settings['scan_lengths'][i]}: {_brief(figures[f'gen_scaling_b{batch}_{lb}'])}"
+                            for i, lb in enumerate(SCALING_NAMES)))
+    del models, v_model, r_model
+    gc.collect()
+
+    # 4. Memory of one training step, each model in fresh child processes, alternating.
+    results = {"vaswani": [], "reference": []}
+    for i in range(settings["mem_repeats"]):
+        for side in ("vaswani", "reference") if i % 2 == 0 else ("reference", "vaswani"):
+            results[side].append(pool.apply(memory_child, (pair, side, shape, positions)))
+    figures["memory"] = figure(
+        "MiB", False, [x["peak_mib"] for x in results["vaswani"]], [x["peak_mib"] for x in results["reference"]],
+        detail={side: {key: statistics.median(x[key] for x in runs) for key in ("resident_before_step_mib", "step_increase_mib")}
+                | {"hwm_reset": all(x["hwm_reset"] for x in runs),
+                   "malloc_mmap_threshold_fixed": all(x["malloc_mmap_threshold_fixed"] for x in runs)}
+                for side, runs in results.items()},
+    )
+    log(f"  {pair:16s} memory: {_brief(figures['memory'])}")
+    return {**info, "figures": figures}
+
+
+def _brief(fig: dict) -> str:
+    return (f"vaswani {_num(fig['vaswani']['median'])} reference {_num(fig['reference']['median'])} "
+            f"{fig['unit']}, ratio {fig['ratio']:.2f}")
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+# -- Report -------------------------------------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_start": os.getloadavg(),
+    }
+
+
+FIGURE_ORDER = ("inference_sdpa", "inference_eager", "training", "generation_b1", "generation_b8", "memory",
+                "mfu_inference_sdpa", "mfu_inference_eager", "mfu_training", "mfu_generation_b1", "mfu_generation_b8")
+
+
+def ordered_figures(figures: dict) -> list[str]:
+    first = [name for name in FIGURE_ORDER if name in figures]
+    return first + [name for name in figures if name not in first]
+
+
+SUMMARY = (("inference_sdpa", "inference sdpa"), ("inference_eager", "inference eager"), ("training", "training"),
+           ("generation_b1", "generate b1"), ("generation_b8", "generate b8"), ("memory", "train memory"),
+           ("gen_scaling_b1_growth", "growth b1"), ("gen_scaling_b8_growth", "growth b8"))
+
+
+def markdown(report: dict) -> str:
+    m, peak = report["machine"], report["peak_gflops"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']}, transformers {m['transformers']}, "
+        f"{m['threads']} threads, {m['date']}; fp32 `torch.mm` 2048^3 peak {peak['median']:.0f} GFLOP/s "
+        f"(min {peak['min']:.0f}, max {peak['max']:.0f}; {peak['end']['median']:.0f} at the end), "
+        f"{report['mode']} run, {report['wall_seconds'] / 60:.1f} min.",
+        "",
+        "Ratios, > 1 = Vaswani better (vaswani/reference for rates, reference/vaswani for memory and growth of the "
+        "per-token time from the shortest to the longest generation):",
+        "",
+        "| shape | pair | " + " | ".join(title for _, title in SUMMARY) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in SUMMARY) + " |",
+    ]
+    for shape_name, shape_report in report["shapes"].items():
+        for pair, pair_report in shape_report["pairs"].items():
+            figures = pair_report["figures"]
+            cells = [f"{figures[name]['ratio']:.2f}" if name in figures else "-" for name, _ in SUMMARY]
+            lines.append(f"| {shape_name} | {pair} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Each cell: median [min-max] over alternating repeats. Load: the most CPU (in cores) other processes took "
+        "during one repeat pair (0 on a quiet machine).",
+        "",
+    ]
+    for shape_name, shape_report in report["shapes"].items():
+        s = shape_report["shape"]
+        lines += [
+            f"### Shape `{shape_name}`: d_model {s['d_model']}, {s['num_heads']} heads, d_ff {s['d_ff']}, "
+            f"{s['layers']} layers a stack, vocabulary {s['vocab_size']}, batch {s['batch']} x {s['seq']}",
+            "",
+            "| pair | figure | unit | Vaswani | reference | ratio | load |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for pair, pair_report in shape_report["pairs"].items():
+            label = f"{pair} ({pair_report['vaswani']} vs {pair_report['reference']})"
+            for name in ordered_figures(pair_report["figures"]):
+                fig = pair_report["figures"][name]
+                title = name
+                if name.startswith("gen_scaling") and not name.endswith("growth"):
+                    title = f"{name} ({fig['new_tokens']} new)"
+                cells = [_cell(fig[side]) for side in ("vaswani", "reference")]
+                load = f"{fig['contention']['other_cores_max']:.2f}" if "contention" in fig else "-"
+                lines.append(
+                    f"| {label} | {title} | {fig['unit']} | {cells[0]} | {cells[1]} | **{fig['ratio']:.2f}** | {load} |"
+                )
+                label = ""
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(s: dict) -> str:
+    return f"{_num(s['median'])} [{_num(s['min'])}-{_num(s['max'])}]"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="cpu,base", help="comma-separated: cpu, base (quick mode: cpu only)")
+    parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated: " + ", ".join(PAIRS))
+    parser.add_argument("--quick", action="store_true", help="few repeats, short generations, the cpu shape")
+    parser.add_argument("--max-wait", type=float, help="seconds a figure may wait for other processes to quieten "
+                        "(default 120; quick mode 0: no waiting, no re-runs)")
+    parser.add_argument("--wait-budget", type=float, default=1800, help="seconds of waiting in all (default 1800)")
+    parser.add_argument("--busy-threshold", type=float, default=0.5, help="cores other processes may take during "
+                        "a repeat pair before it is re-run (default 0.5)")
+    parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/bench.json; the Markdown "
+                        "table goes beside it with the suffix .md)")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        if args.quick:
+            parser.error("--quick needs --out: the committed results are the full run's")
+        args.out = RESULTS / "bench.json"
+    table = FULL if not args.quick else QUICK
+    shapes = [s for s in args.shapes.split(",") if s]
+    if args.quick:
+        shapes = ["cpu"]
+    pairs = [p for p in args.pairs.split(",") if p]
+    for name in shapes:
+        if name not in table:
+            parser.error(f"unknown shape {name!r}; choose from {sorted(table)}")
+    for name in pairs:
+        if name not in PAIRS:
+            parser.error(f"unknown pair {name!r}; choose from {sorted(PAIRS)}")
+
+    max_wait = args.max_wait if args.max_wait is not None else (0.0 if args.quick else 120.0)
+    CONTENTION.threshold, CONTENTION.max_wait, CONTENTION.budget = args.busy_threshold, max_wait, args.wait_budget
+    started = time.perf_counter()
+    torch.set_num_threads(THREADS)
+    transformers.logging.set_verbosity_error()
+    pool = memory_pool()
+    report = {"machine": machine(), "mode": "quick" if args.quick else "full"}
+    log(f"{report['machine']['cpu']}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if os.getloadavg()[0] > 0.5:
+        log(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes compete for the "
+            f"cores, and oversubscribed OpenMP threads can slow small operations (decoding) many times over")
+    report["peak_gflops"] = {
+        **matmul_peak(5 if args.quick else 10),
+        "method": "fp32 torch.mm of two 2048 x 2048 matrices, GFLOP/s per repeat, before the figures; the median is "
+                  "the MFU denominator ('end' repeats it after the figures, to show drift)",
+    }
+    report["shapes"] = {}
+    for shape_name in shapes:
+        shape, settings = SHAPES[shape_name], table[shape_name]
+        log(f"shape {shape_name}: {shape}")
+        shape_report = {"shape": shape, "settings": settings, "pairs": {}}
+        report["shapes"][shape_name] = shape_report
+        for pair in pairs:
+            shape_report["pairs"][pair] = bench_pair(
+                pair, shape_name, shape, settings, report["peak_gflops"]["median"], pool
+            )
+    pool.close()
+    pool.join()
+    report["peak_gflops"]["end"] = matmul_peak(5 if args.quick else 10)
+    report["machine"]["load_average_end"] = os.getloadavg()
+    report["contention"] = {"busy_threshold_cores": CONTENTION.threshold, "max_wait_per_figure_s": CONTENTION.max_wait,
+                            "waited_total_s": CONTENTION.waited_total}
+    report["wall_seconds"] = time.perf_counter() - started
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    table_md = markdown(report)
+    args.out.with_suffix(".md").write_text(table_md + "\n")
+    print("\n" + table_md)
+    log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The speed benchmark's quick mode writes every figure for every pair, with sound numbers (no timing assertions)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+PAIRS = {
+    "encoder": ("VaswaniForMaskedLM", "BertForMaskedLM"),
+    "decoder": ("VaswaniForCausalLM", "GPT2LMHeadModel"),
+    "encoder-decoder": ("VaswaniForConditionalGeneration", "MarianMTModel"),
+}
+EVERY_PAIR = ["inference_sdpa", "inference_eager", "training", "memory",
+              "mfu_inference_sdpa", "mfu_inference_eager", "mfu_training"]
+GENERATIVE = [
+    *(f"generation_b{b}" for b in (1, 8)),
+    *(f"mfu_generation_b{b}" for b in (1, 8)),
+    *(f"gen_scaling_b{b}_{part}" for b in (1, 8) for part in ("short", "mid", "long", "growth")),
+]
+STATISTICS = ("median", "q1", "q3", "min", "max")
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out)], env=env, capture_output=True, text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(out.read_text()), out
+
+
+def test_machine_and_peak(report):
+    data, _ = report
+    machine = data["machine"]
+    for key in ("cpu", "cores", "torch", "transformers", "threads", "date"):
+        assert machine[key], key
+    assert machine["threads"] == 2
+    assert data["mode"] == "quick"
+    assert positive(data["peak_gflops"]["median"]) and positive(data["peak_gflops"]["end"]["median"])
+
+
+def test_every_figure_for_every_pair(report):
+    data, _ = report
+    assert list(data["shapes"]) == ["cpu"]
+    pairs = data["shapes"]["cpu"]["pairs"]
+    assert set(pairs) == set(PAIRS)
+    for pair, (vaswani, reference) in PAIRS.items():
+        assert (pairs[pair]["vaswani"], pairs[pair]["reference"]) == (vaswani, reference)
+        expected = EVERY_PAIR + (GENERATIVE if pair != "encoder" else [])
+        figures = pairs[pair]["figures"]
+        assert set(figures) == set(expected), (pair, sorted(set(figures) ^ set(expected)))
+        for name, fig in figures.items():
+            where = f"{pair}/{name}"
+            assert fig["unit"], where
+            for side in ("vaswani", "reference"):
+                for statistic in STATISTICS:
+                    assert positive(fig[side][statistic]), (where, side, statistic, fig[side][statistic])
+                assert fig[side]["min"] <= fig[side]["median"] <= fig[side]["max"], where
+                assert all(positive(x) for x in fig[side]["values"]), where
+            v, r = fig["vaswani"]["median"], fig["reference"]["median"]
+            expected_ratio = v / r if fig["higher_is_better"] else r / v
+            assert positive(fig["ratio"]), where
+            assert fig["ratio"] == pytest.approx(expected_ratio, rel=1e-9), where
+            assert fig["ratio_definition"] == ("vaswani/reference" if fig["higher_is_better"] else "reference/vaswani")
+            assert positive(fig["paired_ratio_median"]), where
+        # Rates are better high; memory, per-token times and their growth are better low.
+        assert figures["memory"]["higher_is_better"] is False and figures["memory"]["unit"] == "MiB"
+        assert figures["inference_sdpa"]["attn_implementation"] == "sdpa"
+        assert figures["inference_eager"]["attn_implementation"] == "eager"
+
+
+def test_flops_and_lengths_are_consistent(report):
+    data, _ = report
+    for pair, info in data["shapes"]["cpu"]["pairs"].items():
+        flops = info["forward_flops_per_token"]
+        # The analytic count is the matmul work torch runs (eager attention, counted by torch's FlopCounterMode).
+        for side in ("vaswani", "reference"):
+            assert flops[side] == pytest.approx(flops["analytic"], rel=0.02), (pair, side, flops)
+        if pair != "encoder":
+            lengths = [info["figures"][f"gen_scaling_b1_{part}"]["new_tokens"] for part in ("short", "mid", "long")]
+            assert lengths == sorted(lengths) and len(set(lengths)) == 3
+
+
+def test_markdown_table(report):
+    _, out = report
+    table = out.with_suffix(".md").read_text()
+    for vaswani, reference in PAIRS.values():
+        assert f"{vaswani} vs {reference}" in table
+    assert "| pair | figure | unit | Vaswani | reference | ratio |" in table
