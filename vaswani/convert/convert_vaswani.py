@@ -321,7 +321,8 @@ def _head_weights(architecture: str, sd: dict) -> dict:
             m, "lm_head.layer_norm",
             sd["cls.predictions.transform.LayerNorm.weight"], sd["cls.predictions.transform.LayerNorm.bias"],
         )
-        _linear(m, "lm_head.decoder", sd["cls.predictions.decoder.weight"], sd["cls.predictions.bias"])
+        # decoder.bias is the one the forward adds (`cls.predictions.bias` is the same tensor only when tied).
+        _linear(m, "lm_head.decoder", sd["cls.predictions.decoder.weight"], sd["cls.predictions.decoder.bias"])
         if architecture == "BertForPreTraining":
             _linear(m, "pooler.dense", sd["bert.pooler.dense.weight"], sd["bert.pooler.dense.bias"])
             _linear(m, "nsp_head", sd["cls.seq_relationship.weight"], sd["cls.seq_relationship.bias"])
@@ -380,7 +381,7 @@ def convert(source, architecture: str | None = None, **load_kwargs):
         mapping = {f"model.{key}": value for key, value in mapping.items()}
     mapping.update(_head_weights(architecture, full))
     _load_exactly(model, mapping, source_name)
-    _check_all_used(full, mapping.values(), source_name, ("pooler.", "bert.pooler."))
+    _check_all_used(full, mapping.values(), source_name, ("pooler.", "bert.pooler.", "cls.predictions.bias"))
     if getattr(source, "generation_config", None) is not None and hasattr(model, "generation_config"):
         model.generation_config = copy.deepcopy(source.generation_config)
     dtype = next(source.parameters()).dtype
@@ -398,6 +399,8 @@ def _load_source(name: str, architecture: str | None, **load_kwargs) -> nn.Modul
     except (OSError, ValueError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConversionError(f"Cannot read a model config from {name}: {first_line}") from None
+    if architecture is not None and architecture not in ARCHITECTURES:
+        raise ConversionError(f"Cannot convert as {architecture}: supported are {sorted(ARCHITECTURES)}.")
     architecture = architecture or (source_config.architectures or [None])[0]
     if architecture not in ARCHITECTURES:
         raise ConversionError(
