@@ -31,12 +31,10 @@ import ctypes
 import datetime
 import gc
 import json
-import math
 import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -69,14 +67,14 @@ SHAPES = {
 # Repeats per shape. `iters` calls are timed together as one repeat.
 FULL = {
     "cpu": dict(
-        warmup=1, inf_repeats=7, inf_iters=2, train_repeats=5, train_iters=1,
-        gen_batches=(1, 8), gen_prompt=16, gen_new=128, gen_repeats=5,
+        warmup=1, inf_repeats=9, inf_iters=2, train_repeats=7, train_iters=1,
+        gen_batches=(1, 8), gen_prompt=16, gen_new=128, gen_repeats=7,
         scan_lengths=(32, 128, 512), scan_batches=(1, 8), scan_repeats=3, mem_repeats=3,
     ),
     "base": dict(
-        warmup=1, inf_repeats=4, inf_iters=1, train_repeats=3, train_iters=1,
-        gen_batches=(1, 8), gen_prompt=16, gen_new=128, gen_repeats=3,
-        scan_lengths=(32, 128, 512), scan_batches=(1, 8), scan_repeats=2, mem_repeats=2,
+        warmup=1, inf_repeats=5, inf_iters=1, train_repeats=4, train_iters=1,
+        gen_batches=(1, 8), gen_prompt=16, gen_new=128, gen_repeats=4,
+        scan_lengths=(32, 128, 512), scan_batches=(1, 8), scan_repeats=3, mem_repeats=2,
     ),
 }
 # Quick mode: the CPU shape, the same figures, fewer repeats and short generations (the test suite runs it).
@@ -352,6 +350,9 @@ def alternate(run_a, run_b, repeats: int, warmup: int) -> tuple[list[float], lis
             times.append(seconds)
         loads.append(load)
         i += 1
+    if waited or rerun:
+        log(f"    (waited {waited:.0f} s for other processes; {rerun} repeat pairs re-run; others took up to "
+            f"{max(loads):.2f} cores in the kept ones)")
     info = {"other_cores_median": statistics.median(loads), "other_cores_max": max(loads),
             "repeats_rerun": rerun, "waited_s": waited}
     return times_a, times_b, info
@@ -535,10 +536,10 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
     per_token = 3 * fwd_flops / (b * t)
     figures["mfu_training"] = figure(
         "% of peak", True, [100 * x * per_token / peak / 1e9 for x in v_tps],
-        [100 * x * per_token / peak / 1e9 for x in r_tps], flops_per_token=per_token,
+        [100 * x * per_token / peak / 1e9 for x in r_tps], flops_per_token=per_token, contention=load,
     )
     log(f"  {pair:16s} training: {_brief(figures['training'])}")
-    del optimizers
+    optimizers.clear()
     for m in models.values():
         m.eval()
     gc.collect()
@@ -595,7 +596,8 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
             log(f"  {pair:16s} scaling batch {batch}: "
                 + ", ".join(f"{settings['scan_lengths'][i]}: {_brief(figures[f'gen_scaling_b{batch}_{lb}'])}"
                             for i, lb in enumerate(SCALING_NAMES)))
-    del models, v_model, r_model
+    models.clear()
+    v_model = r_model = None
     gc.collect()
 
     # 4. Memory of one training step, each model in fresh child processes, alternating.
@@ -624,6 +626,21 @@ def _num(x: float) -> str:
 
 
 # -- Report -------------------------------------------------------------------------------------------------------------
+def code_version() -> dict:
+    """The commit measured, and whether the model code differed from it (the figures belong to the working tree)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "vaswani_modified": bool(git("status", "--porcelain", "vaswani"))}
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -659,8 +676,10 @@ def markdown(report: dict) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']}, transformers {m['transformers']}, "
         f"{m['threads']} threads, {m['date']}; fp32 `torch.mm` 2048^3 peak {peak['median']:.0f} GFLOP/s "
-        f"(min {peak['min']:.0f}, max {peak['max']:.0f}; {peak['end']['median']:.0f} at the end), "
-        f"{report['mode']} run, {report['wall_seconds'] / 60:.1f} min.",
+        f"(min {peak['min']:.0f}, max {peak['max']:.0f}"
+        + (f"; {peak['end']['median']:.0f} at the end" if "end" in peak else "")
+        + f"), {report['mode']} run, {report.get('wall_seconds', 0) / 60:.1f} min"
+        + ("." if report.get("complete") else ", INCOMPLETE (interrupted or still running)."),
         "",
         "Ratios, > 1 = Vaswani better (vaswani/reference for rates, reference/vaswani for memory and growth of the "
         "per-token time from the shortest to the longest generation):",
@@ -744,7 +763,8 @@ def main(argv=None):
     torch.set_num_threads(THREADS)
     transformers.logging.set_verbosity_error()
     pool = memory_pool()
-    report = {"machine": machine(), "mode": "quick" if args.quick else "full"}
+    report = {"machine": machine(), "code": code_version(), "mode": "quick" if args.quick else "full",
+              "complete": False}
     log(f"{report['machine']['cpu']}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     if os.getloadavg()[0] > 0.5:
         log(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes compete for the "
@@ -764,20 +784,25 @@ def main(argv=None):
             shape_report["pairs"][pair] = bench_pair(
                 pair, shape_name, shape, settings, report["peak_gflops"]["median"], pool
             )
+            report["wall_seconds"] = time.perf_counter() - started
+            save(report, args.out)  # after every pair, so that an interrupted run leaves what it measured
     pool.close()
     pool.join()
     report["peak_gflops"]["end"] = matmul_peak(5 if args.quick else 10)
     report["machine"]["load_average_end"] = os.getloadavg()
+    report["wall_seconds"] = time.perf_counter() - started
+    report["complete"] = True
+    save(report, args.out)
+    print("\n" + markdown(report))
+    log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['wall_seconds']:.0f} s")
+
+
+def save(report: dict, out: Path):
     report["contention"] = {"busy_threshold_cores": CONTENTION.threshold, "max_wait_per_figure_s": CONTENTION.max_wait,
                             "waited_total_s": CONTENTION.waited_total}
-    report["wall_seconds"] = time.perf_counter() - started
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    table_md = markdown(report)
-    args.out.with_suffix(".md").write_text(table_md + "\n")
-    print("\n" + table_md)
-    log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['wall_seconds']:.0f} s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(report) + "\n")
 
 
 if __name__ == "__main__":
