@@ -305,9 +305,12 @@ class Contention:
         elapsed = max(end[0] - start[0], 1e-9)
         return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / self.hz / elapsed)
 
-    def wait_for_quiet(self) -> float:
-        """Sleep in 1 s windows until two in a row are quiet, within the per-figure and per-run allowances."""
-        allowed = min(self.max_wait, self.budget - self.waited_total)
+    def wait_for_quiet(self, already: float = 0.0) -> float:
+        """
+        Sleep in 1 s windows until two in a row are quiet, within what is left of the per-figure allowance (the
+        figure has waited `already` seconds) and of the per-run budget.
+        """
+        allowed = min(self.max_wait - already, self.budget - self.waited_total)
         waited, quiet = 0.0, 0
         while waited < allowed and quiet < 2:
             start = self.sample()
@@ -344,13 +347,13 @@ def alternate(run_a, run_b, repeats: int, warmup: int) -> tuple[list[float], lis
         load = CONTENTION.others(start_sample, CONTENTION.sample())
         if load > CONTENTION.threshold and CONTENTION.max_wait > 0 and rerun < repeats:
             rerun += 1
-            waited += CONTENTION.wait_for_quiet()
+            waited += CONTENTION.wait_for_quiet(waited)
             continue  # the same repeat again, in the same order
         for times, seconds in pair:
             times.append(seconds)
         loads.append(load)
         i += 1
-    if waited or rerun:
+    if waited > 2 or rerun:  # two quiet seconds are the least wait
         log(f"    (waited {waited:.0f} s for other processes; {rerun} repeat pairs re-run; others took up to "
             f"{max(loads):.2f} cores in the kept ones)")
     info = {"other_cores_median": statistics.median(loads), "other_cores_max": max(loads),
@@ -680,6 +683,13 @@ def markdown(report: dict) -> str:
         + (f"; {peak['end']['median']:.0f} at the end" if "end" in peak else "")
         + f"), {report['mode']} run, {report.get('wall_seconds', 0) / 60:.1f} min"
         + ("." if report.get("complete") else ", INCOMPLETE (interrupted or still running)."),
+    ]
+    if len(report.get("runs", [])) > 1:
+        lines.append("Merged from several runs (`--merge`), each pair with the peak of its own run: " + "; ".join(
+            f"{run['date']} (commit {run['commit'][:7]}{', model code modified' if run.get('vaswani_modified') else ''},"
+            f" peak {run['peak_gflops']:.0f} GFLOP/s): {', '.join(run['measured'])}" for run in report["runs"]
+        ) + ".")
+    lines += [
         "",
         "Ratios, > 1 = Vaswani better (vaswani/reference for rates, reference/vaswani for memory and growth of the "
         "per-token time from the shortest to the longest generation):",
@@ -738,6 +748,8 @@ def main(argv=None):
     parser.add_argument("--wait-budget", type=float, default=1800, help="seconds of waiting in all (default 1800)")
     parser.add_argument("--busy-threshold", type=float, default=0.5, help="cores other processes may take during "
                         "a repeat pair before it is re-run (default 0.5)")
+    parser.add_argument("--merge", action="store_true", help="keep the pairs already in --out that this run does not "
+                        "measure (e.g. re-measure one pair, or finish an interrupted run); each pair records its run")
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/bench.json; the Markdown "
                         "table goes beside it with the suffix .md)")
     args = parser.parse_args(argv)
@@ -765,6 +777,7 @@ def main(argv=None):
     pool = memory_pool()
     report = {"machine": machine(), "code": code_version(), "mode": "quick" if args.quick else "full",
               "complete": False}
+    existing = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
     log(f"{report['machine']['cpu']}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     if os.getloadavg()[0] > 0.5:
         log(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes compete for the "
@@ -774,16 +787,22 @@ def main(argv=None):
         "method": "fp32 torch.mm of two 2048 x 2048 matrices, GFLOP/s per repeat, before the figures; the median is "
                   "the MFU denominator ('end' repeats it after the figures, to show drift)",
     }
-    report["shapes"] = {}
+    this_run = {"date": report["machine"]["date"], "commit": report["code"]["commit"],
+                "vaswani_modified": report["code"]["vaswani_modified"], "peak_gflops": report["peak_gflops"]["median"]}
+    report["shapes"], report["runs"] = {}, []
+    if existing:
+        report["shapes"], report["runs"] = merged_shapes(existing), existing.get("runs", [])
+    report["runs"].append({**this_run, "measured": [], "finished": False})
     for shape_name in shapes:
         shape, settings = SHAPES[shape_name], table[shape_name]
         log(f"shape {shape_name}: {shape}")
-        shape_report = {"shape": shape, "settings": settings, "pairs": {}}
-        report["shapes"][shape_name] = shape_report
+        shape_report = report["shapes"].setdefault(shape_name, {"shape": shape, "settings": settings, "pairs": {}})
+        shape_report.update(shape=shape, settings=settings)
         for pair in pairs:
-            shape_report["pairs"][pair] = bench_pair(
-                pair, shape_name, shape, settings, report["peak_gflops"]["median"], pool
-            )
+            result = bench_pair(pair, shape_name, shape, settings, report["peak_gflops"]["median"], pool)
+            shape_report["pairs"][pair] = {**result, "measured": this_run}
+            shape_report["pairs"] = {p: shape_report["pairs"][p] for p in PAIRS if p in shape_report["pairs"]}
+            report["runs"][-1]["measured"].append(f"{shape_name}/{pair}")
             report["wall_seconds"] = time.perf_counter() - started
             save(report, args.out)  # after every pair, so that an interrupted run leaves what it measured
     pool.close()
@@ -791,10 +810,29 @@ def main(argv=None):
     report["peak_gflops"]["end"] = matmul_peak(5 if args.quick else 10)
     report["machine"]["load_average_end"] = os.getloadavg()
     report["wall_seconds"] = time.perf_counter() - started
-    report["complete"] = True
+    report["runs"][-1].update(finished=True, wall_seconds=report["wall_seconds"])
+    expected = {(s, p) for s in table for p in PAIRS} if not args.quick else {("cpu", p) for p in PAIRS}
+    present = {(s, p) for s, shape_report in report["shapes"].items() for p in shape_report["pairs"]}
+    report["complete"] = expected <= present
+    report["shapes"] = {s: report["shapes"][s] for s in SHAPES if s in report["shapes"]}
     save(report, args.out)
     print("\n" + markdown(report))
     log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['wall_seconds']:.0f} s")
+
+
+def merged_shapes(existing: dict) -> dict:
+    """The shapes of an earlier report, each pair stamped with the run that measured it (older files lack it)."""
+    stamp = {"date": existing["machine"]["date"], "commit": existing.get("code", {}).get("commit", ""),
+             "vaswani_modified": existing.get("code", {}).get("vaswani_modified"),
+             "peak_gflops": existing["peak_gflops"]["median"]}
+    shapes = existing["shapes"]
+    for shape_report in shapes.values():
+        for pair_report in shape_report["pairs"].values():
+            pair_report.setdefault("measured", stamp)
+    if not existing.get("runs"):
+        existing["runs"] = [{**stamp, "measured": [f"{s}/{p}" for s, r in shapes.items() for p in r["pairs"]],
+                             "finished": bool(existing.get("complete")), "wall_seconds": existing.get("wall_seconds")}]
+    return shapes
 
 
 def save(report: dict, out: Path):
