@@ -1194,7 +1194,7 @@ def inside_attention():
 
             def attention_grid(maps, queries, keys, title, cmap="viridis"):
                 layers, heads = len(maps), maps[0].shape[1]
-                fig, axes = plt.subplots(layers, heads, figsize=(3.4 * heads, 3.2 * layers + 0.6), squeeze=False, dpi=80)
+                fig, axes = plt.subplots(layers, heads, figsize=(3.4 * heads, 3.2 * layers + 0.6), squeeze=False)
                 for layer in range(layers):
                     for head in range(heads):
                         ax = axes[layer][head]
@@ -1342,7 +1342,7 @@ def inside_attention():
             image = left.imshow(table.numpy(), aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
             left.set(xlabel="dimension", ylabel="position", title=f"sinusoidal positional encoding, d_model = {D}")
             fig.colorbar(image, ax=left)
-            for dimension in (0, 16, 32, 48, 100):
+            for dimension in (0, 2, 10, 40, 100):
                 right.plot(table[:, dimension].numpy(), label=f"dimension {dimension} (sin)")
             right.set(xlabel="position", ylabel="value", title="a few columns: lower dimensions oscillate faster")
             right.legend(fontsize=8, loc="lower left")
