@@ -519,6 +519,11 @@ def bert_style():
         ),
         md(
             """
+            How to read these guesses: a masked-LM first learns how frequent each token is, and only later, with
+            much more text and many more steps, how the context changes the odds. Guesses that are the same
+            frequent tokens (punctuation, "the", "a") whatever the sentence mean the model is still in that first
+            stage; guesses that fit each sentence mean it has started to use the context.
+
             ## 2. Fine-tuning for sentiment, from the pre-trained encoder and from scratch
 
             `AutoModelForSequenceClassification.from_pretrained` on the pre-training folder keeps the encoder and
@@ -917,7 +922,7 @@ def translation():
 
             from vaswani.training import paper_learning_rate, warmup_steps_for
 
-            D_MODEL, LR_SCALE = (64 if FAST else 128), 0.5
+            D_MODEL, LR_SCALE = (64 if FAST else 128), 0.3
             warmup = warmup_steps_for(STEPS)
             fig, (left, right) = plt.subplots(1, 2, figsize=(13, 3.6))
             steps = range(1, 100_001, 100)
@@ -1194,7 +1199,7 @@ def inside_attention():
 
             def attention_grid(maps, queries, keys, title, cmap="viridis"):
                 layers, heads = len(maps), maps[0].shape[1]
-                fig, axes = plt.subplots(layers, heads, figsize=(3.4 * heads, 3.2 * layers + 0.6), squeeze=False)
+                fig, axes = plt.subplots(layers, heads, figsize=(3.4 * heads, 3.2 * layers + 0.6), squeeze=False, dpi=80)
                 for layer in range(layers):
                     for head in range(heads):
                         ax = axes[layer][head]
@@ -1342,7 +1347,7 @@ def inside_attention():
             image = left.imshow(table.numpy(), aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
             left.set(xlabel="dimension", ylabel="position", title=f"sinusoidal positional encoding, d_model = {D}")
             fig.colorbar(image, ax=left)
-            for dimension in (0, 2, 10, 40, 100):
+            for dimension in (0, 16, 32, 48, 100):
                 right.plot(table[:, dimension].numpy(), label=f"dimension {dimension} (sin)")
             right.set(xlabel="position", ylabel="value", title="a few columns: lower dimensions oscillate faster")
             right.legend(fontsize=8, loc="lower left")
@@ -1668,12 +1673,26 @@ def main(argv=None) -> int:
     parser.add_argument("--execute", action="store_true", help="run the notebooks and keep their outputs")
     parser.add_argument("--fast", action="store_true", help="with --execute: the quick setting, written to outputs/")
     parser.add_argument("--only", nargs="+", help="notebook names or number prefixes (default: all)")
+    parser.add_argument("--update-text", action="store_true",
+                        help="copy the markdown cells into the committed notebooks, keeping their outputs (only "
+                        "where every code cell is unchanged)")
     args = parser.parse_args(argv)
     names = [n for n in NOTEBOOKS if not args.only or any(n.startswith(o) for o in args.only)]
     target = ROOT / "outputs" / "notebooks-fast" if args.execute and args.fast else NOTEBOOK_DIR
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
         notebook = build(name)
+        if args.update_text:
+            committed = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+            shape = [(c.cell_type, c.source if c.cell_type == "code" else "") for c in notebook.cells]
+            if shape != [(c.cell_type, c.source if c.cell_type == "code" else "") for c in committed.cells]:
+                print(f"{name}: code cells changed; run it again with --execute", flush=True)
+                continue
+            for fresh, old in zip(notebook.cells, committed.cells):
+                old.source = fresh.source
+            nbformat.write(committed, NOTEBOOK_DIR / f"{name}.ipynb")
+            print(f"updated the text of {name}.ipynb", flush=True)
+            continue
         if args.execute:
             started = time.perf_counter()
             execute(notebook, fast=args.fast)
