@@ -371,8 +371,6 @@ def convert(source, architecture: str | None = None, **load_kwargs):
         ),
         "training_procedure": f"Converted from `{source_name}` ({architecture}); no further training.",
     }
-    if vaswani_class is VaswaniModel:
-        config = config.with_stacks(config.stacks)
     model = vaswani_class(config)
     full = source.state_dict()
     body = {k[len(body_attr) + 1 :]: v for k, v in full.items() if k.startswith(body_attr + ".")} if body_attr else full

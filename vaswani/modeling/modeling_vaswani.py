@@ -262,19 +262,6 @@ class VaswaniAttention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.d_model)
         self.o_proj = nn.Linear(config.d_model, config.d_model)
 
-    def stacked_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        W^Q, W^K, W^V (and their biases) stacked into one (3 d_model, d_model) matrix, for inference. Kept until a
-        weight changes (training, loading or moving the model makes a new one).
-        """
-        parts = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)
-        version = tuple((p.data_ptr(), p._version) for p in parts)
-        if getattr(self, "_stacked_qkv_version", None) != version:
-            with torch.no_grad():
-                self._stacked_qkv = (torch.cat(parts[:3]), torch.cat(parts[3:]))
-            self._stacked_qkv_version = version
-        return self._stacked_qkv
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -285,15 +272,7 @@ class VaswaniAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         is_cross_attention = key_value_states is not None
         batch, length, _ = hidden_states.shape
-        if is_cross_attention:
-            query = self.q_proj(hidden_states)
-        elif not torch.is_grad_enabled() and not _is_tracing():
-            # Inference: Q, K and V from one matmul with W^Q, W^K, W^V side by side (the same numbers; a decoding step
-            # is mostly per-operation overhead, so two fewer operations per layer count).
-            query, key, value = F.linear(hidden_states, *self.stacked_qkv()).chunk(3, dim=-1)  # 3 x (B, T, d_model)
-        else:
-            query, key, value = self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
-        query = query.view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, d_k)
+        query = self.q_proj(hidden_states).view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, d_k)
 
         cache = past_key_values
         if isinstance(past_key_values, EncoderDecoderCache):
@@ -302,11 +281,10 @@ class VaswaniAttention(nn.Module):
             # The encoder output does not change while decoding: its keys and values were projected once.
             key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
         else:
-            if is_cross_attention:  # keys and values from the encoder output (paper 3.2.3)
-                key, value = self.k_proj(key_value_states), self.v_proj(key_value_states)
-            kv_shape = (batch, key.shape[1], -1, self.head_dim)
-            key = key.view(kv_shape).transpose(1, 2)  # (B, h, S, d_k)
-            value = value.view(kv_shape).transpose(1, 2)
+            source = key_value_states if is_cross_attention else hidden_states
+            kv_shape = (batch, source.shape[1], -1, self.head_dim)
+            key = self.k_proj(source).view(kv_shape).transpose(1, 2)  # (B, h, S, d_k)
+            value = self.v_proj(source).view(kv_shape).transpose(1, 2)
             if cache is not None:
                 key, value = cache.update(key, value, self.layer_idx)
                 if is_cross_attention:
