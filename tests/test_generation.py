@@ -14,10 +14,11 @@ broken code pass by accident, so:
 
 import pytest
 import torch
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache, StaticCache
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache, StaticCache
 
 from helpers import GENERATIVE_HEADS, PAD, random_ids, tiny_config
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration
+from vaswani.modeling import VaswaniCacheLayer, VaswaniDynamicCache
 
 # Untied projection and larger weights: outputs that depend on the prompt and vary from step to step.
 GENERATION_OVERRIDES = dict(tie_word_embeddings=False, init_std=0.1)
@@ -309,6 +310,81 @@ def test_generate_returns_expected_cache_type(head):
     else:
         assert isinstance(cache, DynamicCache)
         assert cache.get_seq_length() == ids.shape[1] + NEW_TOKENS - 1
+    self_cache = cache.self_attention_cache if model.config.is_encoder_decoder else cache
+    assert type(self_cache) is VaswaniDynamicCache  # the in-place cache, sized once by generate()
+    assert self_cache.layers[0]._key_buffer.shape[-2] == self_cache.layers[0].capacity
+
+
+# -- 3b. the in-place cache (VaswaniDynamicCache) against transformers' DynamicCache --------------------------------------
+def _plain_cache(model):
+    plain = DynamicCache(config=model.config)
+    return EncoderDecoderCache(plain, DynamicCache(config=model.config)) if model.config.is_encoder_decoder else plain
+
+
+@heads
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(do_sample=False),
+        dict(do_sample=True, top_k=0, temperature=1.0),
+        dict(do_sample=False, num_beams=3, num_return_sequences=2),  # reorders the cache every step
+        dict(do_sample=True, num_return_sequences=2),  # repeats the prompt's cache per sequence
+    ],
+    ids=["greedy", "sampling", "beam", "return_sequences"],
+)
+def test_in_place_cache_generates_what_dynamic_cache_does(head, settings):
+    model = make_model(head)
+    ids, mask, _ = _lengths_batch([6, 2, 4], "right" if model.config.is_encoder_decoder else "left")
+    outputs = {}
+    for name, extra in (("ours", {}), ("dynamic", {"past_key_values": _plain_cache(model)})):
+        torch.manual_seed(3)
+        out = model.generate(
+            ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, **extra, **full_length(**settings)
+        )
+        self_cache = out.past_key_values.self_attention_cache if model.config.is_encoder_decoder else out.past_key_values
+        assert (type(self_cache) is VaswaniDynamicCache) == (name == "ours"), type(self_cache).__name__
+        outputs[name] = out
+    assert torch.equal(outputs["ours"].sequences, outputs["dynamic"].sequences)
+    for ours, dynamic in zip(outputs["ours"].scores, outputs["dynamic"].scores):
+        assert torch.equal(ours, dynamic)
+    assert_full_and_varied(model, outputs["ours"].sequences, ids.shape[1])
+
+
+def test_in_place_cache_layer_holds_what_dynamic_layer_holds():
+    """Appends of 1 and more tokens, growth past the capacity, and the operations that replace the tensors."""
+    ours, plain = VaswaniCacheLayer(capacity=5), DynamicLayer()
+    generator = torch.Generator().manual_seed(0)
+
+    def step(length, batch=2):
+        keys = torch.randn(batch, 3, length, 4, generator=generator)
+        values = torch.randn(batch, 3, length, 4, generator=generator)
+        got, expected = ours.update(keys, values), plain.update(keys, values)
+        for a, b in zip(got, expected):
+            assert torch.equal(a, b)
+        return got
+
+    step(3)
+    buffer = ours._key_buffer
+    for _ in range(2):
+        step(1)
+    assert ours._key_buffer is buffer and buffer.shape[-2] == 5  # written in place while it fits
+    step(4)  # 9 > 5: grows (to twice the buffer at least)
+    assert ours._key_buffer.shape[-2] >= 10 and ours.get_seq_length() == plain.get_seq_length() == 9
+    for layer in (ours, plain):
+        layer.crop(-2)
+        layer.reorder_cache(torch.tensor([1, 0]))
+    step(1)
+    for layer in (ours, plain):
+        layer.batch_repeat_interleave(2)
+    keys, _ = step(2, batch=4)
+    assert keys.shape == (4, 3, 10, 4)
+    for layer in (ours, plain):
+        layer.batch_select_indices(torch.tensor([0, 3]))
+    step(1)
+    ours.reset()
+    assert ours.get_seq_length() == 0
+    plain = DynamicLayer()
+    step(2)
 
 
 # -- 4. padded batches equal each prompt alone --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 from .modeling_vaswani import (
     VaswaniAttention,
+    VaswaniCacheLayer,
     VaswaniDecoder,
     VaswaniDecoderLayer,
+    VaswaniDynamicCache,
     VaswaniEmbeddings,
     VaswaniEncoder,
     VaswaniEncoderLayer,

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -120,6 +120,66 @@ def validate_inputs(
                 f"(tokenizer(..., truncation=True, max_length={config.max_position_embeddings})) or use sinusoidal "
                 f"positions."
             )
+
+
+class VaswaniCacheLayer(DynamicLayer):
+    """
+    One layer's keys and values for decoding, kept in a buffer that new tokens are written into: a `DynamicLayer`
+    (the default cache of transformers) grows by `torch.cat`, which copies the whole cache at every step, so a token's
+    cost rises with the length of the text. Here a step writes only its own keys and values, and attention reads the
+    filled part of the buffer (a view). The buffer is sized by `capacity` (generate() passes its maximum length) and
+    doubles when full. Anything else that replaces `keys` and `values` (beam reordering, cropping) is taken over at
+    the next update.
+    """
+
+    def __init__(self, capacity: int = 0):
+        super().__init__()
+        self.capacity = capacity
+        self._key_buffer = self._value_buffer = self._keys_view = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if self._key_buffer is None or self.keys is not self._keys_view:  # first call, or replaced from outside
+            self._adopt(key_states, value_states)
+        length = self.keys.shape[-2]
+        end = length + key_states.shape[-2]
+        if end > self._key_buffer.shape[-2]:
+            self._grow(end)
+        self._key_buffer[:, :, length:end] = key_states
+        self._value_buffer[:, :, length:end] = value_states
+        self.keys = self._keys_view = self._key_buffer[:, :, :end]  # (B, h, T_cached, d_k), a view
+        self.values = self._value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def _adopt(self, key_states: torch.Tensor, value_states: torch.Tensor):
+        if self.keys.numel() == 0:  # empty: no tokens yet (the lazy initialisation's 1D placeholders)
+            self.keys = key_states.new_empty(*key_states.shape[:2], 0, key_states.shape[-1])
+            self.values = value_states.new_empty(*value_states.shape[:2], 0, value_states.shape[-1])
+        self._key_buffer, self._value_buffer, self._keys_view = self.keys, self.values, self.keys
+
+    def _grow(self, needed: int):
+        length = self.keys.shape[-2]
+        size = max(needed, 2 * self._key_buffer.shape[-2], self.capacity or 64)
+        self._key_buffer = self.keys.new_empty(*self.keys.shape[:2], size, self.keys.shape[-1])
+        self._value_buffer = self.values.new_empty(*self.values.shape[:2], size, self.values.shape[-1])
+        self._key_buffer[:, :, :length] = self.keys
+        self._value_buffer[:, :, :length] = self.values
+
+    def reset(self):
+        super().reset()
+        self._key_buffer = self._value_buffer = self._keys_view = None
+
+
+class VaswaniDynamicCache(DynamicCache):
+    """
+    A `DynamicCache` (so everything in transformers that expects one works) whose layers are `VaswaniCacheLayer`s:
+    decoding writes each new token's keys and values in place instead of re-copying the cache. `capacity` is the
+    expected number of tokens (prompt and new), for one allocation; the cache grows past it if needed.
+    """
+
+    def __init__(self, config: VaswaniConfig, capacity: int = 0):
+        Cache.__init__(self, layers=[VaswaniCacheLayer(capacity) for _ in range(config.num_decoder_layers)])
 
 
 def positions_from_mask(attention_mask: torch.Tensor | None, batch: int, length: int, past_length: int, device):
@@ -640,8 +700,8 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             position_ids (`torch.LongTensor`, *optional*): positions; by default derived from the mask.
             encoder_hidden_states (`torch.Tensor`, *optional*): the encoder output, for encoder-decoder attention.
             encoder_attention_mask (`torch.Tensor`, *optional*): padding mask of the encoder output.
-            past_key_values (`Cache`, *optional*): keys and values of earlier steps (`DynamicCache`, `StaticCache`,
-                or `EncoderDecoderCache` when there is an encoder).
+            past_key_values (`Cache`, *optional*): keys and values of earlier steps (any `Cache`: by default a
+                `VaswaniDynamicCache`, or `StaticCache`; an `EncoderDecoderCache` when there is an encoder).
             inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
             use_cache (`bool`, *optional*): create and return a cache.
             token_type_ids (`torch.LongTensor`, *optional*): accepted only as zeros; a decoder has no segments.
@@ -650,9 +710,9 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             raise ValueError("This decoder attends over an encoder: pass `encoder_hidden_states`.")
         if use_cache and past_key_values is None:
             past_key_values = (
-                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                EncoderDecoderCache(VaswaniDynamicCache(self.config), DynamicCache(config=self.config))
                 if self.config.is_encoder_decoder
-                else DynamicCache(config=self.config)
+                else VaswaniDynamicCache(self.config)
             )
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         prefix = "decoder_" if self.config.is_encoder_decoder else ""
@@ -823,8 +883,10 @@ class VaswaniModel(VaswaniPreTrainedModel):
 
 __all__ = [
     "VaswaniAttention",
+    "VaswaniCacheLayer",
     "VaswaniDecoder",
     "VaswaniDecoderLayer",
+    "VaswaniDynamicCache",
     "VaswaniEmbeddings",
     "VaswaniEncoder",
     "VaswaniEncoderLayer",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -32,7 +32,7 @@ from transformers.modeling_outputs import (
 from transformers.utils.generic import can_return_tuple
 
 from ..configuration.configuration_vaswani import VaswaniConfig
-from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel, check_attention_mask
+from .modeling_vaswani import VaswaniDynamicCache, VaswaniModel, VaswaniPreTrainedModel, check_attention_mask
 
 
 # -- Losses -------------------------------------------------------------------------------------------------------------
@@ -142,6 +142,26 @@ class _VaswaniHead(VaswaniPreTrainedModel):
 
 class _CompiledGeneration:
     """What the two generating heads add to `GenerationMixin` (which they inherit directly, as transformers wants)."""
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, generation_mode, batch_size, max_cache_length):
+        # Where generate() would make its default `DynamicCache`, use one that writes in place (`VaswaniDynamicCache`),
+        # sized for the longest text this call can produce. A cache the caller passed, or one that
+        # `cache_implementation` asks for (static, offloaded, quantized), is left as it is.
+        super()._prepare_cache_for_generation(
+            generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
+        )
+        cache = model_kwargs.get("past_key_values")
+        if cache is None or getattr(cache, "_is_user_defined", False) or generation_config.cache_implementation not in (None, "dynamic"):
+            return
+        self_attention = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        if type(self_attention) is not DynamicCache:
+            return
+        self_attention = VaswaniDynamicCache(self.config, capacity=max_cache_length)
+        model_kwargs["past_key_values"] = (
+            EncoderDecoderCache(self_attention, cache.cross_attention_cache)
+            if isinstance(cache, EncoderDecoderCache)
+            else self_attention
+        )
 
     def compile_generation(self, enable: bool = True):
         """
