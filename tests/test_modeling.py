@@ -851,3 +851,19 @@ def test_training_reduces_the_loss_on_a_fixed_batch(head_class):
     assert math.isfinite(losses[-1])
     assert losses[-1] < 0.5 * losses[0], losses
 
+
+
+@pytest.mark.parametrize("name", ["gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu"])
+def test_feed_forward_applies_the_configured_activation(name):
+    """FFN(x) = act(x W_1 + b_1) W_2 + b_2, with `gelu_new` (GPT-2's Python formula) run as the fused tanh kernel."""
+    from transformers.activations import ACT2FN
+
+    from vaswani.modeling import VaswaniFeedForward
+
+    torch.manual_seed(0)
+    ffn = VaswaniFeedForward(tiny_config(activation_function=name, init_std=0.5))
+    x = torch.randn(2, 5, 32) * 3
+    expected = ffn.fc2(ACT2FN[name](ffn.fc1(x)))  # transformers' own definition of the activation
+    torch.testing.assert_close(ffn(x), expected, rtol=0, atol=1e-5)
+    if name == "gelu_new":
+        assert type(ffn.activation) is type(ACT2FN["gelu_pytorch_tanh"])

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import (
@@ -32,7 +31,13 @@ from transformers.modeling_outputs import (
 from transformers.utils.generic import can_return_tuple
 
 from ..configuration.configuration_vaswani import VaswaniConfig
-from .modeling_vaswani import VaswaniDynamicCache, VaswaniModel, VaswaniPreTrainedModel, check_attention_mask
+from .modeling_vaswani import (
+    VaswaniDynamicCache,
+    VaswaniModel,
+    VaswaniPreTrainedModel,
+    activation_function,
+    check_attention_mask,
+)
 
 
 # -- Losses -------------------------------------------------------------------------------------------------------------
@@ -96,7 +101,7 @@ class VaswaniMLMHead(nn.Module):
     def __init__(self, config: VaswaniConfig):
         super().__init__()
         self.dense = nn.Linear(config.d_model, config.d_model)
-        self.activation = ACT2FN[config.activation_function]
+        self.activation = activation_function(config.activation_function)
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(config.d_model, config.vocab_size)
 
