@@ -190,6 +190,7 @@ def test_bert_and_gpt2_presets_have_their_namesakes_parameter_counts():
         (dict(final_layer_norm="yes"), "final_layer_norm"),
         (dict(embedding_layer_norm=1), "embedding_layer_norm"),
         (dict(final_logits_bias=None), "final_logits_bias"),
+        (dict(sparse_prediction="yes"), "sparse_prediction"),
     ],
 )
 def test_invalid_config_is_a_value_error_naming_the_field(overrides, field):

@@ -867,3 +867,42 @@ def test_feed_forward_applies_the_configured_activation(name):
     torch.testing.assert_close(ffn(x), expected, rtol=0, atol=1e-5)
     if name == "gelu_new":
         assert type(ffn.activation) is type(ACT2FN["gelu_pytorch_tanh"])
+
+
+@pytest.mark.parametrize("head_class", [VaswaniForMaskedLM, VaswaniForPreTraining])
+def test_sparse_prediction_gives_the_dense_loss_gradients_and_labelled_logits(head_class):
+    """`sparse_prediction` projects only the labelled positions; loss and gradients stay those of the dense head."""
+    generator = torch.Generator().manual_seed(0)
+    ids = random_ids(3, 10, generator=generator)
+    labels = torch.full_like(ids, -100)
+    labelled = torch.rand(ids.shape, generator=generator) < 0.3
+    labelled[0, 0] = True
+    labels[labelled] = ids[labelled]
+    extra = {"next_sentence_label": torch.tensor([0, 1, 0])} if head_class is VaswaniForPreTraining else {}
+    results = {}
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = head_class(tiny_config(sparse_prediction=sparse, init_std=0.2)).train()
+        out = model(input_ids=ids, labels=labels, **extra)
+        out.loss.backward()
+        logits = out.logits if head_class is VaswaniForMaskedLM else out.prediction_logits
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        model.eval()
+        with torch.no_grad():
+            unlabelled = main_output(model(input_ids=ids))
+        results[sparse] = (out.loss.detach(), logits.detach(), grads, unlabelled)
+    (dense_loss, dense_logits, dense_grads, dense_free), (loss, logits, grads, free) = results[False], results[True]
+    assert dense_logits.shape == (3, 10, VOCAB) and logits.shape == (int(labelled.sum()), VOCAB)
+    torch.testing.assert_close(logits, dense_logits[labelled], rtol=0, atol=1e-6)
+    torch.testing.assert_close(loss, dense_loss, rtol=0, atol=1e-6)
+    assert grads.keys() == dense_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], dense_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+    torch.testing.assert_close(free, dense_free, rtol=0, atol=0)  # no labels: every position, as without the option
+
+
+def test_sparse_prediction_rejects_labels_of_another_shape():
+    model = VaswaniForMaskedLM(tiny_config(sparse_prediction=True))
+    ids = random_ids(2, 6)
+    with pytest.raises(ValueError, match="one label per token"):
+        model(input_ids=ids, labels=ids[:, :4])

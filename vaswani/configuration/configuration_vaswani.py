@@ -85,6 +85,10 @@ class VaswaniConfig(PreTrainedConfig):
         type_vocab_size (`int`, defaults to 0): number of segment (token type) embeddings; 0 means none.
         final_logits_bias (`bool`, defaults to `False`): a fixed bias (a buffer, not trained) added to the
             sequence-to-sequence logits, as Marian has.
+        sparse_prediction (`bool`, defaults to `False`): masked-language-model heads given `labels` project only
+            the labelled positions to the vocabulary (about 15% of them in BERT's recipe), so their `logits` have
+            shape `(number of labelled positions, vocab_size)`, in order. The loss is the same; a training step is
+            faster and lighter. Without `labels` the logits cover every position. (ModernBERT's option.)
         label_smoothing (`float`, defaults to 0.0): epsilon_ls of every cross-entropy loss the heads compute
             (the paper's presets use 0.1, paper 5.4).
         init_std (`float`, defaults to 0.02): standard deviation of the normal initialisation.
@@ -134,6 +138,7 @@ class VaswaniConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
     type_vocab_size: int = 0
     final_logits_bias: bool = False
+    sparse_prediction: bool = False
     label_smoothing: float | int = 0.0
     init_std: float = 0.02
     pad_token_id: int | None = 0
@@ -230,7 +235,10 @@ class VaswaniConfig(PreTrainedConfig):
             raise ValueError(
                 f"`sinusoidal_layout` must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}."
             )
-        for name in ("norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding"):
+        for name in (
+            "norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding",
+            "sparse_prediction",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         for name in ("dropout", "attention_dropout", "label_smoothing"):

@@ -133,6 +133,18 @@ class _VaswaniHead(VaswaniPreTrainedModel):
             num_items_in_batch=kwargs.get("num_items_in_batch"),
         )
 
+    def _labelled_positions(self, hidden_states, labels):
+        """With `config.sparse_prediction`, keep only the labelled positions for the vocabulary projection."""
+        if labels is None or not self.config.sparse_prediction:
+            return hidden_states, labels
+        if labels.shape != hidden_states.shape[:2]:
+            raise ValueError(
+                f"`labels` has shape {tuple(labels.shape)}, but the input has {tuple(hidden_states.shape[:2])}: pass "
+                f"one label per token (-100 where there is nothing to predict)."
+            )
+        keep = labels.to(hidden_states.device) != -100  # (B, T)
+        return hidden_states[keep], labels[keep]  # (n_labelled, d_model), (n_labelled,)
+
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs) -> BaseModelOutput:
         kwargs.pop("num_items_in_batch", None)
         return self.model(
@@ -410,12 +422,13 @@ class VaswaniForMaskedLM(_VaswaniHead):
         r"""
         Args:
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): the original ids at
-                masked positions, -100 elsewhere.
+                masked positions, -100 elsewhere. With `config.sparse_prediction` only these positions get logits.
             Other arguments: see [`VaswaniModel.forward`].
         """
         num_items_in_batch = kwargs.get("num_items_in_batch")
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
-        logits = self.lm_head(outputs.last_hidden_state)
+        hidden_states, labels = self._labelled_positions(outputs.last_hidden_state, labels)
+        logits = self.lm_head(hidden_states)
         loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -468,13 +481,15 @@ class VaswaniForPreTraining(_VaswaniHead):
     ) -> VaswaniForPreTrainingOutput:
         r"""
         Args:
-            labels (`torch.LongTensor`, *optional*): MLM targets, -100 at unmasked positions.
+            labels (`torch.LongTensor`, *optional*): MLM targets, -100 at unmasked positions. With
+                `config.sparse_prediction` only the labelled positions get prediction logits.
             next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 if segment B follows
                 segment A, 1 if it is random.
         """
         num_items_in_batch = kwargs.get("num_items_in_batch")
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
-        prediction_logits = self.lm_head(outputs.last_hidden_state)
+        hidden_states, labels = self._labelled_positions(outputs.last_hidden_state, labels)
+        prediction_logits = self.lm_head(hidden_states)
         seq_relationship_logits = self.nsp_head(self.pooler(outputs.last_hidden_state))
         loss = None
         if labels is not None:
