@@ -19,6 +19,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderC
 from helpers import GENERATIVE_HEADS, PAD, random_ids, tiny_config
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration
 from vaswani.modeling import VaswaniCacheLayer, VaswaniDynamicCache
+from vaswani.modeling.modeling_vaswani import CACHE_NAME
 
 # Untied projection and larger weights: outputs that depend on the prompt and vary from step to step.
 GENERATION_OVERRIDES = dict(tie_word_embeddings=False, init_std=0.1)
@@ -196,14 +197,29 @@ def test_sampling_cached_equals_uncached(head):
     assert not torch.equal(cached[::2], greedy)
 
 
+def cache_of(output):
+    """The cache an output returns, under the installed transformers' name (`cache` from 5.24)."""
+    return getattr(output, CACHE_NAME)
+
+
+@torch.no_grad()
+def test_the_cache_is_passed_under_one_name():
+    model = make_model(VaswaniForCausalLM)
+    ids, _ = make_prompt(batch=2, length=5)
+    cache = cache_of(model(input_ids=ids, use_cache=True))
+    with pytest.raises(ValueError, match="not both"):
+        model(input_ids=ids[:, :1], cache=cache, past_key_values=cache)
+
+
 # -- 3. a manual cached decode loop ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argument", ["cache", "past_key_values"])  # the name from transformers 5.24, and before
 @pytest.mark.parametrize("pass_mask", [True, False], ids=["with_mask", "without_mask"])
 @torch.no_grad()
-def test_manual_cached_loop_causal(pass_mask):
+def test_manual_cached_loop_causal(pass_mask, argument):
     model = make_model(VaswaniForCausalLM)
     ids, mask = make_prompt(batch=2, length=5)
     out = model(input_ids=ids, attention_mask=mask if pass_mask else None, use_cache=True)
-    cache = out.past_key_values
+    cache = cache_of(out)
     assert isinstance(cache, DynamicCache)
     assert cache.get_seq_length() == ids.shape[1]
     torch.testing.assert_close(out.logits, model(input_ids=ids, use_cache=False).logits, atol=1e-5, rtol=0)
@@ -218,10 +234,10 @@ def test_manual_cached_loop_causal(pass_mask):
         out = model(
             input_ids=next_token,
             attention_mask=torch.ones_like(sequence) if pass_mask else None,
-            past_key_values=cache,
             use_cache=True,
+            **{argument: cache},
         )
-        assert out.past_key_values is cache, "the cache is updated in place and returned"
+        assert cache_of(out) is cache, "the cache is updated in place and returned"
         assert cache.get_seq_length() == sequence.shape[1] == ids.shape[1] + step + 1
         for layer in cache.layers:
             assert layer.keys.shape[-2] == layer.values.shape[-2] == sequence.shape[1]
@@ -250,7 +266,7 @@ def test_manual_cached_loop_seq2seq_computes_cross_attention_once():
         out = model(
             encoder_outputs=encoder_outputs, attention_mask=source_mask, decoder_input_ids=start, use_cache=True
         )
-        cache = out.past_key_values
+        cache = cache_of(out)
         assert isinstance(cache, EncoderDecoderCache)
         assert isinstance(cache.self_attention_cache, DynamicCache)
         assert cache.self_attention_cache.get_seq_length() == 1
@@ -277,11 +293,11 @@ def test_manual_cached_loop_seq2seq_computes_cross_attention_once():
                 encoder_outputs=encoder_outputs,
                 attention_mask=source_mask,
                 decoder_input_ids=next_token,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             assert not projections, "cross-attention keys/values were projected again"
-            assert out.past_key_values is cache
+            assert cache_of(out) is cache
             assert isinstance(cache, EncoderDecoderCache)
             assert cache.self_attention_cache.get_seq_length() == sequence.shape[1] == step + 2
             assert cache.get_seq_length() == sequence.shape[1]
@@ -301,7 +317,7 @@ def test_generate_returns_expected_cache_type(head):
     model = make_model(head)
     ids, mask = make_prompt()
     out = model.generate(ids, attention_mask=mask, do_sample=False, return_dict_in_generate=True, **full_length())
-    cache = out.past_key_values
+    cache = cache_of(out)
     if model.config.is_encoder_decoder:
         assert isinstance(cache, EncoderDecoderCache)
         # the last generated token is never fed back: start token + NEW_TOKENS - 1 fed tokens
@@ -336,12 +352,12 @@ def test_in_place_cache_generates_what_dynamic_cache_does(head, settings):
     model = make_model(head)
     ids, mask, _ = _lengths_batch([6, 2, 4], "right" if model.config.is_encoder_decoder else "left")
     outputs = {}
-    for name, extra in (("ours", {}), ("dynamic", {"past_key_values": _plain_cache(model)})):
+    for name, extra in (("ours", {}), ("dynamic", {CACHE_NAME: _plain_cache(model)})):
         torch.manual_seed(3)
         out = model.generate(
             ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, **extra, **full_length(**settings)
         )
-        self_cache = out.past_key_values.self_attention_cache if model.config.is_encoder_decoder else out.past_key_values
+        self_cache = cache_of(out).self_attention_cache if model.config.is_encoder_decoder else cache_of(out)
         assert (type(self_cache) is VaswaniDynamicCache) == (name == "ours"), type(self_cache).__name__
         outputs[name] = out
     assert torch.equal(outputs["ours"].sequences, outputs["dynamic"].sequences)
@@ -485,7 +501,7 @@ def test_static_cache_equals_dynamic_cache(head):
         return_dict_in_generate=True,
         **full_length(),
     )
-    cache = static.past_key_values
+    cache = cache_of(static)
     self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
     assert isinstance(self_cache, StaticCache), f"got {type(cache).__name__}"
     assert torch.equal(static.sequences, dynamic), f"\nstatic:  {static.sequences.tolist()}\ndynamic: {dynamic.tolist()}"
@@ -645,7 +661,7 @@ def test_compiled_generation_with_a_static_cache_gives_the_same_tokens(head, tmp
     assert model.generation_config.compile_config is not None
     torch._dynamo.reset()
     compiled = model.generate(ids, **kwargs, return_dict_in_generate=True)
-    cache = compiled.past_key_values
+    cache = cache_of(compiled)
     assert isinstance(getattr(cache, "self_attention_cache", cache), StaticCache)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the forward really was compiled
     assert torch.equal(compiled.sequences, expected)

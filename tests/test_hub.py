@@ -112,7 +112,7 @@ def test_every_head_loads_in_a_fresh_process_without_the_package(tmp_path):
         model.save_pretrained(folder)
         with torch.no_grad():
             expected = main_output(model(**inputs))
-        torch.save({"inputs": inputs, "expected": expected}, folder / "case.pt")
+        torch.save({"inputs": inputs, "expected": expected, "weights": model.state_dict()}, folder / "case.pt")
         generated = None
         if model.can_generate():
             generated = model.generate(inputs["input_ids"], max_new_tokens=4, do_sample=False).tolist()
@@ -134,7 +134,9 @@ def test_every_head_loads_in_a_fresh_process_without_the_package(tmp_path):
                 "class": type(model).__name__,
                 "config_class": type(config).__name__,
                 "module": type(model).__module__,
-                "identical": bool(torch.equal(main, case["expected"])),
+                "same_weights": model.state_dict().keys() == case["weights"].keys()
+                and all(torch.equal(w, case["weights"][k]) for k, w in model.state_dict().items()),
+                "output_difference": (main - case["expected"]).abs().max().item(),
             }}
             if generated is not None:
                 again = model.generate(case["inputs"]["input_ids"], max_new_tokens=4, do_sample=False).tolist()
@@ -149,7 +151,10 @@ def test_every_head_loads_in_a_fresh_process_without_the_package(tmp_path):
         assert result["class"] == head.__name__
         assert result["config_class"] == "VaswaniConfig"
         assert result["module"].startswith("transformers_modules."), "the model did not come from remote code"
-        assert result["identical"], f"{head.__name__}: outputs differ after a remote-code load"
+        assert result["same_weights"], f"{head.__name__}: weights differ after a remote-code load"
+        # The same weights, but loaded into memory at another alignment, which can pick another SIMD path for the
+        # same matrix product: last-bit differences (1e-9 here with transformers 5.24), nothing more.
+        assert result["output_difference"] <= 1e-6, f"{head.__name__}: outputs differ after a remote-code load"
         if head in GENERATIVE_HEADS:
             assert result["generate_identical"]
 

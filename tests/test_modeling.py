@@ -35,6 +35,7 @@ from vaswani import (
     VaswaniModel,
 )
 from vaswani.modeling import sinusoidal_positions
+from vaswani.modeling.modeling_vaswani import CACHE_NAME
 
 
 ATTENTION_IMPLEMENTATIONS = ["eager", "sdpa"]
@@ -558,6 +559,19 @@ def test_gradient_checkpointing_gives_the_same_gradients(head_class):
     ]
     assert different == []
     assert any(grad is not None and grad.abs().sum() > 0 for grad in checkpointed.values())
+
+
+def test_gradient_checkpointing_refuses_a_cache_in_training():
+    model = build(VaswaniForCausalLM, dropout=0.0).train()
+    ids = random_ids(2, 6)
+    with torch.no_grad():
+        cache = model(input_ids=ids, use_cache=True).past_key_values  # the older name, still accepted
+    model.gradient_checkpointing_enable()
+    out = model(input_ids=ids, labels=ids)
+    assert getattr(out, CACHE_NAME) is None  # the config's use_cache=True makes none here
+    out.loss.backward()
+    with pytest.raises(ValueError, match="cannot update a cache"):
+        model(input_ids=ids[:, :1], past_key_values=cache)
 
 
 @pytest.mark.parametrize("head_class", LM_HEADS, ids=head_id)

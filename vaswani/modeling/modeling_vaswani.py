@@ -14,6 +14,7 @@ The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class
 The task heads live in `modeling_vaswani_heads.py`.
 """
 
+import functools
 import math
 import os
 import tempfile
@@ -41,6 +42,28 @@ from ..configuration.configuration_vaswani import VaswaniConfig
 
 def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+# transformers 5.24 renamed the cache, as an argument and as an output field, from `past_key_values` to `cache` (the
+# old name deprecated until 5.40). This family calls it `cache`, accepts both names from callers (generate() of 5.23
+# passes `past_key_values`), and writes outputs and generate()'s keyword arguments under the installed version's name.
+CACHE_NAME = "cache" if "cache" in BaseModelOutputWithPastAndCrossAttentions.__dataclass_fields__ else "past_key_values"
+
+
+def accepts_past_key_values(forward):
+    """Let `forward` take the cache as `past_key_values=` too (transformers < 5.24 and older callers)."""
+
+    @functools.wraps(forward)
+    def wrapper(*args, **kwargs):
+        if "past_key_values" in kwargs:
+            past_key_values = kwargs.pop("past_key_values")
+            if kwargs.get("cache") is not None and past_key_values is not None:
+                raise ValueError("Pass the cache once: as `cache` (or, the older name, `past_key_values`), not both.")
+            if kwargs.get("cache") is None:
+                kwargs["cache"] = past_key_values
+        return forward(*args, **kwargs)
+
+    return wrapper
 
 
 def check_attention_mask(attention_mask: torch.Tensor | None, shape: tuple, past_length: int = 0, name: str = "attention_mask"):
@@ -336,28 +359,28 @@ class VaswaniAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         key_value_states: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         is_cross_attention = key_value_states is not None
         batch, length, _ = hidden_states.shape
         query = self.q_proj(hidden_states).view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, d_k)
 
-        cache = past_key_values
-        if isinstance(past_key_values, EncoderDecoderCache):
-            cache = past_key_values.cross_attention_cache if is_cross_attention else past_key_values.self_attention_cache
-        if is_cross_attention and cache is not None and past_key_values.is_updated.get(self.layer_idx):
+        own_cache = cache
+        if isinstance(cache, EncoderDecoderCache):
+            own_cache = cache.cross_attention_cache if is_cross_attention else cache.self_attention_cache
+        if is_cross_attention and own_cache is not None and cache.is_updated.get(self.layer_idx):
             # The encoder output does not change while decoding: its keys and values were projected once.
-            key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
+            key, value = own_cache.layers[self.layer_idx].keys, own_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
             kv_shape = (batch, source.shape[1], -1, self.head_dim)
             key = self.k_proj(source).view(kv_shape).transpose(1, 2)  # (B, h, S, d_k)
             value = self.v_proj(source).view(kv_shape).transpose(1, 2)
-            if cache is not None:
-                key, value = cache.update(key, value, self.layer_idx)
+            if own_cache is not None:
+                key, value = own_cache.update(key, value, self.layer_idx)
                 if is_cross_attention:
-                    past_key_values.is_updated[self.layer_idx] = True
+                    cache.is_updated[self.layer_idx] = True
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -449,15 +472,13 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> torch.Tensor:
         residual = hidden_states
         if self.norm_first:
             hidden_states = self.self_attn_layer_norm(hidden_states)
-        hidden_states, _ = self.self_attn(
-            hidden_states, attention_mask=attention_mask, past_key_values=past_key_values, **kwargs
-        )
+        hidden_states, _ = self.self_attn(hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
         hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
         if not self.norm_first:
             hidden_states = self.self_attn_layer_norm(hidden_states)
@@ -470,7 +491,7 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
                 hidden_states,
                 attention_mask=encoder_attention_mask,
                 key_value_states=encoder_hidden_states,
-                past_key_values=past_key_values,
+                cache=cache,
                 **kwargs,
             )
             hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -686,6 +707,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding):
         self.embeddings.word_embeddings = value
 
+    @accepts_past_key_values
     @merge_with_config_defaults
     @capture_outputs
     def forward(
@@ -695,7 +717,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         token_type_ids: torch.LongTensor | None = None,
@@ -709,7 +731,8 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             position_ids (`torch.LongTensor`, *optional*): positions; by default derived from the mask.
             encoder_hidden_states (`torch.Tensor`, *optional*): the encoder output, for encoder-decoder attention.
             encoder_attention_mask (`torch.Tensor`, *optional*): padding mask of the encoder output.
-            past_key_values (`Cache`, *optional*): keys and values of earlier steps (any `Cache`: by default a
+            cache (`Cache`, *optional*; also accepted as `past_key_values`): keys and values of earlier steps (any
+                `Cache`: by default a
                 `VaswaniDynamicCache`, or `StaticCache`; an `EncoderDecoderCache` when there is an encoder).
             inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
             use_cache (`bool`, *optional*): create and return a cache.
@@ -717,31 +740,30 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         """
         if self.config.is_encoder_decoder and encoder_hidden_states is None:
             raise ValueError("This decoder attends over an encoder: pass `encoder_hidden_states`.")
-        if use_cache and past_key_values is None:
-            past_key_values = (
+        if self.training and torch.is_grad_enabled() and self.layers and self.layers[0].gradient_checkpointing:
+            # A checkpointed layer runs again in the backward pass, which would write its cache entries twice.
+            if cache is not None:
+                raise ValueError(
+                    "Gradient checkpointing replays each layer during backward and cannot update a cache: pass no "
+                    "`cache` in training, or decode under `torch.no_grad()` / `model.eval()`."
+                )
+            use_cache = False
+        if use_cache and cache is None:
+            cache = (
                 EncoderDecoderCache(VaswaniDynamicCache(self.config), DynamicCache(config=self.config))
                 if self.config.is_encoder_decoder
                 else VaswaniDynamicCache(self.config)
             )
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_length = cache.get_seq_length() if cache is not None else 0
         prefix = "decoder_" if self.config.is_encoder_decoder else ""
         position_ids = _stack_positions(
             self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix
         )
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
 
-        self_attention_cache = (
-            past_key_values.self_attention_cache
-            if isinstance(past_key_values, EncoderDecoderCache)
-            else past_key_values
-        )
-        causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=attention_mask,
-            past_key_values=self_attention_cache,
-            position_ids=position_ids,
-        )
+        self_attention_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        # The cache by position: its keyword is `past_key_values` before transformers 5.24 and `cache` from it.
+        causal_mask = create_causal_mask(self.config, hidden_states, attention_mask, self_attention_cache, position_ids)
         if encoder_hidden_states is not None:
             encoder_attention_mask = create_bidirectional_mask(
                 config=self.config,
@@ -755,13 +777,13 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
                 causal_mask,
                 encoder_hidden_states,  # positional, so gradient checkpointing sees it
                 encoder_attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 **kwargs,
             )
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=past_key_values if use_cache else None
+            last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None}
         )
 
 
@@ -805,6 +827,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
     def get_decoder(self):
         return self.decoder
 
+    @accepts_past_key_values
     @can_return_tuple
     def forward(
         self,
@@ -816,7 +839,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
         decoder_attention_mask: torch.Tensor | None = None,
         decoder_position_ids: torch.LongTensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -833,7 +856,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
             decoder_attention_mask (`torch.Tensor`, *optional*): padding mask of the target.
             decoder_position_ids (`torch.LongTensor`, *optional*): positions of `decoder_input_ids`.
             encoder_outputs (*optional*): a precomputed encoder output, as `generate()` passes it.
-            past_key_values (`Cache`, *optional*): keys and values of earlier decoding steps.
+            cache (`Cache`, *optional*; also accepted as `past_key_values`): keys and values of earlier decoding steps.
             inputs_embeds, decoder_inputs_embeds (`torch.Tensor`, *optional*): embeddings instead of ids.
             use_cache (`bool`, *optional*): return a cache for the next decoding step.
         """
@@ -842,7 +865,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
                 inputs_embeds=inputs_embeds,
                 use_cache=use_cache,
                 token_type_ids=token_type_ids,
@@ -873,14 +896,14 @@ class VaswaniModel(VaswaniPreTrainedModel):
             position_ids=decoder_position_ids,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **{CACHE_NAME: getattr(decoder_outputs, CACHE_NAME)},
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,

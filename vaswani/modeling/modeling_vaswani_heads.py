@@ -32,9 +32,11 @@ from transformers.utils.generic import can_return_tuple
 
 from ..configuration.configuration_vaswani import VaswaniConfig
 from .modeling_vaswani import (
+    CACHE_NAME,
     VaswaniDynamicCache,
     VaswaniModel,
     VaswaniPreTrainedModel,
+    accepts_past_key_values,
     activation_function,
     check_attention_mask,
 )
@@ -167,14 +169,14 @@ class _CompiledGeneration:
         super()._prepare_cache_for_generation(
             generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
         )
-        cache = model_kwargs.get("past_key_values")
+        cache = model_kwargs.get(CACHE_NAME)
         if cache is None or getattr(cache, "_is_user_defined", False) or generation_config.cache_implementation not in (None, "dynamic"):
             return
         self_attention = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         if type(self_attention) is not DynamicCache:
             return
         self_attention = VaswaniDynamicCache(self.config, capacity=max_cache_length)
-        model_kwargs["past_key_values"] = (
+        model_kwargs[CACHE_NAME] = (
             EncoderDecoderCache(self_attention, cache.cross_attention_cache)
             if isinstance(cache, EncoderDecoderCache)
             else self_attention
@@ -246,6 +248,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @accepts_past_key_values
     @can_return_tuple
     def forward(
         self,
@@ -255,7 +258,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
         decoder_attention_mask: torch.Tensor | None = None,
         decoder_position_ids: torch.LongTensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -281,7 +284,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             decoder_attention_mask=decoder_attention_mask,
             decoder_position_ids=decoder_position_ids,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -299,7 +302,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
@@ -341,13 +344,14 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         check_attention_mask(model_kwargs.get("attention_mask"), tuple(prompt.shape[:2]))
         return super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
 
+    @accepts_past_key_values
     @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -360,7 +364,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             attention_mask (`torch.Tensor`, *optional*): 1 for tokens, 0 for padding, covering cached tokens too.
             position_ids (`torch.LongTensor`, *optional*): positions; by default derived from the mask, so a
                 left-padded prompt behaves as it does alone.
-            past_key_values (`Cache`, *optional*): keys and values of earlier steps.
+            cache (`Cache`, *optional*; also accepted as `past_key_values`): keys and values of earlier steps.
             labels (`torch.LongTensor`, *optional*): usually `input_ids`; shifted inside, -100 to ignore.
             logits_to_keep (`int`): if positive, compute logits for the last `logits_to_keep` positions only.
         """
@@ -369,7 +373,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -385,7 +389,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
