@@ -454,6 +454,22 @@ def memory_child(pair: str, side: str, shape: dict, positions: int) -> dict:
     }
 
 
+def steady_allocator() -> str:
+    """
+    Keep freed memory in glibc's heap for reuse instead of handing it back to the OS: no mmap for large blocks, no
+    trimming (what `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...` would set). Otherwise each large tensor (the
+    150 MB logits of the base shape) is a fresh mmap whose pages fault in again at every step, and step times jump by
+    a third from one repeat to the next, on both sides (benchmarks/README.md, findings). Both models of a pair share
+    this process; memory is measured in separate processes with glibc's defaults.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        done = libc.mallopt(-4, 0) == 1 and libc.mallopt(-1, 1 << 30) == 1  # M_MMAP_MAX, M_TRIM_THRESHOLD (1 GiB)
+    except (OSError, AttributeError):
+        done = False
+    return "glibc heap only (M_MMAP_MAX 0, M_TRIM_THRESHOLD 1 GiB)" if done else "default (mallopt unavailable)"
+
+
 def memory_pool():
     """A forkserver with torch, transformers and the models imported: each measurement forks a fresh child fast."""
     context = multiprocessing.get_context("forkserver")
@@ -703,6 +719,7 @@ def markdown(report: dict) -> str:
         f"(min {peak['min']:.0f}, max {peak['max']:.0f}"
         + (f"; {peak['end']['median']:.0f} at the end" if "end" in peak else "")
         + f"), {report['mode']} run, {report.get('wall_seconds', 0) / 60:.1f} min"
+        + (f"; allocator: {m['allocator']}" if "allocator" in m else "")
         + ("." if report.get("complete") else ", INCOMPLETE (interrupted or still running)."),
     ]
     if len(report.get("runs", [])) > 1:
@@ -795,9 +812,10 @@ def main(argv=None):
     started = time.perf_counter()
     torch.set_num_threads(THREADS)
     transformers.logging.set_verbosity_error()
-    pool = memory_pool()
+    pool = memory_pool()  # started before the allocator setting below, which it does not share
     report = {"machine": machine(), "code": code_version(), "mode": "quick" if args.quick else "full",
               "complete": False}
+    report["machine"]["allocator"] = steady_allocator()
     existing = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
     log(f"{report['machine']['cpu']}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     if os.getloadavg()[0] > 0.5:
