@@ -163,24 +163,23 @@ class _CompiledGeneration:
     """What the two generating heads add to `GenerationMixin` (which they inherit directly, as transformers wants)."""
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, generation_mode, batch_size, max_cache_length):
-        # Where generate() would make its default `DynamicCache`, use one that writes in place (`VaswaniDynamicCache`),
-        # sized for the longest text this call can produce. A cache the caller passed, or one that
-        # `cache_implementation` asks for (static, offloaded, quantized), is left as it is.
-        super()._prepare_cache_for_generation(
-            generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
-        )
-        cache = model_kwargs.get(CACHE_NAME)
-        if cache is None or getattr(cache, "_is_user_defined", False) or generation_config.cache_implementation not in (None, "dynamic"):
-            return
-        self_attention = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-        if type(self_attention) is not DynamicCache:
-            return
-        self_attention = VaswaniDynamicCache(self.config, capacity=max_cache_length)
-        model_kwargs[CACHE_NAME] = (
-            EncoderDecoderCache(self_attention, cache.cross_attention_cache)
-            if isinstance(cache, EncoderDecoderCache)
-            else self_attention
-        )
+        # Where generate() would make its default `DynamicCache`, make a cache that writes in place instead
+        # (`VaswaniDynamicCache`), sized for the longest text this call can produce. A cache the caller passed, or one
+        # that `cache_implementation` asks for (static, offloaded, quantized), is generate()'s business as usual.
+        if (
+            model_kwargs.get(CACHE_NAME) is not None
+            or generation_config.use_cache is False
+            or generation_config.cache_implementation not in (None, "dynamic")
+        ):
+            return super()._prepare_cache_for_generation(
+                generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
+            )
+        cache = VaswaniDynamicCache(self.config, capacity=max_cache_length)
+        if self.config.is_encoder_decoder:
+            cache = EncoderDecoderCache(cache, DynamicCache())  # cross-attention: the encoder output's keys and values
+        if getattr(generation_config, "is_assistant", False):  # an assistant model's cache may be rolled back
+            cache.activate_past_recording()
+        model_kwargs[CACHE_NAME] = cache
 
     def compile_generation(self, enable: bool = True):
         """
