@@ -25,7 +25,7 @@ test: setup
 quality: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/quality.py
 
-# Speed and memory against BERT, GPT-2 and Marian at identical shapes (benchmarks/README.md): about 15 minutes.
+# Speed and memory against BERT, GPT-2 and Marian at identical shapes (benchmarks/README.md): about 17 minutes.
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py
 
