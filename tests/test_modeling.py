@@ -565,13 +565,13 @@ def test_gradient_checkpointing_refuses_a_cache_in_training():
     model = build(VaswaniForCausalLM, dropout=0.0).train()
     ids = random_ids(2, 6)
     with torch.no_grad():
-        cache = model(input_ids=ids, use_cache=True).past_key_values  # the older name, still accepted
+        cache = getattr(model(input_ids=ids, use_cache=True), CACHE_NAME)
     model.gradient_checkpointing_enable()
     out = model(input_ids=ids, labels=ids)
     assert getattr(out, CACHE_NAME) is None  # the config's use_cache=True makes none here
     out.loss.backward()
     with pytest.raises(ValueError, match="cannot update a cache"):
-        model(input_ids=ids[:, :1], past_key_values=cache)
+        model(input_ids=ids[:, :1], past_key_values=cache)  # the older argument name, still accepted
 
 
 @pytest.mark.parametrize("head_class", LM_HEADS, ids=head_id)

@@ -55,12 +55,11 @@ def accepts_past_key_values(forward):
 
     @functools.wraps(forward)
     def wrapper(*args, **kwargs):
-        if "past_key_values" in kwargs:
-            past_key_values = kwargs.pop("past_key_values")
-            if kwargs.get("cache") is not None and past_key_values is not None:
+        older = kwargs.pop("past_key_values", None)
+        if older is not None:
+            if kwargs.get("cache") is not None:
                 raise ValueError("Pass the cache once: as `cache` (or, the older name, `past_key_values`), not both.")
-            if kwargs.get("cache") is None:
-                kwargs["cache"] = past_key_values
+            kwargs["cache"] = older
         return forward(*args, **kwargs)
 
     return wrapper
@@ -732,8 +731,8 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             encoder_hidden_states (`torch.Tensor`, *optional*): the encoder output, for encoder-decoder attention.
             encoder_attention_mask (`torch.Tensor`, *optional*): padding mask of the encoder output.
             cache (`Cache`, *optional*; also accepted as `past_key_values`): keys and values of earlier steps (any
-                `Cache`: by default a
-                `VaswaniDynamicCache`, or `StaticCache`; an `EncoderDecoderCache` when there is an encoder).
+                `Cache`: by default a `VaswaniDynamicCache`, or `StaticCache`; an `EncoderDecoderCache` when there is
+                an encoder).
             inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
             use_cache (`bool`, *optional*): create and return a cache.
             token_type_ids (`torch.LongTensor`, *optional*): accepted only as zeros; a decoder has no segments.
