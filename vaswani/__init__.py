@@ -40,6 +40,7 @@ from .modeling import (
     VaswaniForQuestionAnswering,
     VaswaniForSequenceClassification,
     VaswaniForTokenClassification,
+    VaswaniLinear,
     VaswaniModel,
     VaswaniPreTrainedModel,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "VaswaniForQuestionAnswering",
     "VaswaniForSequenceClassification",
     "VaswaniForTokenClassification",
+    "VaswaniLinear",
     "VaswaniModel",
     "VaswaniPreTrainedModel",
     "VaswaniQuestionAnsweringPipeline",

@@ -8,6 +8,7 @@ from .modeling_vaswani import (
     VaswaniEncoder,
     VaswaniEncoderLayer,
     VaswaniFeedForward,
+    VaswaniLinear,
     VaswaniModel,
     VaswaniPreTrainedModel,
     eager_attention_forward,

@@ -2,6 +2,7 @@
 The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class per concept of the paper:
 
     VaswaniEmbeddings        token embedding x sqrt(d_model) + positional encoding (3.4, 3.5)
+    VaswaniLinear            a learned projection xW^T + b (nn.Linear; through oneDNN in inference on AMD CPUs)
     eager_attention_forward  scaled dot-product attention, Attention(Q, K, V) = softmax(QK^T / sqrt(d_k)) V (3.2.1)
     VaswaniAttention         multi-head attention, MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (3.2.2)
     VaswaniFeedForward       position-wise feed-forward network, FFN(x) = max(0, xW_1 + b_1) W_2 + b_2 (3.3)
@@ -17,6 +18,7 @@ The task heads live in `modeling_vaswani_heads.py`.
 import functools
 import math
 import os
+import platform
 import tempfile
 from collections.abc import Callable
 
@@ -42,6 +44,10 @@ from ..configuration.configuration_vaswani import VaswaniConfig
 
 def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _is_dispatch_mode() -> bool:
+    return torch._C._len_torch_dispatch_stack() > 0
 
 
 # transformers 5.24 renamed the cache, as an argument and as an output field, from `past_key_values` to `cache` (the
@@ -331,6 +337,59 @@ def eager_attention_forward(
     return output.transpose(1, 2).contiguous(), weights  # (B, T_q, h, d_k)
 
 
+def _onednn_outruns_mkl() -> bool:
+    """
+    Whether oneDNN's fp32 kernels beat PyTorch's default BLAS (MKL) here: on AMD x86 CPUs, where MKL runs AVX2 code
+    and oneDNN the widest vector unit the CPU has (benchmarks/README.md, finding 10). Elsewhere it is not measured.
+    """
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(line.startswith("vendor_id") and "AuthenticAMD" in line for line in cpuinfo)
+    except OSError:
+        return "AuthenticAMD" in platform.processor()
+
+
+_ONEDNN_LINEAR = _onednn_outruns_mkl()
+# oneDNN costs ~12 us a call more than MKL: it pays from a weight of 2^18 entries (MKL streams such a weight slowly
+# through a product with a row or a few) or from 2^22 multiply-adds a call (measured: benchmarks/README.md, finding 10).
+_ONEDNN_MIN_WEIGHT = 1 << 18
+_ONEDNN_MIN_WORK = 1 << 22
+
+
+class VaswaniLinear(nn.Linear):
+    """
+    `nn.Linear`, y = xW^T + b: the paper's learned projections (W^Q, W^K, W^V, W^O, W_1, W_2, the pre-softmax linear
+    transformation). Same parameters, same state dict. Without gradients (inference, `generate()`) in fp32 on a CPU
+    where oneDNN outruns MKL, products big enough to repay oneDNN's ~12 us a call go through oneDNN, on the weight
+    as it is: the same product to float rounding, about twice as fast. `torch.backends.mkldnn.flags(enabled=False)`
+    switches it off.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if (
+            _ONEDNN_LINEAR
+            and not torch.is_grad_enabled()
+            and (
+                weight.numel() >= _ONEDNN_MIN_WEIGHT
+                or input.numel() // self.in_features * weight.numel() >= _ONEDNN_MIN_WORK
+            )
+            and input.device.type == "cpu"
+            and input.dtype == weight.dtype == torch.float32
+            and type(weight) is nn.Parameter
+            and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu")
+            and not _is_tracing()
+            and not _is_dispatch_mode()  # FlopCounterMode and other modes see the plain product
+        ):
+            return torch.ops.mkldnn._linear_pointwise(input, weight, self.bias, "none", [], "")
+        return super().forward(input)
+
+
 class VaswaniAttention(nn.Module):
     """
     Multi-head attention (paper 3.2.2): h heads of scaled dot-product attention on projections of the queries, keys
@@ -348,10 +407,10 @@ class VaswaniAttention(nn.Module):
         self.head_dim = config.d_model // config.num_heads  # d_k = d_v = d_model / h
         self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
         self.attention_dropout = config.attention_dropout
-        self.q_proj = nn.Linear(config.d_model, config.d_model)
-        self.k_proj = nn.Linear(config.d_model, config.d_model)
-        self.v_proj = nn.Linear(config.d_model, config.d_model)
-        self.o_proj = nn.Linear(config.d_model, config.d_model)
+        self.q_proj = VaswaniLinear(config.d_model, config.d_model)
+        self.k_proj = VaswaniLinear(config.d_model, config.d_model)
+        self.v_proj = VaswaniLinear(config.d_model, config.d_model)
+        self.o_proj = VaswaniLinear(config.d_model, config.d_model)
 
     def forward(
         self,
@@ -403,9 +462,9 @@ class VaswaniFeedForward(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.fc1 = nn.Linear(config.d_model, config.d_ff)
+        self.fc1 = VaswaniLinear(config.d_model, config.d_ff)
         self.activation = activation_function(config.activation_function)
-        self.fc2 = nn.Linear(config.d_ff, config.d_model)
+        self.fc2 = VaswaniLinear(config.d_ff, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))

@@ -34,6 +34,7 @@ from ..configuration.configuration_vaswani import VaswaniConfig
 from .modeling_vaswani import (
     CACHE_NAME,
     VaswaniDynamicCache,
+    VaswaniLinear,
     VaswaniModel,
     VaswaniPreTrainedModel,
     accepts_past_key_values,
@@ -91,7 +92,7 @@ class VaswaniPooler(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dense = VaswaniLinear(config.d_model, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(hidden_states[:, 0]))
@@ -102,10 +103,10 @@ class VaswaniMLMHead(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dense = VaswaniLinear(config.d_model, config.d_model)
         self.activation = activation_function(config.activation_function)
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.d_model, config.vocab_size)
+        self.decoder = VaswaniLinear(config.d_model, config.vocab_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
@@ -216,7 +217,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
+        self.lm_head = VaswaniLinear(self.config.d_model, self.config.vocab_size, bias=False)
         if self.config.final_logits_bias:
             # A fixed per-token offset of the logits (Marian's); a buffer, so training leaves it as loaded.
             self.register_buffer("final_logits_bias", torch.zeros(1, self.config.vocab_size))
@@ -324,7 +325,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
+        self.lm_head = VaswaniLinear(self.config.d_model, self.config.vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -461,7 +462,7 @@ class VaswaniForPreTraining(_VaswaniHead):
         super().__init__(config)
         self.lm_head = VaswaniMLMHead(self.config)
         self.pooler = VaswaniPooler(self.config)
-        self.nsp_head = nn.Linear(self.config.d_model, 2)
+        self.nsp_head = VaswaniLinear(self.config.d_model, 2)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -515,7 +516,7 @@ class VaswaniForNextSentencePrediction(_VaswaniHead):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.pooler = VaswaniPooler(self.config)
-        self.nsp_head = nn.Linear(self.config.d_model, 2)
+        self.nsp_head = VaswaniLinear(self.config.d_model, 2)
         self.post_init()
 
     @can_return_tuple
@@ -553,7 +554,7 @@ class VaswaniForSequenceClassification(_VaswaniHead):
         super().__init__(config)
         self.pooler = VaswaniPooler(self.config)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
+        self.classifier = VaswaniLinear(self.config.d_model, self.config.num_labels)
         self.post_init()
 
     def _problem_type(self, labels: torch.Tensor) -> str:
@@ -604,7 +605,7 @@ class VaswaniForTokenClassification(_VaswaniHead):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
+        self.classifier = VaswaniLinear(self.config.d_model, self.config.num_labels)
         self.post_init()
 
     @can_return_tuple
@@ -637,7 +638,7 @@ class VaswaniForQuestionAnswering(_VaswaniHead):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.qa_outputs = nn.Linear(self.config.d_model, 2)
+        self.qa_outputs = VaswaniLinear(self.config.d_model, 2)
         self.post_init()
 
     @can_return_tuple
@@ -682,7 +683,7 @@ class VaswaniForMultipleChoice(_VaswaniHead):
         super().__init__(config)
         self.pooler = VaswaniPooler(self.config)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.classifier = nn.Linear(self.config.d_model, 1)
+        self.classifier = VaswaniLinear(self.config.d_model, 1)
         self.post_init()
 
     @can_return_tuple
