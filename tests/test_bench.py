@@ -50,6 +50,11 @@ def test_machine_and_peak(report):
     assert machine["threads"] == 2
     assert data["mode"] == "quick" and data["complete"] is True
     assert positive(data["peak_gflops"]["median"]) and positive(data["peak_gflops"]["end"]["median"])
+    # The MFU denominator is the fastest kernel measured, so no model figure can read above 100% of it by kernel choice.
+    kernels = data["peak_gflops"]["kernels"]
+    assert "torch.mm" in kernels and data["peak_gflops"]["kernel"] in kernels
+    assert data["peak_gflops"]["median"] == max(kernel["median"] for kernel in kernels.values())
+    assert isinstance(machine["vaswani_linear_onednn"], bool)
 
 
 def test_every_figure_for_every_pair(report):
