@@ -160,3 +160,19 @@ def test_a_loaded_model_is_made_of_vaswani_linears(tmp_path):
     assert linears and all(type(module) is VaswaniLinear for module in linears)
     for (name, value), (_, other) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(value, other), name
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["onednn", "mkl"])
+def test_compile_generation_warns_where_uncompiled_is_faster(monkeypatch, on):
+    from transformers.testing_utils import CaptureLogger
+
+    from vaswani import VaswaniForCausalLM
+    from vaswani.modeling import modeling_vaswani_heads
+
+    monkeypatch.setattr(modeling_vaswani_heads, "_ONEDNN_LINEAR", on)
+    model = VaswaniForCausalLM(tiny_config())
+    modeling_vaswani_heads.logger.warning_once.cache_clear()
+    with CaptureLogger(modeling_vaswani_heads.logger) as captured:
+        model.compile_generation()
+    assert ("multiplies through oneDNN" in captured.out) == on
+    assert model.generation_config.cache_implementation == "static"

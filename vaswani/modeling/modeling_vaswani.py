@@ -383,6 +383,7 @@ class VaswaniLinear(nn.Linear):
             and type(weight) is nn.Parameter
             and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu")
+            # torch.compile's inductor lowers oneDNN's linear only on frozen weights: compiled code keeps nn.Linear's.
             and not _is_tracing()
             and not _is_dispatch_mode()  # FlopCounterMode and other modes see the plain product
         ):

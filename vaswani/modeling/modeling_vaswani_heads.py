@@ -28,10 +28,12 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
 from ..configuration.configuration_vaswani import VaswaniConfig
 from .modeling_vaswani import (
+    _ONEDNN_LINEAR,
     CACHE_NAME,
     VaswaniDynamicCache,
     VaswaniLinear,
@@ -41,6 +43,8 @@ from .modeling_vaswani import (
     activation_function,
     check_attention_mask,
 )
+
+logger = logging.get_logger(__name__)
 
 
 # -- Losses -------------------------------------------------------------------------------------------------------------
@@ -188,6 +192,10 @@ class _CompiledGeneration:
         (transformers compiles generation by itself only on GPUs). The first call compiles (seconds); later calls
         with the same shapes reuse it. Greedy output is the same as without. `enable=False` undoes it. Returns the
         model.
+
+        On CPUs where `VaswaniLinear` multiplies through oneDNN (AMD), the compiled forward uses PyTorch's default
+        products instead (inductor lowers oneDNN's only for frozen weights), and uncompiled generation is the faster:
+        0.7-0.9x measured (benchmarks/README.md, findings 4 and 10). A warning says so.
         """
         from transformers import CompileConfig
 
@@ -195,6 +203,11 @@ class _CompiledGeneration:
             self.generation_config.cache_implementation = None
             self.generation_config.compile_config = None
             return self
+        if self.device.type == "cpu" and _ONEDNN_LINEAR:
+            logger.warning_once(
+                "compile_generation(): on this CPU the uncompiled generate() multiplies through oneDNN, which the "
+                "compiled forward cannot; it measured 0.7-0.9x as fast as uncompiled (benchmarks/README.md)."
+            )
         compile_config = CompileConfig(
             fullgraph=True, dynamic=False, mode="reduce-overhead" if self.device.type == "cuda" else "default"
         )
