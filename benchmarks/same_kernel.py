@@ -1,7 +1,8 @@
 """
 Is the lead of `VaswaniLinear` the kernel or the model? The reference models once more with the same kernel choice:
-their `nn.Linear` layers (and GPT-2's `Conv1D`) sent through oneDNN under the same conditions and size thresholds as
-`VaswaniLinear`, measured as `bench.py` measures (same models, inputs, settings; alternating repeats in one process).
+their `nn.Linear` layers (and GPT-2's `Conv1D`) sent through oneDNN by the same rule as `VaswaniLinear`
+(`onednn_linear_applies`), measured as `bench.py` measures (same models, inputs, settings; alternating repeats in
+one process).
 
 For each pair: inference forward (the shape's batch x sequence, sdpa) and, for the decoder and the encoder-decoder,
 greedy generation (16-token prompt, 128 new tokens, batch 1 and 8). Vaswani against the reference as it ships, and
@@ -28,18 +29,8 @@ from vaswani.modeling import modeling_vaswani  # noqa: E402
 _linear_forward, _conv1d_forward = torch.nn.Linear.forward, Conv1D.forward
 
 
-def _pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """`VaswaniLinear`'s conditions, for a weight in nn.Linear's [out, in] layout."""
-    rows = x.numel() // weight.shape[1]
-    return (
-        not torch.is_grad_enabled()
-        and x.dtype == weight.dtype == torch.float32
-        and (weight.numel() >= modeling_vaswani._ONEDNN_MIN_WEIGHT or rows * weight.numel() >= modeling_vaswani._ONEDNN_MIN_WORK)
-    )
-
-
 def _onednn_linear(self, x):
-    if _pays(x, self.weight):
+    if modeling_vaswani.onednn_linear_applies(x, self.weight):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
     return _linear_forward(self, x)
 
@@ -48,7 +39,7 @@ def _onednn_conv1d(self, x):
     # Conv1D keeps [in, out]; oneDNN's linear takes [out, in]: a transposed copy, made once (the weights are fixed here).
     if getattr(self, "_weight_out_in", None) is None:
         self._weight_out_in = self.weight.detach().t().contiguous()
-    if _pays(x, self._weight_out_in):
+    if modeling_vaswani.onednn_linear_applies(x, self._weight_out_in):
         return torch.ops.mkldnn._linear_pointwise(x, self._weight_out_in, self.bias, "none", [], "")
     return _conv1d_forward(self, x)
 

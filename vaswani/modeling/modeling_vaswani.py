@@ -360,34 +360,42 @@ _ONEDNN_MIN_WEIGHT = 1 << 18
 _ONEDNN_MIN_WORK = 1 << 22
 
 
+def onednn_linear_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
+    """
+    Whether `VaswaniLinear` sends `input @ weight.T` (weight [out, in]) through oneDNN: without gradients, in fp32 on
+    a CPU where oneDNN outruns MKL, for a product that repays oneDNN's cost a call, with oneDNN switched on and no
+    autocast, tracing or dispatch mode active.
+    """
+    return (
+        _ONEDNN_LINEAR
+        and not torch.is_grad_enabled()
+        and (
+            weight.numel() >= _ONEDNN_MIN_WEIGHT
+            or input.numel() // weight.shape[1] * weight.numel() >= _ONEDNN_MIN_WORK
+        )
+        and input.device.type == "cpu"
+        and input.dtype == weight.dtype == torch.float32
+        and type(weight) in (torch.Tensor, nn.Parameter)  # plain tensors: not quantised or other tensor subclasses
+        and torch.backends.mkldnn.enabled
+        and not torch.is_autocast_enabled("cpu")
+        # torch.compile's inductor lowers oneDNN's linear only on frozen weights: compiled code keeps nn.Linear's.
+        and not _is_tracing()
+        and not _is_dispatch_mode()  # FlopCounterMode and other modes see the plain product
+    )
+
+
 class VaswaniLinear(nn.Linear):
     """
     `nn.Linear`, y = xW^T + b: the paper's learned projections (W^Q, W^K, W^V, W^O, W_1, W_2, the pre-softmax linear
     transformation). Same parameters, same state dict. Without gradients (inference, `generate()`) in fp32 on a CPU
     where oneDNN outruns MKL, products big enough to repay oneDNN's ~12 us a call go through oneDNN, on the weight
-    as it is: the same product to float rounding, about twice as fast. `torch.backends.mkldnn.flags(enabled=False)`
-    switches it off.
+    as it is: the same product to float rounding, about twice as fast (`onednn_linear_applies` has the rule).
+    `torch.backends.mkldnn.flags(enabled=False)` switches it off.
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        weight = self.weight
-        if (
-            _ONEDNN_LINEAR
-            and not torch.is_grad_enabled()
-            and (
-                weight.numel() >= _ONEDNN_MIN_WEIGHT
-                or input.numel() // self.in_features * weight.numel() >= _ONEDNN_MIN_WORK
-            )
-            and input.device.type == "cpu"
-            and input.dtype == weight.dtype == torch.float32
-            and type(weight) is nn.Parameter
-            and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled("cpu")
-            # torch.compile's inductor lowers oneDNN's linear only on frozen weights: compiled code keeps nn.Linear's.
-            and not _is_tracing()
-            and not _is_dispatch_mode()  # FlopCounterMode and other modes see the plain product
-        ):
-            return torch.ops.mkldnn._linear_pointwise(input, weight, self.bias, "none", [], "")
+        if onednn_linear_applies(input, self.weight):
+            return torch.ops.mkldnn._linear_pointwise(input, self.weight, self.bias, "none", [], "")
         return super().forward(input)
 
 
