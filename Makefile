@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-oldest test-all quality bench clean
+.PHONY: setup demo test test-all quality bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,16 +20,6 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
-
-# The modeling, generation and pipeline tests on the oldest transformers pyproject.toml allows (5.23, where the cache
-# is still called `past_key_values`), installed beside the current one: under a minute. CI runs it after `test`.
-OLDEST := $(VENV)/transformers-oldest
-test-oldest: setup
-	$(PY) -m pip install --quiet --no-deps --target $(OLDEST) transformers==5.23.0
-	PYTHONPATH=$(OLDEST) $(PY) -c "import transformers as t; assert t.__version__ == '5.23.0', t.__version__"
-	PYTHONPATH=$(OLDEST) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider \
-		tests/test_modeling.py tests/test_generation.py tests/test_bad_input.py tests/test_pipelines.py \
-		tests/test_onednn_linear.py
 
 # The README's quality figures (Shakespeare, English-Spanish, Rotten Tomatoes): about an hour on 2 cores.
 quality: setup

@@ -52,7 +52,7 @@ from transformers import (
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
-from vaswani.modeling import modeling_vaswani
+from vaswani.modeling import kernels_vaswani
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -704,7 +704,7 @@ def machine() -> dict:
         "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
         "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-        "vaswani_linear_onednn": modeling_vaswani._ONEDNN_LINEAR,  # VaswaniLinear's inference products via oneDNN
+        "vaswani_linear_onednn": kernels_vaswani._ONEDNN_LINEAR,  # VaswaniLinear's inference products via oneDNN
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_start": os.getloadavg(),
     }

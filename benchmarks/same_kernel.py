@@ -24,13 +24,13 @@ from transformers.pytorch_utils import Conv1D
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the harness: models, inputs, alternation, figures)
-from vaswani.modeling import modeling_vaswani  # noqa: E402
+from vaswani.modeling import kernels_vaswani  # noqa: E402
 
 _linear_forward, _conv1d_forward = torch.nn.Linear.forward, Conv1D.forward
 
 
 def _onednn_linear(self, x):
-    if modeling_vaswani.onednn_linear_applies(x, self.weight):
+    if kernels_vaswani.onednn_linear_applies(x, self.weight):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
     return _linear_forward(self, x)
 
@@ -39,7 +39,7 @@ def _onednn_conv1d(self, x):
     # Conv1D keeps [in, out]; oneDNN's linear takes [out, in]: a transposed copy, made once (the weights are fixed here).
     if getattr(self, "_weight_out_in", None) is None:
         self._weight_out_in = self.weight.detach().t().contiguous()
-    if modeling_vaswani.onednn_linear_applies(x, self._weight_out_in):
+    if kernels_vaswani.onednn_linear_applies(x, self._weight_out_in):
         return torch.ops.mkldnn._linear_pointwise(x, self._weight_out_in, self.bias, "none", [], "")
     return _conv1d_forward(self, x)
 

@@ -1,62 +1,22 @@
 """Helpers for the test suite: a tiny config, every head with its Auto class, and inputs that fit each head."""
 
 import torch
-from transformers import (
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForNextSentencePrediction,
-    AutoModelForPreTraining,
-    AutoModelForQuestionAnswering,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+import transformers
 
 import vaswani
-from vaswani import (
-    VaswaniConfig,
-    VaswaniForCausalLM,
-    VaswaniForConditionalGeneration,
-    VaswaniForMaskedLM,
-    VaswaniForMultipleChoice,
-    VaswaniForNextSentencePrediction,
-    VaswaniForPreTraining,
-    VaswaniForQuestionAnswering,
-    VaswaniForSequenceClassification,
-    VaswaniForTokenClassification,
-    VaswaniModel,
-)
+from vaswani import VaswaniConfig, VaswaniForMultipleChoice
+from vaswani.modeling.modeling_vaswani_heads import _VaswaniHead
 
 VOCAB = 99
 PAD, BOS, EOS = 0, 1, 2
 
-# (head class, the Auto class that must load it)
-HEADS = [
-    (VaswaniModel, AutoModel),
-    (VaswaniForConditionalGeneration, AutoModelForSeq2SeqLM),
-    (VaswaniForCausalLM, AutoModelForCausalLM),
-    (VaswaniForMaskedLM, AutoModelForMaskedLM),
-    (VaswaniForPreTraining, AutoModelForPreTraining),
-    (VaswaniForNextSentencePrediction, AutoModelForNextSentencePrediction),
-    (VaswaniForSequenceClassification, AutoModelForSequenceClassification),
-    (VaswaniForTokenClassification, AutoModelForTokenClassification),
-    (VaswaniForQuestionAnswering, AutoModelForQuestionAnswering),
-    (VaswaniForMultipleChoice, AutoModelForMultipleChoice),
-]
+# (model class, the Auto class that must load it): read from the family's one table of heads.
+HEADS = [(getattr(vaswani, name), getattr(transformers, head.auto_class)) for name, head in vaswani.HEADS.items()]
 HEAD_CLASSES = [head for head, _ in HEADS]
-ENCODER_HEADS = [
-    VaswaniForMaskedLM,
-    VaswaniForPreTraining,
-    VaswaniForNextSentencePrediction,
-    VaswaniForSequenceClassification,
-    VaswaniForTokenClassification,
-    VaswaniForQuestionAnswering,
-    VaswaniForMultipleChoice,
-]
-GENERATIVE_HEADS = [VaswaniForCausalLM, VaswaniForConditionalGeneration]
+ENCODER_HEADS = [head for head in HEAD_CLASSES if issubclass(head, _VaswaniHead) and head.stacks == "encoder-only"]
+GENERATIVE_HEADS = [head for head in HEAD_CLASSES if head.can_generate()]
 assert set(vaswani.AUTO_CLASSES.values()) == set(HEAD_CLASSES)
+assert len(HEAD_CLASSES) == 10 and len(ENCODER_HEADS) == 7 and len(GENERATIVE_HEADS) == 2  # the family today
 
 
 def shakespeare_lines(count: int = 2000) -> list[str]:

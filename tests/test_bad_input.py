@@ -8,20 +8,14 @@ import math
 import pytest
 import torch
 
-from helpers import (
-    ENCODER_HEADS,
-    GENERATIVE_HEADS,
-    HEAD_CLASSES,
-    VOCAB,
+from helpers import ENCODER_HEADS, GENERATIVE_HEADS, HEAD_CLASSES, VOCAB, inputs_for, random_ids, tiny_config
+from vaswani import (
     VaswaniForCausalLM,
     VaswaniForConditionalGeneration,
     VaswaniForMaskedLM,
     VaswaniForMultipleChoice,
     VaswaniForSequenceClassification,
     VaswaniModel,
-    inputs_for,
-    random_ids,
-    tiny_config,
 )
 
 OUT_OF_VOCABULARY = "outside the vocabulary"

@@ -1,5 +1,6 @@
 """VaswaniConfig: the paper's names and Hugging Face's aliases, presets, validation, and save/load."""
 
+import json
 import pytest
 import torch
 from transformers import CONFIG_MAPPING, AutoConfig
@@ -79,7 +80,8 @@ def test_transformer_base_preset_is_table_3_base():
     assert (config.d_model, config.num_heads, config.d_ff) == (512, 8, 2048)
     assert config.d_model // config.num_heads == 64  # d_k = d_v = 64
     assert (config.num_encoder_layers, config.num_decoder_layers) == (6, 6)
-    assert (config.dropout, config.label_smoothing) == (0.1, 0.1)
+    assert config.dropout == 0.1
+    assert not hasattr(config, "label_smoothing")  # a training setting (the recipe's 0.1), not architecture
     assert config.vocab_size == 37000
     assert config.position_embedding_type == "sinusoidal"
     assert config.activation_function == "relu"
@@ -93,7 +95,7 @@ def test_transformer_big_preset_is_table_3_big():
     assert (config.d_model, config.num_heads, config.d_ff) == (1024, 16, 4096)
     assert (config.num_encoder_layers, config.num_decoder_layers) == (6, 6)
     assert config.dropout == 0.3
-    assert config.label_smoothing == 0.1
+    assert not hasattr(config, "label_smoothing")
 
 
 def test_bert_base_preset_is_encoder_only_with_learned_positions_and_segments():
@@ -185,7 +187,6 @@ def test_bert_and_gpt2_presets_have_their_namesakes_parameter_counts():
         (dict(dropout=1.0), "dropout"),
         (dict(dropout=-0.1), "dropout"),
         (dict(attention_dropout=1.5), "attention_dropout"),
-        (dict(label_smoothing=1.0), "label_smoothing"),
         (dict(sinusoidal_layout="blocked"), "sinusoidal_layout"),
         (dict(final_layer_norm="yes"), "final_layer_norm"),
         (dict(embedding_layer_norm=1), "embedding_layer_norm"),
@@ -290,7 +291,7 @@ def _unusual_config() -> VaswaniConfig:
         vocab_size=123, d_model=48, num_heads=6, d_ff=80, num_encoder_layers=3, num_decoder_layers=1,
         dropout=0.2, attention_dropout=0.05, activation_function="gelu_new", max_position_embeddings=40,
         position_embedding_type="learned", norm_first=True, layer_norm_eps=1e-6, scale_embedding=False,
-        tie_word_embeddings=False, type_vocab_size=3, label_smoothing=0.1, init_std=0.05,
+        tie_word_embeddings=False, type_vocab_size=3, init_std=0.05,
         pad_token_id=5, bos_token_id=6, eos_token_id=[7, 8], decoder_start_token_id=9, use_cache=False,
         stacks="decoder-only", num_labels=4,
     )
@@ -328,3 +329,28 @@ def test_auto_config_resolves_vaswani():
     assert type(config) is VaswaniConfig
     assert (config.d_model, config.num_heads) == (64, 4)
     assert VaswaniConfig.model_type == "vaswani"
+
+
+def test_the_paper_recipe_keeps_label_smoothing_out_of_the_config():
+    from vaswani.training.recipe import LABEL_SMOOTHING
+
+    assert LABEL_SMOOTHING == 0.1  # epsilon_ls of paper 5.4, applied by training, not stored with the model
+    assert all("label_smoothing" not in preset for preset in PRESETS.values())
+
+
+def test_an_old_folder_whose_config_carries_label_smoothing_still_loads(tmp_path):
+    tiny_config().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    saved["label_smoothing"] = 0.1  # as folders saved before it became a training setting have it
+    path.write_text(json.dumps(saved))
+    loaded = VaswaniConfig.from_pretrained(tmp_path)
+    assert loaded.d_model == tiny_config().d_model
+    assert not hasattr(loaded, "label_smoothing")
+    loaded.save_pretrained(tmp_path / "again")
+    assert "label_smoothing" not in json.loads((tmp_path / "again" / "config.json").read_text())
+
+
+def test_the_vaswani_small_preset_is_the_command_lines_default_shape():
+    config = VaswaniConfig.from_preset("vaswani-small")
+    assert (config.d_model, config.num_heads, config.d_ff, config.num_encoder_layers) == (256, 4, 1024, 4)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from helpers import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM, inputs_for, tiny_config
+from helpers import inputs_for, tiny_config
+from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
 
 
 @pytest.mark.slow

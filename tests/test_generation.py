@@ -19,7 +19,6 @@ from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderC
 from helpers import GENERATIVE_HEADS, PAD, random_ids, tiny_config
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration
 from vaswani.modeling import VaswaniCacheLayer, VaswaniDynamicCache
-from vaswani.modeling.modeling_vaswani import CACHE_NAME
 
 # Untied projection and larger weights: outputs that depend on the prompt and vary from step to step.
 GENERATION_OVERRIDES = dict(tie_word_embeddings=False, init_std=0.1)
@@ -199,7 +198,7 @@ def test_sampling_cached_equals_uncached(head):
 
 def cache_of(output):
     """The cache an output returns, under the installed transformers' name (`cache` from 5.24)."""
-    return getattr(output, CACHE_NAME)
+    return output.cache
 
 
 @torch.no_grad()
@@ -207,8 +206,22 @@ def test_the_cache_is_passed_under_one_name():
     model = make_model(VaswaniForCausalLM)
     ids, _ = make_prompt(batch=2, length=5)
     cache = cache_of(model(input_ids=ids, use_cache=True))
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="Both `past_key_values` and `cache` are set"):
         model(input_ids=ids[:, :1], cache=cache, past_key_values=cache)
+
+
+@pytest.mark.parametrize("head_class", [VaswaniForCausalLM, VaswaniForConditionalGeneration])
+def test_the_old_cache_name_warns_as_transformers_models_do(head_class):
+    """`past_key_values` still works, through transformers' own deprecation helper (the warning Llama gives)."""
+    model = make_model(head_class)
+    ids, _ = make_prompt(batch=2, length=5)
+    extra = {"decoder_input_ids": ids[:, :3]} if model.config.is_encoder_decoder else {}
+    cache = cache_of(model(input_ids=ids, use_cache=True, **extra))
+    step = {"decoder_input_ids": ids[:, 3:4]} if extra else {"input_ids": ids[:, :1]}
+    inputs = {"input_ids": ids} if extra else {}
+    with pytest.warns(FutureWarning, match="`past_key_values` is deprecated .* Use `cache` instead"):
+        old = model(**inputs, **step, past_key_values=cache)
+    assert old.logits.shape[1] == 1
 
 
 # -- 3. a manual cached decode loop ------------------------------------------------------------------------------------
@@ -352,7 +365,7 @@ def test_in_place_cache_generates_what_dynamic_cache_does(head, settings):
     model = make_model(head)
     ids, mask, _ = _lengths_batch([6, 2, 4], "right" if model.config.is_encoder_decoder else "left")
     outputs = {}
-    for name, extra in (("ours", {}), ("dynamic", {CACHE_NAME: _plain_cache(model)})):
+    for name, extra in (("ours", {}), ("dynamic", {"cache": _plain_cache(model)})):
         torch.manual_seed(3)
         out = model.generate(
             ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, **extra, **full_length(**settings)

@@ -30,6 +30,9 @@ REMOTE_FILES = {
     "configuration_vaswani.py",
     "modeling_vaswani.py",
     "modeling_vaswani_heads.py",
+    "cache_vaswani.py",
+    "kernels_vaswani.py",
+    "validation_vaswani.py",
     "pipeline_vaswani.py",
     "hub_vaswani.py",
 }
@@ -284,7 +287,7 @@ def test_card_of_each_shape_parses_as_hub_metadata(stacks, with_results, tmp_pat
     from huggingface_hub import metadata_load
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from vaswani.hub.hub_vaswani import HEAD_FACTS
+    from vaswani.hub import HEADS
 
     head = {"encoder-decoder": VaswaniForConditionalGeneration, "encoder-only": VaswaniForSequenceClassification,
             "decoder-only": VaswaniForCausalLM}[stacks]
@@ -297,7 +300,7 @@ def test_card_of_each_shape_parses_as_hub_metadata(stacks, with_results, tmp_pat
     model = head(config)
     model.save_pretrained(tmp_path)
     metadata = metadata_load(tmp_path / "README.md")
-    assert metadata["pipeline_tag"] == HEAD_FACTS[head.__name__][0]
+    assert metadata["pipeline_tag"] == HEADS[head.__name__].pipeline_tag
     assert metadata["library_name"] == "transformers" and metadata["datasets"] == ["bible-en-es"]
     if with_results:
         name, evals = model_index_to_eval_results(metadata["model-index"])

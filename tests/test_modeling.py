@@ -35,7 +35,6 @@ from vaswani import (
     VaswaniModel,
 )
 from vaswani.modeling import sinusoidal_positions
-from vaswani.modeling.modeling_vaswani import CACHE_NAME
 
 
 ATTENTION_IMPLEMENTATIONS = ["eager", "sdpa"]
@@ -565,10 +564,10 @@ def test_gradient_checkpointing_refuses_a_cache_in_training():
     model = build(VaswaniForCausalLM, dropout=0.0).train()
     ids = random_ids(2, 6)
     with torch.no_grad():
-        cache = getattr(model(input_ids=ids, use_cache=True), CACHE_NAME)
+        cache = model(input_ids=ids, use_cache=True).cache
     model.gradient_checkpointing_enable()
     out = model(input_ids=ids, labels=ids)
-    assert getattr(out, CACHE_NAME) is None  # the config's use_cache=True makes none here
+    assert out.cache is None  # the config's use_cache=True makes none here
     out.loss.backward()
     with pytest.raises(ValueError, match="cannot update a cache"):
         model(input_ids=ids[:, :1], past_key_values=cache)  # the older argument name, still accepted
@@ -628,10 +627,10 @@ def test_ignored_labels_do_not_affect_the_loss(head_class):
 
 @pytest.mark.parametrize("head_class", LM_HEADS, ids=head_id)
 def test_label_smoothing_matches_torch_cross_entropy(head_class):
-    model = build(head_class, label_smoothing=0.1)
+    model = build(head_class)
     inputs, labels = lm_inputs_and_labels(model)
     with torch.no_grad():
-        output = model(**inputs, labels=labels)
+        output = model(**inputs, labels=labels, label_smoothing=0.1)
     logits = _token_logits_for_labels(model, output)
     targets = _aligned_labels(model, labels)
     expected = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), label_smoothing=0.1)
@@ -641,12 +640,10 @@ def test_label_smoothing_matches_torch_cross_entropy(head_class):
 @pytest.mark.parametrize("head_class", LM_HEADS, ids=head_id)
 def test_label_smoothing_changes_the_loss(head_class):
     plain = build(head_class)
-    smoothed = build(head_class, label_smoothing=0.1)
-    smoothed.load_state_dict(plain.state_dict())
     inputs, labels = lm_inputs_and_labels(plain)
     with torch.no_grad():
         plain_loss = plain(**inputs, labels=labels).loss
-        smoothed_loss = smoothed(**inputs, labels=labels).loss
+        smoothed_loss = plain(**inputs, labels=labels, label_smoothing=0.1).loss
     assert not torch.allclose(plain_loss, smoothed_loss, atol=1e-4)
 
 
@@ -920,3 +917,67 @@ def test_sparse_prediction_rejects_labels_of_another_shape():
     ids = random_ids(2, 6)
     with pytest.raises(ValueError, match="one label per token"):
         model(input_ids=ids, labels=ids[:, :4])
+
+
+# -- Losses through transformers' loss functions, with every keyword they take ------------------------------------------
+def test_causal_lm_trains_against_shift_labels_when_given():
+    """Sequence- and context-parallel training pass targets already shifted: they, not `labels`, decide the loss."""
+    model = build(VaswaniForCausalLM)
+    inputs, labels = lm_inputs_and_labels(model)
+    shift_labels = random_ids(*labels.shape)
+    shift_labels[:, -1] = -100
+    with torch.no_grad():
+        output = model(**inputs, labels=labels, shift_labels=shift_labels)
+        other_labels = model(**inputs, labels=random_ids(*labels.shape), shift_labels=shift_labels).loss
+        other_targets = model(**inputs, labels=labels, shift_labels=random_ids(*labels.shape)).loss
+        only_targets = model(**inputs, shift_labels=shift_labels).loss
+    keep = shift_labels != -100
+    expected = F.cross_entropy(output.logits[keep], shift_labels[keep])  # no shift: position i against target i
+    torch.testing.assert_close(output.loss, expected, atol=1e-6, rtol=0)
+    assert output.loss == other_labels == only_targets  # changing `labels` does not move it
+    assert not torch.isclose(output.loss, other_targets)  # changing `shift_labels` does
+
+
+@pytest.mark.parametrize("head_class", LM_HEADS + [VaswaniForTokenClassification], ids=head_id)
+def test_ignore_index_reaches_the_loss(head_class):
+    model = build(head_class)
+    inputs, labels = lm_inputs_and_labels(model)
+    if head_class is VaswaniForTokenClassification:
+        labels = torch.randint(0, model.config.num_labels, labels.shape)
+    marked = labels.masked_fill(labels == -100, 0).clone()
+    marked[0, 2] = 1  # an ordinary label the loss is told to ignore
+    if model.config.is_encoder_decoder:  # the same decoder inputs for every call: only the loss may differ
+        inputs["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(marked)
+    with torch.no_grad():
+        ignored = model(**inputs, labels=marked, ignore_index=1).loss
+        expected = model(**inputs, labels=marked.masked_fill(marked == 1, -100)).loss
+        counted = model(**inputs, labels=marked).loss
+    torch.testing.assert_close(ignored, expected, atol=1e-6, rtol=0)
+    assert not torch.isclose(ignored, counted)
+
+
+@pytest.mark.parametrize(
+    "head_class",
+    [VaswaniForConditionalGeneration, VaswaniForCausalLM, VaswaniForMaskedLM, VaswaniForPreTraining,
+     VaswaniForTokenClassification, VaswaniForSequenceClassification],
+    ids=head_id,
+)
+def test_heads_with_a_transformers_loss_use_it(head_class, monkeypatch):
+    """
+    The loss goes through `self.loss_function` (transformers' loss for this kind of head) with the keywords Trainer
+    passes. (Question answering keeps its own: transformers' QA loss is NaN when no answer lies in the window.)
+    """
+    model = build(head_class)
+    calls = []
+    original = type(model).loss_function.fget(model)
+    monkeypatch.setattr(type(model), "loss_function", property(lambda self: lambda *a, **k: calls.append(k) or original(*a, **k)))
+    inputs = inputs_for(model)
+    if head_class in (VaswaniForConditionalGeneration, VaswaniForCausalLM, VaswaniForMaskedLM, VaswaniForPreTraining):
+        inputs, labels = lm_inputs_and_labels(model)
+    elif head_class is VaswaniForTokenClassification:
+        labels = torch.randint(0, model.config.num_labels, inputs["input_ids"].shape)
+    else:
+        labels = torch.randint(0, model.config.num_labels, (inputs["input_ids"].shape[0],))
+    with torch.no_grad():
+        model(**inputs, labels=labels, num_items_in_batch=5)
+    assert len(calls) == 1 and calls[0]["num_items_in_batch"] == 5

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import GENERATIVE_HEADS, HEAD_CLASSES, inputs_for, random_ids, tiny_config
 from vaswani import VaswaniLinear
-from vaswani.modeling import modeling_vaswani
+from vaswani.modeling import kernels_vaswani
 
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 
@@ -32,14 +32,14 @@ needs_onednn = pytest.mark.skipif(
 @pytest.fixture
 def onednn_on(monkeypatch):
     """The oneDNN path on, with the real size thresholds."""
-    monkeypatch.setattr(modeling_vaswani, "_ONEDNN_LINEAR", True)
+    monkeypatch.setattr(kernels_vaswani, "_ONEDNN_LINEAR", True)
 
 
 @pytest.fixture
 def onednn_always(onednn_on, monkeypatch):
     """The oneDNN path on for every product, however small (tiny test models)."""
-    monkeypatch.setattr(modeling_vaswani, "_ONEDNN_MIN_WEIGHT", 0)
-    monkeypatch.setattr(modeling_vaswani, "_ONEDNN_MIN_WORK", 0)
+    monkeypatch.setattr(kernels_vaswani, "_ONEDNN_MIN_WEIGHT", 0)
+    monkeypatch.setattr(kernels_vaswani, "_ONEDNN_MIN_WORK", 0)
 
 
 def run_and_see(fn):
@@ -169,7 +169,7 @@ def test_compile_generation_warns_where_uncompiled_is_faster(monkeypatch, on):
     from vaswani import VaswaniForCausalLM
     from vaswani.modeling import modeling_vaswani_heads
 
-    monkeypatch.setattr(modeling_vaswani_heads, "_ONEDNN_LINEAR", on)
+    monkeypatch.setattr(kernels_vaswani, "_ONEDNN_LINEAR", on)
     model = VaswaniForCausalLM(tiny_config())
     modeling_vaswani_heads.logger.warning_once.cache_clear()
     with CaptureLogger(modeling_vaswani_heads.logger) as captured:

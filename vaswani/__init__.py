@@ -2,67 +2,31 @@
 vaswani: the Transformer of "Attention Is All You Need" (Vaswani et al., 2017) as a Hugging Face model family.
 
 Importing the package registers `VaswaniConfig` and every head with the Auto classes, so
-`AutoModelForCausalLM.from_pretrained(folder)` and friends work on any folder a Vaswani model was saved to.
+`AutoModelForCausalLM.from_pretrained(folder)` and friends work on any folder a Vaswani model was saved to. The heads,
+their Auto classes and their exports come from one table, `vaswani.hub.HEADS`.
+
+Where things live: `configuration/` (the config, its constants and presets), `modeling/` (the paper in
+`modeling_vaswani.py`, the heads in `modeling_vaswani_heads.py`, and a module each for the cache, the CPU kernel and
+input validation), `hub/` (self-contained folders, the model card, the Hub, and the table of heads),
+`tokenization/`, `pipelines/`, `training/` (data, the table of tasks, the paper's recipe, runs, metrics), `convert/`,
+`metrics/`, and `cli.py` (the `vaswani` command).
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForNextSentencePrediction,
-    AutoModelForPreTraining,
-    AutoModelForQuestionAnswering,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
-
+import transformers
+from transformers import AutoConfig
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from . import modeling
 from .configuration import PRESETS, VaswaniConfig
-from .modeling import (
-    VaswaniAttention,
-    VaswaniDecoder,
-    VaswaniDecoderLayer,
-    VaswaniEmbeddings,
-    VaswaniEncoder,
-    VaswaniEncoderLayer,
-    VaswaniFeedForward,
-    VaswaniForCausalLM,
-    VaswaniForConditionalGeneration,
-    VaswaniForMaskedLM,
-    VaswaniForMultipleChoice,
-    VaswaniForNextSentencePrediction,
-    VaswaniForPreTraining,
-    VaswaniForPreTrainingOutput,
-    VaswaniForQuestionAnswering,
-    VaswaniForSequenceClassification,
-    VaswaniForTokenClassification,
-    VaswaniLinear,
-    VaswaniModel,
-    VaswaniPreTrainedModel,
-)
-
+from .hub import HEADS
+from .modeling import *  # noqa: F403  (the paper's classes and every head: `modeling.__all__`)
 from .pipelines import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
 from .tokenization import check_tokenizer_fits, config_from_tokenizer, train_tokenizer
 
 __version__ = "0.1.0"
 
-# Every Auto class the family serves, with the head it builds.
-AUTO_CLASSES = {
-    AutoModel: VaswaniModel,
-    AutoModelForSeq2SeqLM: VaswaniForConditionalGeneration,
-    AutoModelForCausalLM: VaswaniForCausalLM,
-    AutoModelForMaskedLM: VaswaniForMaskedLM,
-    AutoModelForPreTraining: VaswaniForPreTraining,
-    AutoModelForNextSentencePrediction: VaswaniForNextSentencePrediction,
-    AutoModelForSequenceClassification: VaswaniForSequenceClassification,
-    AutoModelForTokenClassification: VaswaniForTokenClassification,
-    AutoModelForQuestionAnswering: VaswaniForQuestionAnswering,
-    AutoModelForMultipleChoice: VaswaniForMultipleChoice,
-}
+# Every Auto class the family serves, with the class it builds: read from the table of heads.
+AUTO_CLASSES = {getattr(transformers, head.auto_class): getattr(modeling, name) for name, head in HEADS.items()}
 
 AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig, exist_ok=True)
 for _auto_class, _model_class in AUTO_CLASSES.items():
@@ -70,42 +34,24 @@ for _auto_class, _model_class in AUTO_CLASSES.items():
 
 # The pipelines transformers 5 removed, under the family's own task names.
 PIPELINE_REGISTRY.register_pipeline(
-    "vaswani-text2text", pipeline_class=VaswaniText2TextPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
+    "vaswani-text2text", pipeline_class=VaswaniText2TextPipeline, pt_model=transformers.AutoModelForSeq2SeqLM, type="text"
 )
 PIPELINE_REGISTRY.register_pipeline(
     "vaswani-question-answering",
     pipeline_class=VaswaniQuestionAnsweringPipeline,
-    pt_model=AutoModelForQuestionAnswering,
+    pt_model=transformers.AutoModelForQuestionAnswering,
     type="text",
 )
 
 __all__ = [
     "AUTO_CLASSES",
+    "HEADS",
     "PRESETS",
-    "VaswaniAttention",
     "VaswaniConfig",
-    "VaswaniDecoder",
-    "VaswaniDecoderLayer",
-    "VaswaniEmbeddings",
-    "VaswaniEncoder",
-    "VaswaniEncoderLayer",
-    "VaswaniFeedForward",
-    "VaswaniForCausalLM",
-    "VaswaniForConditionalGeneration",
-    "VaswaniForMaskedLM",
-    "VaswaniForMultipleChoice",
-    "VaswaniForNextSentencePrediction",
-    "VaswaniForPreTraining",
-    "VaswaniForPreTrainingOutput",
-    "VaswaniForQuestionAnswering",
-    "VaswaniForSequenceClassification",
-    "VaswaniForTokenClassification",
-    "VaswaniLinear",
-    "VaswaniModel",
-    "VaswaniPreTrainedModel",
     "VaswaniQuestionAnsweringPipeline",
     "VaswaniText2TextPipeline",
     "check_tokenizer_fits",
     "config_from_tokenizer",
     "train_tokenizer",
+    *modeling.__all__,
 ]

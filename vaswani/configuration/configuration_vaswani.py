@@ -1,9 +1,28 @@
-"""Configuration of the Vaswani model family ("Attention Is All You Need", Vaswani et al. 2017)."""
+"""
+Configuration of the Vaswani model family ("Attention Is All You Need", Vaswani et al. 2017): `VaswaniConfig`, the one
+source of truth for a model's architecture and the one place it is validated, with the constants its fields take
+(`STACKS`, `ACTIVATIONS`, `POSITION_EMBEDDING_TYPES`, `SINUSOIDAL_LAYOUTS`) and named `PRESETS`. Training settings
+(learning rate, label smoothing, ...) are not architecture and live with the training code (`vaswani.training`).
+"""
 
 import copy
 from typing import ClassVar
 
+import transformers
 from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+# The cache is called `cache` (argument and output field) from transformers 5.24 on; this family uses that name.
+# A saved folder loaded with trust_remote_code on an older transformers stops here, with the fix, not deep in generate().
+MINIMUM_TRANSFORMERS = "5.24.0"
+if tuple(int(part) for part in transformers.__version__.split(".")[:2]) < (5, 24):
+    raise ImportError(
+        f"Vaswani models need transformers >= {MINIMUM_TRANSFORMERS}, found {transformers.__version__}: "
+        f"pip install -U 'transformers>={MINIMUM_TRANSFORMERS}'."
+    )
 
 
 STACKS = ("encoder-decoder", "encoder-only", "decoder-only")
@@ -12,15 +31,16 @@ ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "swish", "silu")
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 
-# The paper's Table 3 (base and big), and the two shapes that made its encoder and decoder famous alone.
+# The paper's Table 3 (base and big), the two shapes that made its encoder and decoder famous alone, and the small
+# shape the command line trains when no preset or width is given (sized for a CPU).
 PRESETS: dict[str, dict] = {
     "transformer-base": dict(
         stacks="encoder-decoder", vocab_size=37000, d_model=512, num_heads=8, d_ff=2048,
-        num_encoder_layers=6, num_decoder_layers=6, dropout=0.1, label_smoothing=0.1,
+        num_encoder_layers=6, num_decoder_layers=6, dropout=0.1,
     ),
     "transformer-big": dict(
         stacks="encoder-decoder", vocab_size=37000, d_model=1024, num_heads=16, d_ff=4096,
-        num_encoder_layers=6, num_decoder_layers=6, dropout=0.3, label_smoothing=0.1,
+        num_encoder_layers=6, num_decoder_layers=6, dropout=0.3,
     ),
     "bert-base": dict(
         stacks="encoder-only", vocab_size=30522, d_model=768, num_heads=12, d_ff=3072,
@@ -35,6 +55,9 @@ PRESETS: dict[str, dict] = {
         activation_function="gelu_new", position_embedding_type="learned", max_position_embeddings=1024,
         norm_first=True, scale_embedding=False,
         pad_token_id=None, bos_token_id=50256, eos_token_id=50256, decoder_start_token_id=None,
+    ),
+    "vaswani-small": dict(
+        d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=4, num_decoder_layers=4, dropout=0.1,
     ),
 }
 
@@ -89,8 +112,6 @@ class VaswaniConfig(PreTrainedConfig):
             the labelled positions to the vocabulary (about 15% of them in BERT's recipe), so their `logits` have
             shape `(number of labelled positions, vocab_size)`, in order. The loss is the same; a training step is
             faster and lighter. Without `labels` the logits cover every position. (ModernBERT's option.)
-        label_smoothing (`float`, defaults to 0.0): epsilon_ls of every cross-entropy loss the heads compute
-            (the paper's presets use 0.1, paper 5.4).
         init_std (`float`, defaults to 0.02): standard deviation of the normal initialisation.
         pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id (`int`): special tokens; the decoder
             start defaults to `bos_token_id`.
@@ -139,7 +160,6 @@ class VaswaniConfig(PreTrainedConfig):
     type_vocab_size: int = 0
     final_logits_bias: bool = False
     sparse_prediction: bool = False
-    label_smoothing: float | int = 0.0
     init_std: float = 0.02
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
@@ -165,6 +185,12 @@ class VaswaniConfig(PreTrainedConfig):
         # A saved folder declares the package's pipelines for where the package is not installed; where it is
         # (`import vaswani` registered them), the registered pipelines serve and need no remote code.
         custom_pipelines = kwargs.pop("custom_pipelines", None)
+        # Folders saved before label smoothing became a training setting carry it here; it never changes a loss now.
+        if kwargs.pop("label_smoothing", None):
+            logger.info(
+                "Ignoring `label_smoothing` in the config: it is a training setting (the training commands' "
+                "--label-smoothing, or `label_smoothing=` of a token-prediction head's forward)."
+            )
         if custom_pipelines and not _pipelines_registered(custom_pipelines):
             kwargs["custom_pipelines"] = custom_pipelines
         super().__post_init__(**kwargs)
@@ -241,7 +267,7 @@ class VaswaniConfig(PreTrainedConfig):
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
-        for name in ("dropout", "attention_dropout", "label_smoothing"):
+        for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
@@ -278,7 +304,8 @@ class VaswaniConfig(PreTrainedConfig):
         """
         A config from a named preset, with any field overridden.
 
-        Presets: `"transformer-base"` and `"transformer-big"` (paper, Table 3), `"bert-base"` and `"gpt2-small"`.
+        Presets: `"transformer-base"` and `"transformer-big"` (paper, Table 3), `"bert-base"`, `"gpt2-small"` and
+        `"vaswani-small"` (the command line's default shape for a new model).
         """
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")

@@ -1,99 +1,197 @@
 """
-Self-contained Hub folders. `save_pretrained` of every Vaswani model calls `write_hub_files`, which adds to the
-weights and config what a folder needs to be loaded anywhere with `trust_remote_code=True`:
+Hub I/O: what makes a saved folder self-contained and how it reaches the Hub. `save_pretrained` of every Vaswani model
+(`VaswaniHubMixin`) adds to the weights and config what a folder needs to be loaded anywhere with
+`trust_remote_code=True`:
 
-- the remote code: the package's modules as flat siblings (transformers copies only single-dot imports), so the
-  folder imports nothing of `vaswani` and nothing beyond torch and transformers;
-- `auto_map` naming every Auto class of the family, and `custom_pipelines` declaring the package's pipelines;
+- the remote code: the package's modules as flat siblings (transformers copies only single-dot imports), found by
+  parsing the import statements of the modules that `auto_map` and `custom_pipelines` name, so the folder imports
+  nothing of `vaswani` and nothing beyond torch, transformers and the standard library; an import that cannot be
+  placed stops the save with a `RemoteCodeError`;
+- `auto_map` naming every Auto class of the family (from `HEADS`, the one table of heads), and `custom_pipelines`;
 - `README.md`, the model card rendered from `hub_card.md` with this model's facts.
 
-This module is itself one of the flat files, so a model loaded from a folder saves a complete folder too. It uses
-only the standard library.
+`HEADS` is the family's one list of heads: the package's exports, its Auto registration, `auto_map`, the card's facts
+and the tests' list of heads are all read from it. This module is itself one of the flat files, so a model loaded
+from a folder saves a complete folder too. Of the package it imports only the pipelines (the modeling code imports
+this module, so it must not import the modeling code).
 """
 
+import ast
 import json
+import os
 import re
+import sys
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
+
+from ..pipelines.pipeline_vaswani import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
 
 
-# The Auto classes and the head each one builds (module.Class inside the saved folder).
-AUTO_MAP = {
-    "AutoConfig": "configuration_vaswani.VaswaniConfig",
-    "AutoModel": "modeling_vaswani.VaswaniModel",
-    "AutoModelForSeq2SeqLM": "modeling_vaswani_heads.VaswaniForConditionalGeneration",
-    "AutoModelForCausalLM": "modeling_vaswani_heads.VaswaniForCausalLM",
-    "AutoModelForMaskedLM": "modeling_vaswani_heads.VaswaniForMaskedLM",
-    "AutoModelForPreTraining": "modeling_vaswani_heads.VaswaniForPreTraining",
-    "AutoModelForNextSentencePrediction": "modeling_vaswani_heads.VaswaniForNextSentencePrediction",
-    "AutoModelForSequenceClassification": "modeling_vaswani_heads.VaswaniForSequenceClassification",
-    "AutoModelForTokenClassification": "modeling_vaswani_heads.VaswaniForTokenClassification",
-    "AutoModelForQuestionAnswering": "modeling_vaswani_heads.VaswaniForQuestionAnswering",
-    "AutoModelForMultipleChoice": "modeling_vaswani_heads.VaswaniForMultipleChoice",
-}
+class Head(NamedTuple):
+    """One model class of the family: the Auto class that builds it, its module, its pipeline tag and its purpose."""
 
-# The pipelines transformers 5 removed, brought back for this family under its own task names.
-CUSTOM_PIPELINES = {
-    "vaswani-text2text": {
-        "impl": "pipeline_vaswani.VaswaniText2TextPipeline",
-        "pt": ["AutoModelForSeq2SeqLM"],
-        "tf": [],
-        "type": "text",
-    },
-    "vaswani-question-answering": {
-        "impl": "pipeline_vaswani.VaswaniQuestionAnsweringPipeline",
-        "pt": ["AutoModelForQuestionAnswering"],
-        "tf": [],
-        "type": "text",
-    },
-}
+    auto_class: str
+    module: str
+    pipeline_tag: str
+    purpose: str
 
-# Pipeline tag and a short description of each head, for the card.
-HEAD_FACTS = {
-    "VaswaniModel": ("feature-extraction", "the bare Transformer (hidden states)"),
-    "VaswaniForConditionalGeneration": (
-        "text2text-generation",
+
+# Every model class of the family, in the order the documentation presents them.
+HEADS: dict[str, Head] = {
+    "VaswaniModel": Head("AutoModel", "modeling_vaswani", "feature-extraction", "the bare Transformer (hidden states)"),
+    "VaswaniForConditionalGeneration": Head(
+        "AutoModelForSeq2SeqLM", "modeling_vaswani_heads", "text2text-generation",
         "sequence-to-sequence generation (translation, summarisation)",
     ),
-    "VaswaniForCausalLM": ("text-generation", "causal language modelling and text generation"),
-    "VaswaniForMaskedLM": ("fill-mask", "masked language modelling"),
-    "VaswaniForPreTraining": ("fill-mask", "BERT-style pre-training (masked LM and next-sentence prediction)"),
-    "VaswaniForNextSentencePrediction": ("text-classification", "next-sentence prediction"),
-    "VaswaniForSequenceClassification": ("text-classification", "sequence classification or regression"),
-    "VaswaniForTokenClassification": ("token-classification", "token classification (e.g. named entities)"),
-    "VaswaniForQuestionAnswering": ("question-answering", "extractive question answering"),
-    "VaswaniForMultipleChoice": ("multiple-choice", "multiple choice"),
+    "VaswaniForCausalLM": Head(
+        "AutoModelForCausalLM", "modeling_vaswani_heads", "text-generation",
+        "causal language modelling and text generation",
+    ),
+    "VaswaniForMaskedLM": Head("AutoModelForMaskedLM", "modeling_vaswani_heads", "fill-mask", "masked language modelling"),
+    "VaswaniForPreTraining": Head(
+        "AutoModelForPreTraining", "modeling_vaswani_heads", "fill-mask",
+        "BERT-style pre-training (masked LM and next-sentence prediction)",
+    ),
+    "VaswaniForNextSentencePrediction": Head(
+        "AutoModelForNextSentencePrediction", "modeling_vaswani_heads", "text-classification",
+        "next-sentence prediction",
+    ),
+    "VaswaniForSequenceClassification": Head(
+        "AutoModelForSequenceClassification", "modeling_vaswani_heads", "text-classification",
+        "sequence classification or regression",
+    ),
+    "VaswaniForTokenClassification": Head(
+        "AutoModelForTokenClassification", "modeling_vaswani_heads", "token-classification",
+        "token classification (e.g. named entities)",
+    ),
+    "VaswaniForQuestionAnswering": Head(
+        "AutoModelForQuestionAnswering", "modeling_vaswani_heads", "question-answering", "extractive question answering"
+    ),
+    "VaswaniForMultipleChoice": Head(
+        "AutoModelForMultipleChoice", "modeling_vaswani_heads", "multiple-choice", "multiple choice"
+    ),
 }
 
-_IMPORT = re.compile(r"^(\s*)from \.\.(\w+)\.(\w+) import", re.MULTILINE)
+# The Auto classes and the class each one builds (module.Class inside the saved folder).
+AUTO_MAP = {
+    "AutoConfig": "configuration_vaswani.VaswaniConfig",
+    **{head.auto_class: f"{head.module}.{name}" for name, head in HEADS.items()},
+}
+
+# The pipelines transformers 5 removed, brought back for this family under its own task names. (Imported, not named
+# as strings: a folder loaded with remote code then carries their module too, since transformers copies the modules
+# that the model's modules import.)
+CUSTOM_PIPELINES = {
+    task: {"impl": f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}", "pt": [auto_class], "tf": [], "type": "text"}
+    for task, pipeline, auto_class in (
+        ("vaswani-text2text", VaswaniText2TextPipeline, "AutoModelForSeq2SeqLM"),
+        ("vaswani-question-answering", VaswaniQuestionAnsweringPipeline, "AutoModelForQuestionAnswering"),
+    )
+}
+
+
+# -- The remote code ----------------------------------------------------------------------------------------------------
+class RemoteCodeError(ValueError):
+    """A module of the remote code imports something a saved folder cannot carry (raised before anything is written)."""
+
+
+# What a flat remote-code module may import besides its siblings: what every user of the folder already has.
+_ALLOWED_IMPORTS = frozenset({"torch", "transformers", "__future__", *sys.stdlib_module_names})
+
+
+def _source_root() -> tuple[Path, bool]:
+    """Where the modules are: the package root, or (in a saved folder) this module's own folder. True when flat."""
+    here = Path(__file__).resolve().parent
+    if (here / "configuration_vaswani.py").is_file():
+        return here, True
+    return here.parent, False
+
+
+def _entry_file(stem: str, root: Path, flat: bool) -> Path:
+    """The file of a module that `auto_map` or `custom_pipelines` names (flat names are unique in the package)."""
+    found = [root / f"{stem}.py"] if flat else sorted(root.rglob(f"{stem}.py"))
+    found = [path for path in found if path.is_file()]
+    if len(found) != 1:
+        raise RemoteCodeError(f"The remote code needs one module named {stem!r} under {root}, found {len(found)}.")
+    return found[0]
+
+
+def _placed_import(node: ast.ImportFrom, path: Path, root: Path) -> list[Path]:
+    """The package files a relative import names, or a `RemoteCodeError` saying why it cannot be placed."""
+    base = path.parent
+    for _ in range(node.level - 1):
+        base = base.parent
+    target = base.joinpath(*node.module.split(".")) if node.module else base
+    where = f"{path.relative_to(root)}:{node.lineno}"
+    if target.with_suffix(".py").is_file():
+        return [target.with_suffix(".py")]
+    if (target / "__init__.py").is_file():
+        modules = [target / f"{alias.name}.py" for alias in node.names]
+        if all(module.is_file() for module in modules):
+            return modules
+        raise RemoteCodeError(
+            f"{where} imports from the package {target.name!r} itself; a saved folder has no packages: import from "
+            f"the module that defines the names (from .{target.name}.<module> import ...)."
+        )
+    raise RemoteCodeError(f"{where}: the relative import of {node.module!r} names no module of the package.")
+
+
+def _flatten(path: Path, root: Path) -> tuple[str, list[Path]]:
+    """One module's source with its relative imports made flat (`from ..sub.module import` -> `from .module import`),
+    and the package files it imports. Every import is checked: siblings, torch, transformers or the standard library."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines(keepends=True)
+    imported = []
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+            for name in names:
+                if name.split(".")[0] not in _ALLOWED_IMPORTS:
+                    raise RemoteCodeError(
+                        f"{path.relative_to(root)}:{node.lineno} imports {name!r}: the remote code of a saved folder "
+                        f"may import only torch, transformers, the standard library and its sibling modules (relative "
+                        f"imports). Move this code out of the modules a folder carries, or import it relatively."
+                    )
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        files = _placed_import(node, path, root)
+        imported += files
+        line = lines[node.lineno - 1]
+        flat = f"from .{files[0].stem} import" if node.module and len(files) == 1 and files[0].stem == node.module.split(".")[-1] else "from . import"
+        rewritten, count = re.subn(r"from\s+\.+[\w.]*\s+import", flat, line[node.col_offset :], count=1)
+        if count != 1:
+            raise RemoteCodeError(f"{path.relative_to(root)}:{node.lineno}: cannot rewrite this import form: {line.strip()}")
+        lines[node.lineno - 1] = line[: node.col_offset] + rewritten
+    return "".join(lines), imported
 
 
 def remote_code() -> dict[str, str]:
     """
-    The flat remote-code files, name -> source, with `from ..sub.module import` made `from .module import`. The
-    modules are found through imports (not paths), which transformers also follows to copy them with a folder.
+    The flat remote-code files, name -> source: the modules `auto_map` and `custom_pipelines` name and everything they
+    import from the package (followed through their import statements), with relative imports made flat.
     """
-    import inspect
-
-    from ..configuration.configuration_vaswani import VaswaniConfig
-    from ..modeling.modeling_vaswani import VaswaniModel
-    from ..modeling.modeling_vaswani_heads import VaswaniForCausalLM
-    from ..pipelines.pipeline_vaswani import VaswaniText2TextPipeline
-
-    modules = {
-        "configuration_vaswani.py": inspect.getsourcefile(VaswaniConfig),
-        "modeling_vaswani.py": inspect.getsourcefile(VaswaniModel),
-        "modeling_vaswani_heads.py": inspect.getsourcefile(VaswaniForCausalLM),
-        "pipeline_vaswani.py": inspect.getsourcefile(VaswaniText2TextPipeline),
-        "hub_vaswani.py": __file__,
-    }
-    files = {}
-    for name, path in modules.items():
-        source = _IMPORT.sub(r"\1from .\3 import", Path(path).read_text(encoding="utf-8"))
-        if name == "hub_vaswani.py":
+    root, flat = _source_root()
+    entries = {ref.split(".")[0] for ref in AUTO_MAP.values()}
+    entries |= {spec["impl"].split(".")[0] for spec in CUSTOM_PIPELINES.values()}
+    entries.add(Path(__file__).stem)  # this module, which renders cards from a saved folder
+    pending = [_entry_file(stem, root, flat) for stem in sorted(entries)]
+    files, paths = {}, {}
+    while pending:
+        path = pending.pop(0)
+        name = path.name
+        if name in files:
+            if paths[name] != path:
+                raise RemoteCodeError(f"Two modules would both be {name} in a saved folder: {paths[name]} and {path}.")
+            continue
+        source, imported = _flatten(path, root)
+        if name == Path(__file__).name:
             # The card template travels inside the flat module, so a folder can render cards without the package.
             source = re.sub(r"\n_EMBEDDED_CARD_TEMPLATE = .*\Z", "", source, flags=re.DOTALL)
             source += f"\n_EMBEDDED_CARD_TEMPLATE = {card_template()!r}\n"
-        files[name] = source
+        files[name], paths[name] = source, path
+        pending += imported
     return files
 
 
@@ -113,7 +211,8 @@ def card_facts(model) -> dict[str, str]:
     """The facts about `model` that the card template names, as strings."""
     config = model.config
     head = type(model).__name__
-    pipeline_tag, purpose = HEAD_FACTS.get(head, ("", "a Vaswani model"))
+    known = HEADS.get(head)
+    pipeline_tag, purpose = (known.pipeline_tag, known.purpose) if known else ("", "a Vaswani model")
     data = dict(getattr(config, "model_card_data", None) or {})
     datasets = data.get("datasets", [])
     results = data.get("results", [])  # [{"task", "dataset", "split", "metric", "value"}]
@@ -146,7 +245,7 @@ def card_facts(model) -> dict[str, str]:
         "head": head,
         "purpose": purpose,
         "pipeline_tag": data.get("pipeline_tag", pipeline_tag),
-        "auto_class": next((auto for auto, ref in AUTO_MAP.items() if ref.endswith("." + head)), "AutoModel"),
+        "auto_class": known.auto_class if known else "AutoModel",
         "license": data.get("license", "apache-2.0"),
         "tags_yaml": _yaml_list(tags),
         "datasets_yaml": _yaml_list(datasets),
@@ -173,7 +272,6 @@ def card_facts(model) -> dict[str, str]:
         ),
         "activation": config.activation_function,
         "dropout": str(config.dropout),
-        "label_smoothing": str(config.label_smoothing),
         "training_data": data.get("training_data", "Not recorded: this folder was saved without training facts."),
         "training_procedure": data.get("training_procedure", "Not recorded."),
         "results_table": results_table,
@@ -217,7 +315,7 @@ def _architecture(config, head: str) -> str:
         + (
             "This is the bare model: it returns hidden states, with no task head."
             if head == "VaswaniModel"
-            else f"`{head}` puts the head for {HEAD_FACTS.get(head, ('', 'its task'))[1]} on top."
+            else f"`{head}` puts the head for {HEADS[head].purpose if head in HEADS else 'its task'} on top."
         )
     )
 
@@ -236,10 +334,10 @@ def render_model_card(model) -> str:
     return re.sub(r"\n{3,}", "\n\n", card)  # empty optional blocks leave no gaps
 
 
-def write_hub_files(model, folder) -> None:
+def write_hub_files(model, folder, code: dict[str, str] | None = None) -> None:
     """Complete a folder `save_pretrained` wrote: remote code, auto_map and custom_pipelines, and the card."""
     folder = Path(folder)
-    for name, source in remote_code().items():
+    for name, source in (code if code is not None else remote_code()).items():
         (folder / name).write_text(source, encoding="utf-8")
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -247,3 +345,72 @@ def write_hub_files(model, folder) -> None:
     config["custom_pipelines"] = CUSTOM_PIPELINES
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(render_model_card(model), encoding="utf-8")
+
+
+class VaswaniHubMixin:
+    """`save_pretrained` and `push_to_hub` of every Vaswani model: the folder transformers writes, made self-contained."""
+
+    def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+        """
+        Save as every Hugging Face model does (weights, config, generation config), plus what makes the folder
+        self-contained: the remote code, an `auto_map` naming every Auto class of the family, `custom_pipelines`,
+        and `README.md`, the model card rendered from `hub_card.md`. With `push_to_hub=True` the folder is then
+        uploaded as it is (`repo_id` defaults to the folder's name).
+        """
+        code = remote_code()  # first: an import the folder could not carry stops the save before anything is written
+        hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
+        generation = getattr(self, "generation_config", None)
+        compiled = generation is not None and generation.compile_config is not None
+        if compiled:  # `compile_generation()` is a choice for this process, not a property of the saved model
+            cache_implementation, generation.cache_implementation = generation.cache_implementation, None
+        try:
+            super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        finally:
+            if compiled:
+                generation.cache_implementation = cache_implementation
+        if not self.should_save_on_this_rank(is_main_process):
+            return
+        write_hub_files(self, save_directory, code)
+        if push_to_hub:
+            repo_id = hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self._upload_folder(save_directory, repo_id, token=kwargs.get("token"), **hub)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ):
+        """
+        Upload to the Hugging Face Hub exactly the folder `save_pretrained` writes, model card included (the
+        generic `push_to_hub` would replace the card with an empty one). `tags` are added to the card.
+        """
+        if tags:
+            card = dict(self.config.model_card_data or {})
+            card["tags"] = list(dict.fromkeys([*card.get("tags", []), *([tags] if isinstance(tags, str) else tags)]))
+            self.config.model_card_data = card
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            return self._upload_folder(
+                folder,
+                repo_id,
+                token=token,
+                private=private,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
+    def _upload_folder(self, folder, repo_id, token=None, private=None, **commit):
+        from transformers.utils.hub import hf_api
+
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        return self._upload_modified_files(folder, repo_id, files_timestamps={}, token=token, **commit)

@@ -1,30 +1,16 @@
-from .modeling_vaswani import (
-    VaswaniAttention,
-    VaswaniCacheLayer,
-    VaswaniDecoder,
-    VaswaniDecoderLayer,
-    VaswaniDynamicCache,
-    VaswaniEmbeddings,
-    VaswaniEncoder,
-    VaswaniEncoderLayer,
-    VaswaniFeedForward,
-    VaswaniLinear,
-    VaswaniModel,
-    VaswaniPreTrainedModel,
-    eager_attention_forward,
-    sinusoidal_positions,
-)
-from .modeling_vaswani_heads import (
-    VaswaniForCausalLM,
-    VaswaniForConditionalGeneration,
-    VaswaniForMaskedLM,
-    VaswaniForMultipleChoice,
-    VaswaniForNextSentencePrediction,
-    VaswaniForPreTraining,
-    VaswaniForPreTrainingOutput,
-    VaswaniForQuestionAnswering,
-    VaswaniForSequenceClassification,
-    VaswaniForTokenClassification,
-    shift_tokens_right,
-    token_cross_entropy,
-)
+"""
+The model: `modeling_vaswani.py` (the paper: embeddings, attention, feed-forward, layers, stacks, the model) and
+`modeling_vaswani_heads.py` (the task heads); beside them the concerns that are not the paper, a module each:
+`cache_vaswani.py` (decoding cache), `kernels_vaswani.py` (`VaswaniLinear` and its CPU kernel), and
+`validation_vaswani.py` (named errors for bad input). All ship in a saved folder's remote code.
+"""
+
+from .cache_vaswani import VaswaniCacheLayer, VaswaniDynamicCache
+from .kernels_vaswani import VaswaniLinear
+from .modeling_vaswani import *  # noqa: F403
+from .modeling_vaswani import __all__ as _paper
+from .modeling_vaswani_heads import *  # noqa: F403
+from .modeling_vaswani_heads import __all__ as _heads
+
+
+__all__ = ["VaswaniCacheLayer", "VaswaniDynamicCache", "VaswaniLinear", *_paper, *_heads]

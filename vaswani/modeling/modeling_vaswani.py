@@ -1,25 +1,25 @@
 """
 The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class per concept of the paper:
 
+    sinusoidal_positions     the positional encoding PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), ... (3.5)
     VaswaniEmbeddings        token embedding x sqrt(d_model) + positional encoding (3.4, 3.5)
-    VaswaniLinear            a learned projection xW^T + b (nn.Linear; through oneDNN in inference on AMD CPUs)
     eager_attention_forward  scaled dot-product attention, Attention(Q, K, V) = softmax(QK^T / sqrt(d_k)) V (3.2.1)
     VaswaniAttention         multi-head attention, MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (3.2.2)
     VaswaniFeedForward       position-wise feed-forward network, FFN(x) = max(0, xW_1 + b_1) W_2 + b_2 (3.3)
     VaswaniEncoderLayer      self-attention, then feed-forward, each as LayerNorm(x + Dropout(Sublayer(x))) (3.1)
     VaswaniDecoderLayer      masked self-attention, encoder-decoder attention, feed-forward (3.1)
+    VaswaniPreTrainedModel   initialisation and loading conventions shared by every Vaswani model
     VaswaniEncoder           N encoder layers over the embedded source
     VaswaniDecoder           N decoder layers over the embedded (shifted) target
     VaswaniModel             the stacks a config asks for: encoder-decoder, encoder-only or decoder-only
 
-The task heads live in `modeling_vaswani_heads.py`.
+What is not the paper lives beside this file, each concern in its own module (all ship in a saved folder's remote
+code): `kernels_vaswani.py` (`VaswaniLinear`, the learned projection xW^T + b, and the CPU kernel it may use),
+`cache_vaswani.py` (the decoding cache), `validation_vaswani.py` (named errors for bad input), and
+`hub/hub_vaswani.py` (saving self-contained folders, the Hub). The task heads live in `modeling_vaswani_heads.py`.
 """
 
-import functools
 import math
-import os
-import platform
-import tempfile
 from collections.abc import Callable
 
 import torch
@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -36,178 +36,21 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import is_tracing
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..configuration.configuration_vaswani import VaswaniConfig
+from ..hub.hub_vaswani import VaswaniHubMixin
+from .cache_vaswani import VaswaniDynamicCache
+from .kernels_vaswani import VaswaniLinear
+from .validation_vaswani import validate_inputs
 
 
-def _is_tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
-
-
-def _is_dispatch_mode() -> bool:
-    return torch._C._len_torch_dispatch_stack() > 0
-
-
-# transformers 5.24 renamed the cache, as an argument and as an output field, from `past_key_values` to `cache` (the
-# old name deprecated until 5.40). This family calls it `cache`, accepts both names from callers (generate() of 5.23
-# passes `past_key_values`), and writes outputs and generate()'s keyword arguments under the installed version's name.
-CACHE_NAME = "cache" if "cache" in BaseModelOutputWithPastAndCrossAttentions.__dataclass_fields__ else "past_key_values"
-
-
-def accepts_past_key_values(forward):
-    """Let `forward` take the cache as `past_key_values=` too (transformers < 5.24 and older callers)."""
-
-    @functools.wraps(forward)
-    def wrapper(*args, **kwargs):
-        older = kwargs.pop("past_key_values", None)
-        if older is not None:
-            if kwargs.get("cache") is not None:
-                raise ValueError("Pass the cache once: as `cache` (or, the older name, `past_key_values`), not both.")
-            kwargs["cache"] = older
-        return forward(*args, **kwargs)
-
-    return wrapper
-
-
-def check_attention_mask(attention_mask: torch.Tensor | None, shape: tuple, past_length: int = 0, name: str = "attention_mask"):
-    """A 2D padding mask must hold one 1/0 per token, cached tokens included."""
-    if attention_mask is None or attention_mask.dim() != 2:
-        return
-    expected = (shape[0], past_length + shape[1])
-    if tuple(attention_mask.shape) != expected:
-        cached = f" after {past_length} cached tokens" if past_length else ""
-        raise ValueError(
-            f"`{name}` has shape {tuple(attention_mask.shape)}, but inputs of shape {tuple(shape)}{cached} "
-            f"need {expected}: one 1/0 per token (1 = attend, 0 = padding)."
-        )
-
-
-def validate_inputs(
-    config: VaswaniConfig,
-    input_ids: torch.Tensor | None,
-    inputs_embeds: torch.Tensor | None,
-    attention_mask: torch.Tensor | None,
-    position_ids: torch.Tensor,
-    past_length: int = 0,
-    token_type_ids: torch.Tensor | None = None,
-    type_vocab_size: int = 0,
-    prefix: str = "",
-):
-    """
-    Reject bad input with a `ValueError` that names the problem and the fix, before it becomes an index error deep in
-    torch or a silently wrong answer. `prefix` is "decoder_" when these are a seq2seq model's decoder inputs. The
-    value checks are skipped while compiling (they read tensor values).
-    """
-    ids, embeds, mask = f"`{prefix}input_ids`", f"`{prefix}inputs_embeds`", f"{prefix}attention_mask"
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError(f"Pass exactly one of {ids} and {embeds}.")
-    shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
-    if input_ids is not None:
-        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
-            raise ValueError(
-                f"{ids} must hold integer token ids, got dtype {input_ids.dtype}: pass a LongTensor "
-                f"(e.g. from the tokenizer with return_tensors='pt')."
-            )
-        if input_ids.dim() != 2:
-            raise ValueError(f"{ids} must have shape (batch_size, sequence_length), got {shape}.")
-    check_attention_mask(attention_mask, shape, past_length, mask)
-    if position_ids.dim() != 2 or position_ids.shape[0] not in (1, shape[0]) or position_ids.shape[1] != shape[1]:
-        raise ValueError(
-            f"`{prefix}position_ids` has shape {tuple(position_ids.shape)}, but the inputs have {shape}: pass one "
-            f"position per new token, shaped (batch_size or 1, sequence_length)."
-        )
-    if token_type_ids is not None and tuple(token_type_ids.shape) != shape:
-        raise ValueError(f"`token_type_ids` has shape {tuple(token_type_ids.shape)}, but the inputs have {shape}.")
-    if _is_tracing():
-        return
-    if input_ids is not None and input_ids.numel() > 0:
-        low, high = (int(v) for v in torch.aminmax(input_ids))  # one pass, both ends
-        if low < 0 or high >= config.vocab_size:
-            raise ValueError(
-                f"{ids} contains token id {low if low < 0 else high}, outside the vocabulary "
-                f"[0, {config.vocab_size}). Check that the tokenizer matches the model, or resize the embeddings "
-                f"with `model.resize_token_embeddings`."
-            )
-    if token_type_ids is not None and token_type_ids.numel() > 0:
-        low, high = int(token_type_ids.min()), int(token_type_ids.max())
-        if low < 0 or high >= max(type_vocab_size, 1):
-            raise ValueError(
-                f"`token_type_ids` must lie in [0, {type_vocab_size}) (`type_vocab_size`), got {high if high > 0 else low}."
-                if type_vocab_size
-                else "`token_type_ids` were given, but this stack has no segment embeddings (only encoders have them,"
-                " with `type_vocab_size > 0`): drop them or set them to 0."
-            )
-    if config.position_embedding_type == "learned" and position_ids.numel() > 0:
-        longest = int(position_ids.max()) + 1
-        if longest > config.max_position_embeddings:
-            raise ValueError(
-                f"The sequence needs position {longest - 1}, but learned positions stop at "
-                f"{config.max_position_embeddings - 1} (`max_position_embeddings`): truncate the input "
-                f"(tokenizer(..., truncation=True, max_length={config.max_position_embeddings})) or use sinusoidal "
-                f"positions."
-            )
-
-
-class VaswaniCacheLayer(DynamicLayer):
-    """
-    One layer's keys and values for decoding, kept in a buffer that new tokens are written into: a `DynamicLayer`
-    (the default cache of transformers) grows by `torch.cat`, which copies the whole cache at every step, so a token's
-    cost rises with the length of the text. Here a step writes only its own keys and values, and attention reads the
-    filled part of the buffer (a view). The buffer is sized by `capacity` (generate() passes its maximum length) and
-    doubles when full. Anything else that replaces `keys` and `values` (beam reordering, cropping) is taken over at
-    the next update.
-    """
-
-    def __init__(self, capacity: int = 0):
-        super().__init__()
-        self.capacity = capacity
-        self._key_buffer = self._value_buffer = self._keys_view = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        if self._key_buffer is None or self.keys is not self._keys_view:  # first call, or replaced from outside
-            self._adopt(key_states, value_states)
-        length = self.keys.shape[-2]
-        end = length + key_states.shape[-2]
-        if end > self._key_buffer.shape[-2]:
-            self._grow(end)
-        self._key_buffer[:, :, length:end] = key_states
-        self._value_buffer[:, :, length:end] = value_states
-        self.keys = self._keys_view = self._key_buffer[:, :, :end]  # (B, h, T_cached, d_k), a view
-        self.values = self._value_buffer[:, :, :end]
-        return self.keys, self.values
-
-    def _adopt(self, key_states: torch.Tensor, value_states: torch.Tensor):
-        if self.keys.numel() == 0:  # empty: no tokens yet (the lazy initialisation's 1D placeholders)
-            self.keys = key_states.new_empty(*key_states.shape[:2], 0, key_states.shape[-1])
-            self.values = value_states.new_empty(*value_states.shape[:2], 0, value_states.shape[-1])
-        self._key_buffer, self._value_buffer, self._keys_view = self.keys, self.values, self.keys
-
-    def _grow(self, needed: int):
-        length = self.keys.shape[-2]
-        size = max(needed, 2 * self._key_buffer.shape[-2], self.capacity or 64)
-        self._key_buffer = self.keys.new_empty(*self.keys.shape[:2], size, self.keys.shape[-1])
-        self._value_buffer = self.values.new_empty(*self.values.shape[:2], size, self.values.shape[-1])
-        self._key_buffer[:, :, :length] = self.keys
-        self._value_buffer[:, :, :length] = self.values
-
-    def reset(self):
-        super().reset()
-        self._key_buffer = self._value_buffer = self._keys_view = None
-
-
-class VaswaniDynamicCache(DynamicCache):
-    """
-    A `DynamicCache` (so everything in transformers that expects one works) whose layers are `VaswaniCacheLayer`s:
-    decoding writes each new token's keys and values in place instead of re-copying the cache. `capacity` is the
-    expected number of tokens (prompt and new), for one allocation; the cache grows past it if needed.
-    """
-
-    def __init__(self, config: VaswaniConfig, capacity: int = 0):
-        Cache.__init__(self, layers=[VaswaniCacheLayer(capacity) for _ in range(config.num_decoder_layers)])
+# transformers 5.24 renamed the cache argument `past_key_values` -> `cache`; the old name still works, with
+# transformers' own deprecation warning (a ValueError when both are given).
+accepts_past_key_values = deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)
 
 
 def positions_from_mask(attention_mask: torch.Tensor | None, batch: int, length: int, past_length: int, device):
@@ -277,7 +120,7 @@ class VaswaniEmbeddings(nn.Module):
         if self.config.position_embedding_type == "learned":
             return self.position_embeddings(position_ids)
         table = self.sinusoidal_table
-        if _is_tracing() or int(position_ids.max()) < table.shape[0]:
+        if is_tracing() or int(position_ids.max()) < table.shape[0]:
             return table[position_ids]
         # Past the precomputed table: sinusoids extend to any length (paper 3.5).
         return sinusoidal_positions(position_ids, self.config.d_model, self.config.sinusoidal_layout).to(table.dtype)
@@ -335,68 +178,6 @@ def eager_attention_forward(
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, h, T_q, d_k)
     return output.transpose(1, 2).contiguous(), weights  # (B, T_q, h, d_k)
-
-
-def _onednn_outruns_mkl() -> bool:
-    """
-    Whether oneDNN's fp32 kernels beat PyTorch's default BLAS (MKL) here: on AMD x86 CPUs, where MKL runs AVX2 code
-    and oneDNN the widest vector unit the CPU has (benchmarks/README.md, finding 10). Elsewhere it is not measured.
-    """
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
-        return False
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return any(line.startswith("vendor_id") and "AuthenticAMD" in line for line in cpuinfo)
-    except OSError:
-        return "AuthenticAMD" in platform.processor()
-
-
-_ONEDNN_LINEAR = _onednn_outruns_mkl()
-# oneDNN costs ~12 us a call more than MKL: it pays from a weight of 2^18 entries (MKL streams such a weight slowly
-# through a product with a row or a few) or from 2^22 multiply-adds a call (measured: benchmarks/README.md, finding 10).
-_ONEDNN_MIN_WEIGHT = 1 << 18
-_ONEDNN_MIN_WORK = 1 << 22
-
-
-def onednn_linear_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
-    """
-    Whether `VaswaniLinear` sends `input @ weight.T` (weight [out, in]) through oneDNN: without gradients, in fp32 on
-    a CPU where oneDNN outruns MKL, for a product that repays oneDNN's cost a call, with oneDNN switched on and no
-    autocast, tracing or dispatch mode active.
-    """
-    return (
-        _ONEDNN_LINEAR
-        and not torch.is_grad_enabled()
-        and (
-            weight.numel() >= _ONEDNN_MIN_WEIGHT
-            or input.numel() // weight.shape[1] * weight.numel() >= _ONEDNN_MIN_WORK
-        )
-        and input.device.type == "cpu"
-        and input.dtype == weight.dtype == torch.float32
-        and type(weight) in (torch.Tensor, nn.Parameter)  # plain tensors: not quantised or other tensor subclasses
-        and torch.backends.mkldnn.enabled
-        and not torch.is_autocast_enabled("cpu")
-        # torch.compile's inductor lowers oneDNN's linear only on frozen weights: compiled code keeps nn.Linear's.
-        and not _is_tracing()
-        and not _is_dispatch_mode()  # FlopCounterMode and other modes see the plain product
-    )
-
-
-class VaswaniLinear(nn.Linear):
-    """
-    `nn.Linear`, y = xW^T + b: the paper's learned projections (W^Q, W^K, W^V, W^O, W_1, W_2, the pre-softmax linear
-    transformation). Same parameters, same state dict. Without gradients (inference, `generate()`) in fp32 on a CPU
-    where oneDNN outruns MKL, products big enough to repay oneDNN's ~12 us a call go through oneDNN, on the weight
-    as it is: the same product to float rounding, about twice as fast (`onednn_linear_applies` has the rule).
-    `torch.backends.mkldnn.flags(enabled=False)` switches it off.
-    """
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if onednn_linear_applies(input, self.weight):
-            return torch.ops.mkldnn._linear_pointwise(input, self.weight, self.bias, "none", [], "")
-        return super().forward(input)
 
 
 class VaswaniAttention(nn.Module):
@@ -575,7 +356,7 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
-class VaswaniPreTrainedModel(PreTrainedModel):
+class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
     """Weight initialisation, attention back-ends and loading conventions shared by every Vaswani model."""
 
     config_class = VaswaniConfig
@@ -613,72 +394,6 @@ class VaswaniPreTrainedModel(PreTrainedModel):
                     torch.arange(module.sinusoidal_table.shape[0]), self.config.d_model, self.config.sinusoidal_layout
                 ),
             )
-
-    def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
-        """
-        Save as every Hugging Face model does (weights, config, generation config), plus what makes the folder
-        self-contained: the remote code, an `auto_map` naming every Auto class of the family, `custom_pipelines`,
-        and `README.md`, the model card rendered from `hub_card.md`. With `push_to_hub=True` the folder is then
-        uploaded as it is (`repo_id` defaults to the folder's name).
-        """
-        from ..hub.hub_vaswani import write_hub_files
-
-        hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
-        generation = getattr(self, "generation_config", None)
-        compiled = generation is not None and generation.compile_config is not None
-        if compiled:  # `compile_generation()` is a choice for this process, not a property of the saved model
-            cache_implementation, generation.cache_implementation = generation.cache_implementation, None
-        try:
-            super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
-        finally:
-            if compiled:
-                generation.cache_implementation = cache_implementation
-        if not self.should_save_on_this_rank(is_main_process):
-            return
-        write_hub_files(self, save_directory)
-        if push_to_hub:
-            repo_id = hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
-            self._upload_folder(save_directory, repo_id, token=kwargs.get("token"), **hub)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        max_shard_size: int | str | None = "50GB",
-        tags: list[str] | None = None,
-    ):
-        """
-        Upload to the Hugging Face Hub exactly the folder `save_pretrained` writes, model card included (the
-        generic `push_to_hub` would replace the card with an empty one). `tags` are added to the card.
-        """
-        if tags:
-            card = dict(self.config.model_card_data or {})
-            card["tags"] = list(dict.fromkeys([*card.get("tags", []), *([tags] if isinstance(tags, str) else tags)]))
-            self.config.model_card_data = card
-        with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder, max_shard_size=max_shard_size)
-            return self._upload_folder(
-                folder,
-                repo_id,
-                token=token,
-                private=private,
-                commit_message=commit_message,
-                commit_description=commit_description,
-                revision=revision,
-                create_pr=create_pr,
-            )
-
-    def _upload_folder(self, folder, repo_id, token=None, private=None, **commit):
-        from transformers.utils.hub import hf_api
-
-        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-        return self._upload_modified_files(folder, repo_id, files_timestamps={}, token=token, **commit)
 
 
 def _stack_positions(embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix=""):
@@ -850,7 +565,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None}
+            last_hidden_state=hidden_states, cache=cache if use_cache else None
         )
 
 
@@ -867,8 +582,8 @@ class VaswaniModel(VaswaniPreTrainedModel):
     Heads pick their stacks themselves, so `AutoModel` on a folder saved from any head builds the matching body.
     """
 
-    # Loading the body (or another head) from a head's folder leaves that head's own weights behind, by design.
-    _keys_to_ignore_on_load_unexpected = [r"^(lm_head|pooler|nsp_head|classifier|qa_outputs)\."]
+    # Loading the body from a head's folder leaves that head's own weights (all but the stacks) behind, by design.
+    _keys_to_ignore_on_load_unexpected = [r"^(?!(model\.)?(encoder|decoder)\.)"]
 
     def __init__(self, config: VaswaniConfig):
         config.check_stacks()
@@ -970,7 +685,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            **{CACHE_NAME: getattr(decoder_outputs, CACHE_NAME)},
+            cache=decoder_outputs.cache,
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -982,14 +697,14 @@ class VaswaniModel(VaswaniPreTrainedModel):
 
 __all__ = [
     "VaswaniAttention",
-    "VaswaniCacheLayer",
     "VaswaniDecoder",
     "VaswaniDecoderLayer",
-    "VaswaniDynamicCache",
     "VaswaniEmbeddings",
     "VaswaniEncoder",
     "VaswaniEncoderLayer",
     "VaswaniFeedForward",
     "VaswaniModel",
     "VaswaniPreTrainedModel",
+    "eager_attention_forward",
+    "sinusoidal_positions",
 ]

@@ -31,51 +31,45 @@ from transformers.modeling_outputs import (
 from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
+from transformers.loss.loss_utils import fixed_cross_entropy
+
 from ..configuration.configuration_vaswani import VaswaniConfig
-from .modeling_vaswani import (
-    _ONEDNN_LINEAR,
-    CACHE_NAME,
-    VaswaniDynamicCache,
-    VaswaniLinear,
-    VaswaniModel,
-    VaswaniPreTrainedModel,
-    accepts_past_key_values,
-    activation_function,
-    check_attention_mask,
-)
+from ..hub.hub_vaswani import HEADS
+from .cache_vaswani import VaswaniDynamicCache
+from .kernels_vaswani import VaswaniLinear, onednn_linear_on_this_cpu
+from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel, accepts_past_key_values, activation_function
+from .validation_vaswani import check_attention_mask, check_labels, check_span_positions
 
 logger = logging.get_logger(__name__)
 
 
 # -- Losses -------------------------------------------------------------------------------------------------------------
+# Keywords of transformers' loss functions that reach a head through `**kwargs` (Trainer passes `num_items_in_batch`;
+# sequence- and context-parallel training pass `shift_labels`, the targets already shifted).
+LOSS_KWARGS = ("num_items_in_batch", "ignore_index", "shift_labels")
+
+
+def loss_kwargs_of(kwargs: dict) -> dict:
+    """Take the loss keywords out of a forward's `**kwargs` (the rest goes on to the stacks and attention)."""
+    return {name: kwargs.pop(name) for name in LOSS_KWARGS if name in kwargs}
+
+
 def token_cross_entropy(
     logits: torch.Tensor,
-    labels: torch.Tensor,
-    label_smoothing: float = 0.0,
+    targets: torch.Tensor,
+    label_smoothing: float,
     num_items_in_batch: torch.Tensor | int | None = None,
     ignore_index: int = -100,
 ) -> torch.Tensor:
     """
-    Cross-entropy over every labelled position (labels equal to `ignore_index` are skipped), in fp32, with label
-    smoothing epsilon_ls (paper 5.4). Summed and divided by `num_items_in_batch` when Trainer passes it (gradient
-    accumulation), else by the number of labelled positions; a batch with no labels gives 0, not NaN.
+    Cross-entropy with label smoothing epsilon_ls (paper 5.4) over every position whose target is not
+    `ignore_index`, in fp32, reduced as transformers' losses are: summed and divided by `num_items_in_batch`.
+    Transformers' own loss functions take no smoothing, so a training step that asks for it comes here.
     """
     logits = logits.float().reshape(-1, logits.shape[-1])
-    labels = labels.reshape(-1).to(logits.device)
-    if not torch.compiler.is_compiling() and labels.numel() > 0:
-        valid = (labels == ignore_index) | ((labels >= 0) & (labels < logits.shape[-1]))
-        if not bool(valid.all()):
-            bad = int(labels[~valid][0])
-            raise ValueError(
-                f"`labels` contains {bad}, outside the vocabulary / label set [0, {logits.shape[-1]}): use ids below "
-                f"{logits.shape[-1]}, or {ignore_index} for positions the loss should ignore."
-            )
-    total = F.cross_entropy(
-        logits, labels, ignore_index=ignore_index, reduction="sum", label_smoothing=label_smoothing
-    )
-    if num_items_in_batch is None:
-        num_items_in_batch = (labels != ignore_index).sum().clamp(min=1)
-    elif torch.is_tensor(num_items_in_batch):
+    targets = targets.reshape(-1).to(logits.device)
+    total = F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="sum", label_smoothing=label_smoothing)
+    if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
 
@@ -132,13 +126,35 @@ class _VaswaniHead(VaswaniPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding):
         self.model.set_input_embeddings(value)
 
-    def _loss(self, logits, labels, **kwargs):
-        return token_cross_entropy(
-            logits,
-            labels,
-            label_smoothing=self.config.label_smoothing,
-            num_items_in_batch=kwargs.get("num_items_in_batch"),
-        )
+    def _token_loss(self, logits, targets, label_smoothing: float = 0.0, **loss_kwargs) -> torch.Tensor:
+        """
+        Cross-entropy of token predictions whose `targets` are aligned with `logits` (position i's target at i),
+        through transformers' loss for this head (`self.loss_function`) with every keyword it takes. With
+        `label_smoothing` (a training setting, paper 5.4, which transformers' losses lack) the same reduction with
+        smoothed targets. Without `num_items_in_batch`, the mean over labelled positions (0 when there are none).
+        """
+        ignore_index = loss_kwargs.setdefault("ignore_index", -100)
+        check_labels(targets, logits.shape[-1], ignore_index)
+        if loss_kwargs.get("num_items_in_batch") is None:
+            loss_kwargs["num_items_in_batch"] = (targets != ignore_index).sum().clamp(min=1)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.")
+        if label_smoothing:
+            return token_cross_entropy(
+                logits, targets, label_smoothing, loss_kwargs["num_items_in_batch"], ignore_index
+            )
+        if self.loss_type in ("ForCausalLM", "ForConditionalGeneration"):
+            loss_kwargs["shift_labels"] = targets.contiguous()  # aligned already: its causal loss would shift again
+        return self.loss_function(logits, targets, vocab_size=logits.shape[-1], **loss_kwargs)
+
+    def _class_loss(self, logits, labels, **loss_kwargs) -> torch.Tensor:
+        """Cross-entropy of one class per example (next sentence, multiple choice): transformers has no loss for them."""
+        loss_kwargs.pop("shift_labels", None)
+        ignore_index = loss_kwargs.setdefault("ignore_index", -100)
+        check_labels(labels, logits.shape[-1], ignore_index)
+        if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled examples, 0 when there are none
+            loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
+        return fixed_cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device), **loss_kwargs)
 
     def _labelled_positions(self, hidden_states, labels):
         """With `config.sparse_prediction`, keep only the labelled positions for the vocabulary projection."""
@@ -153,7 +169,6 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         return hidden_states[keep], labels[keep]  # (n_labelled, d_model), (n_labelled,)
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs) -> BaseModelOutput:
-        kwargs.pop("num_items_in_batch", None)
         return self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -172,7 +187,7 @@ class _CompiledGeneration:
         # (`VaswaniDynamicCache`), sized for the longest text this call can produce. A cache the caller passed, or one
         # that `cache_implementation` asks for (static, offloaded, quantized), is generate()'s business as usual.
         if (
-            model_kwargs.get(CACHE_NAME) is not None
+            model_kwargs.get("cache") is not None
             or generation_config.use_cache is False
             or generation_config.cache_implementation not in (None, "dynamic")
         ):
@@ -184,7 +199,7 @@ class _CompiledGeneration:
             cache = EncoderDecoderCache(cache, DynamicCache())  # cross-attention: the encoder output's keys and values
         if getattr(generation_config, "is_assistant", False):  # an assistant model's cache may be rolled back
             cache.activate_past_recording()
-        model_kwargs[CACHE_NAME] = cache
+        model_kwargs["cache"] = cache
 
     def compile_generation(self, enable: bool = True):
         """
@@ -194,8 +209,8 @@ class _CompiledGeneration:
         model.
 
         On CPUs where `VaswaniLinear` multiplies through oneDNN (AMD), the compiled forward uses PyTorch's default
-        products instead (inductor lowers oneDNN's only for frozen weights), and uncompiled generation is the faster:
-        0.7-0.9x measured (benchmarks/README.md, findings 4 and 10). A warning says so.
+        products instead (inductor lowers oneDNN's only for frozen weights), and uncompiled generation is the faster
+        (benchmarks/README.md has the measurements). A warning says so.
         """
         from transformers import CompileConfig
 
@@ -203,10 +218,10 @@ class _CompiledGeneration:
             self.generation_config.cache_implementation = None
             self.generation_config.compile_config = None
             return self
-        if self.device.type == "cpu" and _ONEDNN_LINEAR:
+        if self.device.type == "cpu" and onednn_linear_on_this_cpu():
             logger.warning_once(
                 "compile_generation(): on this CPU the uncompiled generate() multiplies through oneDNN, which the "
-                "compiled forward cannot; it measured 0.7-0.9x as fast as uncompiled (benchmarks/README.md)."
+                "compiled forward cannot, so compiled generation is slower here (benchmarks/README.md)."
             )
         compile_config = CompileConfig(
             fullgraph=True, dynamic=False, mode="reduce-overhead" if self.device.type == "cuda" else "default"
@@ -277,6 +292,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        label_smoothing: float = 0.0,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
@@ -285,11 +301,12 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             decoder_input_ids (`torch.LongTensor`, *optional*): the target shifted right; made from `labels` if absent.
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*): target ids, -100 to ignore.
             logits_to_keep (`int`): if positive, compute logits for the last `logits_to_keep` positions only.
-            Other arguments: see [`VaswaniModel.forward`].
+            label_smoothing (`float`): epsilon_ls of the loss (paper 5.4), a training setting; 0 gives the plain loss.
+            Other arguments: see [`VaswaniModel.forward`]; `num_items_in_batch` and `ignore_index` reach the loss.
         """
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -310,12 +327,12 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
         if self.config.final_logits_bias:
             logits = logits + self.final_logits_bias
         loss = None
-        if labels is not None:
-            loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch)
+        if labels is not None:  # the decoder inputs are the shifted labels: logits and labels are aligned
+            loss = self._token_loss(logits, labels, label_smoothing, **loss_kwargs)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
+            cache=outputs.cache,
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
@@ -369,6 +386,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        label_smoothing: float = 0.0,
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
         r"""
@@ -379,9 +397,12 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
                 left-padded prompt behaves as it does alone.
             cache (`Cache`, *optional*; also accepted as `past_key_values`): keys and values of earlier steps.
             labels (`torch.LongTensor`, *optional*): usually `input_ids`; shifted inside, -100 to ignore.
+            shift_labels (`torch.LongTensor`, *optional*, in `kwargs`): targets already shifted (position i's next
+                token at i), as sequence- and context-parallel training pass them; they replace `labels`' shift.
             logits_to_keep (`int`): if positive, compute logits for the last `logits_to_keep` positions only.
+            label_smoothing (`float`): epsilon_ls of the loss (paper 5.4), a training setting; 0 gives the plain loss.
         """
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -396,13 +417,15 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             hidden_states = hidden_states[:, -logits_to_keep:]
         logits = self.lm_head(hidden_states)
         loss = None
-        if labels is not None:
-            shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position i predicts token i + 1
-            loss = self._loss(logits, shifted, num_items_in_batch=num_items_in_batch)
+        if labels is not None or loss_kwargs.get("shift_labels") is not None:
+            targets = loss_kwargs.pop("shift_labels", None)
+            if targets is None:  # position i predicts token i + 1
+                targets = F.pad(labels, (0, 1), value=loss_kwargs.get("ignore_index", -100))[:, 1:]
+            loss = self._token_loss(logits, targets, label_smoothing, **loss_kwargs)
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
-            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -434,19 +457,21 @@ class VaswaniForMaskedLM(_VaswaniHead):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        label_smoothing: float = 0.0,
         **kwargs,
     ) -> MaskedLMOutput:
         r"""
         Args:
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): the original ids at
                 masked positions, -100 elsewhere. With `config.sparse_prediction` only these positions get logits.
+            label_smoothing (`float`): epsilon_ls of the loss (paper 5.4), a training setting; 0 gives the plain loss.
             Other arguments: see [`VaswaniModel.forward`].
         """
-        num_items_in_batch = kwargs.get("num_items_in_batch")
+        loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         hidden_states, labels = self._labelled_positions(outputs.last_hidden_state, labels)
         logits = self.lm_head(hidden_states)
-        loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
+        loss = self._token_loss(logits, labels, label_smoothing, **loss_kwargs) if labels is not None else None
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -477,6 +502,7 @@ class VaswaniForPreTraining(_VaswaniHead):
         self.pooler = VaswaniPooler(self.config)
         self.nsp_head = VaswaniLinear(self.config.d_model, 2)
         self.post_init()
+        self.loss_type = "ForMaskedLM"  # its token loss is the masked-LM loss (transformers knows no "ForPreTraining")
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
@@ -494,6 +520,7 @@ class VaswaniForPreTraining(_VaswaniHead):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         next_sentence_label: torch.LongTensor | None = None,
+        label_smoothing: float = 0.0,
         **kwargs,
     ) -> VaswaniForPreTrainingOutput:
         r"""
@@ -502,17 +529,19 @@ class VaswaniForPreTraining(_VaswaniHead):
                 `config.sparse_prediction` only the labelled positions get prediction logits.
             next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 if segment B follows
                 segment A, 1 if it is random.
+            label_smoothing (`float`): epsilon_ls of the masked-LM loss (paper 5.4), a training setting; the
+                next-sentence loss is never smoothed.
         """
-        num_items_in_batch = kwargs.get("num_items_in_batch")
+        loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         hidden_states, labels = self._labelled_positions(outputs.last_hidden_state, labels)
         prediction_logits = self.lm_head(hidden_states)
         seq_relationship_logits = self.nsp_head(self.pooler(outputs.last_hidden_state))
         loss = None
-        if labels is not None:
-            loss = self._loss(prediction_logits, labels, num_items_in_batch=num_items_in_batch)
+        if labels is not None:  # `num_items_in_batch` counts the masked tokens: it divides the MLM loss only
+            loss = self._token_loss(prediction_logits, labels, label_smoothing, **loss_kwargs)
         if next_sentence_label is not None:
-            nsp_loss = self._loss(seq_relationship_logits, next_sentence_label)
+            nsp_loss = self._class_loss(seq_relationship_logits, next_sentence_label)
             loss = nsp_loss if loss is None else loss + nsp_loss
         return VaswaniForPreTrainingOutput(
             loss=loss,
@@ -547,10 +576,10 @@ class VaswaniForNextSentencePrediction(_VaswaniHead):
         Args:
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 if B follows A, 1 if B is random.
         """
-        num_items_in_batch = kwargs.get("num_items_in_batch")
+        loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         logits = self.nsp_head(self.pooler(outputs.last_hidden_state))
-        loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
+        loss = self._class_loss(logits, labels, **loss_kwargs) if labels is not None else None
         return NextSentencePredictorOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -595,18 +624,17 @@ class VaswaniForSequenceClassification(_VaswaniHead):
             labels (`torch.Tensor`, *optional*): class ids `(batch_size,)`, regression targets, or multi-hot
                 `(batch_size, num_labels)` floats, depending on the problem type.
         """
-        num_items_in_batch = kwargs.get("num_items_in_batch")
+        loss_kwargs = loss_kwargs_of(kwargs)
+        loss_kwargs.pop("shift_labels", None)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         logits = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state)))
         loss = None
         if labels is not None:
-            problem_type = self._problem_type(labels)
-            if problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
-            elif problem_type == "single_label_classification":
-                loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch)
+            if self._problem_type(labels) == "single_label_classification":
+                check_labels(labels, self.config.num_labels, loss_kwargs.get("ignore_index", -100))
             else:
-                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+                labels = labels.float()  # regression and multi-label losses compare with float targets
+            loss = self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config, **loss_kwargs)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -637,10 +665,17 @@ class VaswaniForTokenClassification(_VaswaniHead):
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): label ids, -100 to
                 ignore (padding, continuation sub-words).
         """
-        num_items_in_batch = kwargs.get("num_items_in_batch")
+        loss_kwargs = loss_kwargs_of(kwargs)
+        loss_kwargs.pop("shift_labels", None)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
+        loss = None
+        if labels is not None:
+            ignore_index = loss_kwargs.setdefault("ignore_index", -100)
+            check_labels(labels, self.config.num_labels, ignore_index)
+            if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled tokens, 0 when there are none
+                loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
+            loss = self.loss_function(logits, labels, self.config, **loss_kwargs)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -671,15 +706,20 @@ class VaswaniForQuestionAnswering(_VaswaniHead):
             start_positions, end_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*): token indices
                 of the answer span; positions outside the sequence are ignored.
         """
+        loss_kwargs_of(kwargs)  # transformers' QA loss takes none of them
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
+            # An answer outside the window (after truncation) is ignored rather than clamped onto a wrong token, as
+            # in transformers' QA loss; unlike it, a batch with no answer in the window gives 0, not NaN (a mean
+            # over nothing), and a negative position is an error, not an answer at token 0.
+            check_span_positions(start_positions, "start_positions")
+            check_span_positions(end_positions, "end_positions")
             length = start_logits.shape[1]
-            # An answer outside the window (after truncation) is ignored rather than clamped onto a wrong token.
-            start = start_positions.reshape(-1).masked_fill((start_positions.reshape(-1) >= length), -100)
-            end = end_positions.reshape(-1).masked_fill((end_positions.reshape(-1) >= length), -100)
-            loss = (self._loss(start_logits, start) + self._loss(end_logits, end)) / 2
+            start = start_positions.reshape(-1).masked_fill(start_positions.reshape(-1) >= length, -100)
+            end = end_positions.reshape(-1).masked_fill(end_positions.reshape(-1) >= length, -100)
+            loss = (self._class_loss(start_logits, start) + self._class_loss(end_logits, end)) / 2
         return QuestionAnsweringModelOutput(
             loss=loss,
             start_logits=start_logits,
@@ -725,7 +765,7 @@ class VaswaniForMultipleChoice(_VaswaniHead):
             )
         num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
 
-        num_items_in_batch = kwargs.get("num_items_in_batch")
+        loss_kwargs = loss_kwargs_of(kwargs)
 
         def flat(tensor):  # (B, C, T, ...) -> (B * C, T, ...)
             return tensor.flatten(0, 1) if tensor is not None else None
@@ -735,23 +775,15 @@ class VaswaniForMultipleChoice(_VaswaniHead):
         )
         scores = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state)))  # (B * C, 1)
         logits = scores.view(-1, num_choices)  # (B, C)
-        loss = self._loss(logits, labels, num_items_in_batch=num_items_in_batch) if labels is not None else None
+        loss = self._class_loss(logits, labels, **loss_kwargs) if labels is not None else None
         return MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 
 __all__ = [
-    "VaswaniForCausalLM",
-    "VaswaniForConditionalGeneration",
-    "VaswaniForMaskedLM",
-    "VaswaniForMultipleChoice",
-    "VaswaniForNextSentencePrediction",
-    "VaswaniForPreTraining",
+    *(name for name, head in HEADS.items() if head.module == __name__.rsplit(".", 1)[-1]),  # the heads defined here
     "VaswaniForPreTrainingOutput",
-    "VaswaniForQuestionAnswering",
-    "VaswaniForSequenceClassification",
-    "VaswaniForTokenClassification",
     "shift_tokens_right",
     "token_cross_entropy",
 ]
