@@ -122,8 +122,9 @@ def quickstart():
             ## 1. One config, three shapes
 
             `VaswaniConfig` speaks the paper's language: `d_model`, `num_heads` (h), `d_ff`, `num_encoder_layers`
-            and `num_decoder_layers` (N), `dropout` (P_drop), `label_smoothing` (ε_ls). Four presets name famous
-            sizes: the paper's base and big models (Table 3), and the shapes of BERT-base and GPT-2 small.
+            and `num_decoder_layers` (N), `dropout` (P_drop). (Label smoothing ε_ls is a training setting, not part
+            of the model: see notebook 04.) Five presets name famous sizes: the paper's base and big models
+            (Table 3), the shapes of BERT-base and GPT-2 small, and `vaswani-small`, the command line's default.
             Building them on PyTorch's `meta` device counts their parameters without allocating any memory.
             """
         ),
@@ -942,7 +943,8 @@ def translation():
             ## Training
 
             `RunSettings(paper_recipe=True, ...)` switches on everything above: the optimizer and schedule,
-            label smoothing 0.1 in the model's loss, and, with `save_steps` and `average_last=5`, the average of
+            label smoothing 0.1 in the loss of every training step (never in evaluation: it is a training setting,
+            not stored with the model), and, with `save_steps` and `average_last=5`, the average of
             the last five checkpoints at the end. The trainer is `Seq2SeqTrainer`; the collator shifts each
             Spanish target right to make the decoder's input (teacher forcing).
             """
@@ -971,7 +973,7 @@ def translation():
             started = time.perf_counter()
             trainer, _ = train(model, tokenizer, data, settings, trainer_class=Seq2SeqTrainer)
             folder = publish(trainer, OUT / "bible-en-es", overwrite=True)
-            print(f"trained in {time.perf_counter() - started:.0f} s; model label smoothing: {trainer.model.config.label_smoothing}")
+            print(f"trained in {time.perf_counter() - started:.0f} s; label smoothing in training: {trainer.label_smoothing}")
             """
         ),
         code(

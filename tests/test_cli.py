@@ -9,11 +9,14 @@ that several tests read.
 """
 
 import contextlib
+import copy
+import inspect
 import io
 import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +40,11 @@ from transformers import (
 )
 
 import vaswani  # noqa: F401  (registers the family with the Auto classes)
-from vaswani.cli import main
+from vaswani.cli import DEFAULT_PRESET, _label_smoothing, _new_config, build_parser, cmd_evaluate, main
+from vaswani.configuration.configuration_vaswani import ACTIVATIONS, POSITION_EMBEDDING_TYPES, PRESETS
 from vaswani.training.data import BIBLE, ROTTEN_TOMATOES, SHAKESPEARE
+from vaswani.training.recipe import LABEL_SMOOTHING
+from vaswani.training.task_table import TASKS, pretraining_task
 
 
 SCRIPT = Path(sys.executable).parent / "vaswani"  # the console script of this environment
@@ -250,6 +256,14 @@ def seq2seq(work, data, tokenizers):
 
 
 @pytest.fixture(scope="module")
+def paper_clm(work, data, tokenizers):
+    """The clm run of `clm` under the paper's recipe: its training steps are label-smoothed."""
+    return _train(work, "paper-clm", "pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0],
+                  "--data", data.shakespeare, "--validation-fraction", "0.2", "--block-size", "32", "--steps", "10",
+                  "--paper-recipe")
+
+
+@pytest.fixture(scope="module")
 def classifier(work, data, mlm):
     """Sentiment from the pre-trained MLM, integer labels 0/1."""
     return _train(work, "classifier", "finetune", "--task", "sequence-classification", "--model", mlm.folder,
@@ -356,8 +370,10 @@ def test_pretrain_seq2seq_with_the_paper_recipe(seq2seq):
     assert recorded_results(seq2seq.folder) == card_results(seq2seq.folder) == metrics
     model = AutoModelForSeq2SeqLM.from_pretrained(seq2seq.folder)
     assert type(model).__name__ == "VaswaniForConditionalGeneration"
-    assert model.config.label_smoothing == 0.1  # the paper's epsilon_ls
-    assert "paper's recipe" in model.config.model_card_data["training_procedure"]
+    # The paper's epsilon_ls was a setting of the training steps: the card says so, the saved config carries none.
+    assert "label_smoothing" not in json.loads((seq2seq.folder / "config.json").read_text())
+    procedure = model.config.model_card_data["training_procedure"]
+    assert "paper's recipe" in procedure and f"label smoothing {LABEL_SMOOTHING}" in procedure
     assert "source:" in seq2seq.run.out and "reference:" in seq2seq.run.out  # examples of translations
 
 
@@ -589,6 +605,215 @@ def test_evaluate_question_answering_matches_finetune(reader, data):
     run = ok("evaluate", "--model", reader.folder, "--task", "question-answering", "--data", data.qa,
              "--split", "validation", "--max-length", "64", "--doc-stride", "16")
     assert run.metrics == {k: reader.metrics[k] for k in ("exact_match", "f1")}
+
+
+def test_evaluate_leaves_its_arguments_and_the_model_folder_unchanged(classifier, data, tmp_path):
+    model = tmp_path / "classifier"
+    shutil.copytree(classifier.folder, model)
+    args = build_parser().parse_args(["evaluate", "--model", str(model), "--task", "sequence-classification",
+                                      "--data", str(data.reviews), "--split", "test", "--max-length", "64"])
+    before = copy.deepcopy(vars(args))
+    with contextlib.redirect_stdout(io.StringIO()):
+        metrics = cmd_evaluate(args)
+    assert metrics == {k: classifier.metrics[k] for k in ("accuracy", "f1")}
+    assert vars(args) == before
+    assert os.listdir(tmp_path) == ["classifier"]  # nothing written beside the model (Trainer's output_dir)
+
+
+# -- Label smoothing: a setting of the training steps ------------------------------------------------------------------
+def _block_losses(model, tokenizer, text: str, block_size: int) -> tuple[float, float]:
+    """The mean next-token cross-entropy of the text's blocks, plain and label-smoothed by the paper's epsilon_ls."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    span = block_size + 1
+    blocks = torch.tensor([ids[i : i + span] for i in range(0, len(ids) - span + 1, span)])
+    with torch.no_grad():
+        logits = model.eval()(input_ids=blocks).logits
+    logits, targets = logits[:, :-1].reshape(-1, logits.shape[-1]), blocks[:, 1:].reshape(-1)
+    plain = torch.nn.functional.cross_entropy(logits, targets).item()
+    smoothed = torch.nn.functional.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING).item()
+    return plain, smoothed
+
+
+def test_a_paper_recipe_model_is_evaluated_without_smoothing(paper_clm, data):
+    """pretrain and evaluate both report the plain cross-entropy of a model trained with label smoothing."""
+    config = json.loads((paper_clm.folder / "config.json").read_text())
+    assert "label_smoothing" not in config
+    assert f"label smoothing {LABEL_SMOOTHING}" in config["model_card_data"]["training_procedure"]
+    text = data.shakespeare.read_text(encoding="utf-8")
+    tail = text[int(len(text) * 0.8) :]  # the validation text pretrain held out
+    model = AutoModelForCausalLM.from_pretrained(paper_clm.folder)
+    plain, smoothed = _block_losses(model, AutoTokenizer.from_pretrained(paper_clm.folder), tail, 32)
+    tolerance = 2e-4
+    assert abs(smoothed - plain) > 100 * tolerance  # the two are told apart
+    assert paper_clm.metrics["loss"] == pytest.approx(plain, abs=tolerance)
+    run = ok("evaluate", "--model", paper_clm.folder, "--task", "clm", "--data", data.shakespeare,
+             "--validation-fraction", "0.2", "--block-size", "32")
+    assert run.metrics["loss"] == pytest.approx(plain, abs=tolerance)
+    assert run.metrics["perplexity"] == pytest.approx(math.exp(plain), rel=1e-3)
+
+
+def _peaked_lm():
+    """A tiny causal LM with confident predictions (large initial weights), and text it predicts: its own greedy
+    continuations, so that the smoothed and the plain loss differ clearly."""
+    from vaswani import VaswaniConfig, VaswaniForCausalLM
+
+    torch.manual_seed(0)
+    config = VaswaniConfig(vocab_size=40, d_model=16, num_heads=2, d_ff=32, num_hidden_layers=1, dropout=0.0,
+                           init_std=0.5, pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    model = VaswaniForCausalLM(config).eval()
+    with torch.no_grad():
+        ids = model.generate(input_ids=torch.arange(8)[:, None], max_new_tokens=16, do_sample=False)
+        logits = model(input_ids=ids).logits
+    logits, targets = logits[:, :-1].reshape(-1, config.vocab_size), ids[:, 1:].reshape(-1)
+    plain = torch.nn.functional.cross_entropy(logits, targets).item()
+    smoothed = torch.nn.functional.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING).item()
+    assert smoothed - plain > 0.05, (plain, smoothed)
+    return model, ids, plain, smoothed
+
+
+def test_the_trainer_smooths_training_steps_only(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from vaswani.training.run import VaswaniTrainer, with_label_smoothing
+
+    model, ids, plain, smoothed = _peaked_lm()
+    arguments = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    trainer = VaswaniTrainer(model=model, args=arguments, label_smoothing=LABEL_SMOOTHING)
+    batch = {"input_ids": ids, "labels": ids}
+    assert trainer.compute_loss(model.train(), dict(batch)).item() == pytest.approx(smoothed, abs=1e-5)
+    assert trainer.compute_loss(model.eval(), dict(batch)).item() == pytest.approx(plain, abs=1e-5)
+    loss, _, _ = trainer.prediction_step(model, dict(batch), prediction_loss_only=True)
+    assert loss.item() == pytest.approx(plain, abs=1e-5)  # the evaluation loop's step
+    unsmoothed = VaswaniTrainer(model=model, args=arguments)
+    assert unsmoothed.compute_loss(model.train(), dict(batch)).item() == pytest.approx(plain, abs=1e-5)
+    assert with_label_smoothing(Trainer) is VaswaniTrainer
+
+
+def test_a_training_run_logs_the_smoothed_loss_and_evaluates_the_plain_one(tmp_path):
+    """run.train with label smoothing and a zero learning rate (the weights stay): the one training step's logged
+    loss is the smoothed cross-entropy, the returned evaluation loss on the same batch is the plain one."""
+    import datasets
+    from transformers import default_data_collator
+
+    from vaswani.training.run import RunSettings, train
+    from vaswani.training.tasks import Prepared
+
+    model, ids, plain, smoothed = _peaked_lm()
+    blocks = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+    settings = RunSettings(output=tmp_path / "model", steps=1, batch_size=len(blocks), learning_rate=0.0,
+                           warmup_ratio=0, weight_decay=0.0, logging_steps=1, quiet=True,
+                           label_smoothing=LABEL_SMOOTHING)
+    trainer, eval_loss = train(model, None, Prepared(blocks, blocks, default_data_collator), settings)
+    (logged,) = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert logged == pytest.approx(smoothed, abs=1e-4)
+    assert eval_loss == pytest.approx(plain, abs=1e-5)
+
+
+@pytest.mark.parametrize("paper_recipe, given, expected", [(True, None, LABEL_SMOOTHING), (False, None, 0.0),
+                                                         (True, 0.0, 0.0)])
+def test_the_api_paper_recipe_smooths_a_token_head_by_default(tmp_path, paper_recipe, given, expected):
+    """`RunSettings(paper_recipe=True)` from Python (the notebooks' way) trains with the paper's epsilon_ls."""
+    import datasets
+    from transformers import default_data_collator
+
+    from vaswani.training.run import RunSettings, train
+    from vaswani.training.tasks import Prepared
+
+    model, ids, plain, smoothed = _peaked_lm()
+    blocks = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+    settings = RunSettings(output=tmp_path / "model", steps=1, batch_size=len(blocks), quiet=True,
+                           paper_recipe=paper_recipe, label_smoothing=given, lr_scale=0.0, logging_steps=1)
+    trainer, _ = train(model, None, Prepared(blocks, None, default_data_collator), settings)
+    assert trainer.label_smoothing == expected
+    (logged,) = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert logged == pytest.approx(smoothed if expected else plain, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (("pretrain", "--objective", "clm", "--paper-recipe"), LABEL_SMOOTHING),
+        (("finetune", "--task", "seq2seq", "--paper-recipe"), LABEL_SMOOTHING),
+        (("pretrain", "--objective", "clm", "--paper-recipe", "--label-smoothing", "0"), 0.0),
+        (("pretrain", "--objective", "mlm", "--label-smoothing", str(LABEL_SMOOTHING / 2)), LABEL_SMOOTHING / 2),
+        (("pretrain", "--objective", "seq2seq"), 0.0),
+        # The paper smooths token predictions: its recipe leaves a classifier's loss as it is.
+        (("finetune", "--task", "sequence-classification", "--paper-recipe"), 0.0),
+    ],
+)
+def test_the_label_smoothing_a_run_uses(argv, expected):
+    args = build_parser().parse_args([*argv, "--tokenizer", "t", "--data", "d", "--output", "o"])
+    task = pretraining_task(args.objective, args.nsp) if args.command == "pretrain" else TASKS[args.task]
+    assert _label_smoothing(args, task) == expected
+
+
+@pytest.mark.parametrize("case", ["out of range", "negative", "classifier"])
+def test_bad_label_smoothing_is_refused(case, data, mlm, tokenizers, runs):
+    output = runs / "model"
+    argv = {
+        "out of range": ("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data",
+                         data.shakespeare, "--label-smoothing", "1"),
+        "negative": ("pretrain", "--objective", "seq2seq", "--tokenizer", tokenizers["shared-bpe"][0], "--data",
+                     data.bible, "--label-smoothing", "-0.1"),
+        "classifier": ("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--data",
+                       data.reviews, "--label-smoothing", str(LABEL_SMOOTHING)),
+    }[case]
+    run = cli(*argv, "--output", output, *TINY)
+    assert_refused(run, argv[0], "--label-smoothing", output=output)
+
+
+def test_the_task_table_knows_which_heads_take_label_smoothing():
+    for task in TASKS.values():
+        head = vaswani.AUTO_CLASSES[task.auto_class()]
+        assert ("smoothing" in inspect.signature(head.forward).parameters) == task.label_smoothing, task.name
+
+
+# -- The command line's choices and defaults are the config's ----------------------------------------------------------
+def _options(command: str) -> dict:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    return {action.dest: action for action in commands.choices[command]._actions}
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_architecture_choices_are_the_configs(command):
+    options = _options(command)
+    assert tuple(options["activation"].choices) == ACTIVATIONS
+    assert tuple(options["positions"].choices) == POSITION_EMBEDDING_TYPES
+    assert list(options["preset"].choices) == list(PRESETS)
+    small = PRESETS[DEFAULT_PRESET]
+    assert f"(default {small['d_model']})" in options["d_model"].help
+    assert f"(default {small['num_heads']})" in options["num_heads"].help
+    assert DEFAULT_PRESET in options["preset"].help
+
+
+def test_task_choices_and_column_options_come_from_the_task_table():
+    offered = {command: _options(command) for command in ("pretrain", "finetune", "evaluate")}
+    assert offered["pretrain"]["objective"].choices == [n for n, t in TASKS.items() if "pretrain" in t.commands]
+    for command in ("finetune", "evaluate"):
+        assert offered[command]["task"].choices == [n for n, t in TASKS.items() if command in t.commands]
+    for command, options in offered.items():
+        names = options["objective" if command == "pretrain" else "task"].choices
+        needed = {option for name in names for option in TASKS[name].options}
+        assert needed <= set(options), (command, needed - set(options))
+    # Each command offers the columns of its own tasks only: finetune trains no causal LM, pretrain no tagger.
+    assert "block_size" not in offered["finetune"] and "tags_column" not in offered["pretrain"]
+
+
+def test_a_new_model_has_the_default_presets_shape(tokenizers):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers["char"][0])
+    small = PRESETS[DEFAULT_PRESET]
+    base = ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d", "--output", "o"]
+    config = _new_config(build_parser().parse_args(base), tokenizer, max_position_embeddings=64)
+    for field, value in small.items():
+        assert getattr(config, field) == value, field
+    assert config.vocab_size == len(tokenizer)
+    # --d-model without --d-ff: d_ff = 4 x d_model, as before the preset; --layers sets both stacks.
+    width, depth = small["d_model"] // 2, small["num_encoder_layers"] + 1
+    config = _new_config(build_parser().parse_args([*base, "--d-model", str(width), "--layers", str(depth)]),
+                         tokenizer, max_position_embeddings=64)
+    assert (config.d_model, config.d_ff, config.num_encoder_layers, config.num_decoder_layers) == (
+        width, 4 * width, depth, depth)
 
 
 # -- generate ----------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from transformers import AutoModel
 from helpers import (
     BOS,
     ENCODER_HEADS,
+    HEAD_CLASSES,
     HEADS,
     PAD,
     VOCAB,
@@ -630,7 +631,7 @@ def test_label_smoothing_matches_torch_cross_entropy(head_class):
     model = build(head_class)
     inputs, labels = lm_inputs_and_labels(model)
     with torch.no_grad():
-        output = model(**inputs, labels=labels, label_smoothing=0.1)
+        output = model(**inputs, labels=labels, smoothing=0.1)
     logits = _token_logits_for_labels(model, output)
     targets = _aligned_labels(model, labels)
     expected = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), label_smoothing=0.1)
@@ -643,7 +644,7 @@ def test_label_smoothing_changes_the_loss(head_class):
     inputs, labels = lm_inputs_and_labels(plain)
     with torch.no_grad():
         plain_loss = plain(**inputs, labels=labels).loss
-        smoothed_loss = plain(**inputs, labels=labels, label_smoothing=0.1).loss
+        smoothed_loss = plain(**inputs, labels=labels, smoothing=0.1).loss
     assert not torch.allclose(plain_loss, smoothed_loss, atol=1e-4)
 
 
@@ -981,3 +982,28 @@ def test_heads_with_a_transformers_loss_use_it(head_class, monkeypatch):
     with torch.no_grad():
         model(**inputs, labels=labels, num_items_in_batch=5)
     assert len(calls) == 1 and calls[0]["num_items_in_batch"] == 5
+
+
+@pytest.mark.parametrize("head_class", HEAD_CLASSES, ids=head_id)
+def test_trainer_finds_only_real_labels_in_the_forward(head_class):
+    """Trainer takes every forward argument named `*label*` for a label and skips the evaluation loss without it."""
+    from transformers.utils import find_labels
+
+    assert all(name in ("labels", "next_sentence_label", "start_positions", "end_positions")
+               for name in find_labels(head_class))
+
+
+def test_a_plain_trainer_reports_the_evaluation_loss_of_a_token_head(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = build(VaswaniForCausalLM)
+    rows = [{"input_ids": random_ids(1, 8)[0].tolist(), "labels": random_ids(1, 8)[0].tolist()} for _ in range(4)]
+    arguments = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=2)
+    metrics = Trainer(model=model, args=arguments).evaluate(rows)
+    with torch.no_grad():
+        batches = [rows[:2], rows[2:]]
+        expected = sum(
+            model(input_ids=torch.tensor([r["input_ids"] for r in b]), labels=torch.tensor([r["labels"] for r in b])).loss
+            for b in batches
+        ) / 2
+    assert metrics["eval_loss"] == pytest.approx(float(expected), abs=1e-5)

@@ -20,45 +20,82 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from transformers import set_seed
 
+from .configuration.configuration_vaswani import ACTIVATIONS, POSITION_EMBEDDING_TYPES, PRESETS
+
 
 EXIT_USAGE = 2
+DEFAULT_PRESET = "vaswani-small"  # a new model's shape when no --preset is given
 
 
 # -- Argument groups shared by the commands -----------------------------------------------------------------------------
-def _add_data(parser, text_column=True):
+def _add_data(parser):
     group = parser.add_argument_group("data")
     group.add_argument("--data", required=True, help="training data: a file, a saved dataset folder or a Hub name")
     group.add_argument("--split", default="train", help="rows of this split (a `split` column or dataset split)")
     group.add_argument("--eval-data", help="evaluation data (default: the --data file's --eval-split rows)")
     group.add_argument("--eval-split", default="validation", help="split to evaluate on (default: validation)")
     group.add_argument("--eval-samples", type=int, help="evaluate on at most this many rows")
-    if text_column:
-        group.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     return group
 
 
+def _add_task_options(group, task_names):
+    """Exactly the column and size options the named tasks read (`TaskOptions`), each with its default."""
+    from dataclasses import fields
+
+    from .training.task_table import OPTION_HELP, TaskOptions, options_of
+
+    defaults = {f.name: f.default for f in fields(TaskOptions)}
+    for name in options_of(task_names):
+        default = defaults[name]
+        shown = f" (default {default})" if default is not None else ""
+        group.add_argument("--" + name.replace("_", "-"), type=type(default) if default is not None else str,
+                           default=default, help=OPTION_HELP[name] + shown)
+
+
 def _add_architecture(parser):
-    group = parser.add_argument_group("architecture (a new model)")
-    group.add_argument("--preset", help="start from a preset: transformer-base, transformer-big, bert-base, gpt2-small")
-    group.add_argument("--d-model", type=int, help="width d_model (default 256)")
-    group.add_argument("--num-heads", type=int, help="attention heads h (default 4)")
-    group.add_argument("--d-ff", type=int, help="feed-forward width d_ff (default 4 x d_model)")
-    group.add_argument("--layers", type=int, help="layers in each stack N (default 4)")
-    group.add_argument("--dropout", type=float, help="P_drop (default 0.1)")
-    group.add_argument("--positions", choices=["sinusoidal", "learned"], help="position encoding (default sinusoidal)")
-    group.add_argument("--activation", choices=["relu", "gelu", "gelu_new"], help="feed-forward activation")
+    small = PRESETS[DEFAULT_PRESET]
+    group = parser.add_argument_group(f"architecture (a new model: the {DEFAULT_PRESET!r} preset unless told)")
+    group.add_argument("--preset", choices=list(PRESETS), help=f"start from a preset (default {DEFAULT_PRESET})")
+    group.add_argument("--d-model", type=int, help=f"width d_model (default {small['d_model']})")
+    group.add_argument("--num-heads", type=int, help=f"attention heads h (default {small['num_heads']})")
+    group.add_argument("--d-ff", type=int,
+                       help=f"feed-forward width d_ff (default {small['d_ff']}; 4 x --d-model when that is given)")
+    group.add_argument("--layers", type=int,
+                       help=f"layers in each stack N (default {small['num_encoder_layers']})")
+    group.add_argument("--dropout", type=float, help=f"P_drop (default {small['dropout']})")
+    group.add_argument("--positions", choices=list(POSITION_EMBEDDING_TYPES),
+                       help=f"position encoding (default {_config_default('position_embedding_type')})")
+    group.add_argument("--activation", choices=list(ACTIVATIONS),
+                       help=f"feed-forward activation (default {_config_default('activation_function')})")
     group.add_argument("--norm-first", action="store_true", help="pre-LN instead of the paper's post-LN")
     group.add_argument("--no-embedding-scale", action="store_true",
                        help="do not multiply token embeddings by sqrt(d_model) (the paper does, 3.4; GPT-2 does not)")
 
 
+def _config_default(field: str):
+    """A VaswaniConfig field's default (the default preset leaves it as the config has it)."""
+    from .configuration import VaswaniConfig
+
+    return PRESETS[DEFAULT_PRESET].get(field, getattr(VaswaniConfig(), field))
+
+
+def _smoothed_tasks() -> list[str]:
+    from .training.task_table import TASKS, tasks_of
+
+    trained = dict.fromkeys(tasks_of("pretrain") + tasks_of("finetune"))
+    return [name for name in trained if TASKS[name].label_smoothing]
+
+
 def _add_training(parser):
+    from .training import recipe
+
     group = parser.add_argument_group("training")
     group.add_argument("--output", required=True, type=Path, help="folder for the finished model (Hub-ready)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
@@ -71,12 +108,18 @@ def _add_training(parser):
     group.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     group.add_argument("--adam-beta2", type=float, default=0.999, help="AdamW beta2 (default 0.999)")
     group.add_argument("--gradient-accumulation", type=int, default=1, help="steps to accumulate (default 1)")
-    group.add_argument("--label-smoothing", type=float, help="epsilon_ls of the loss (default: the config's)")
+    group.add_argument(
+        "--label-smoothing", type=float,
+        help=f"epsilon_ls in [0, 1) of the training steps' loss, for token prediction ({', '.join(_smoothed_tasks())}"
+        f"); evaluation losses are never smoothed (default 0, or {recipe.LABEL_SMOOTHING} with --paper-recipe)",
+    )
     group.add_argument(
         "--paper-recipe",
         action="store_true",
-        help="the paper's recipe: Adam(0.9, 0.98, 1e-9), lr = d_model^-0.5 min(step^-0.5, step warmup^-1.5) with "
-        "a warm-up of 10%% of the steps (at most the paper's 4000), label smoothing 0.1, beam 4 with length penalty 0.6 for evaluation",
+        help=f"the paper's recipe: Adam{recipe.BETAS[0], recipe.BETAS[1], recipe.EPSILON}, lr = d_model^-0.5 "
+        "min(step^-0.5, step warmup^-1.5) with a warm-up of 10%% of the steps (at most the paper's 4000), label "
+        f"smoothing {recipe.LABEL_SMOOTHING} (token prediction), beam {recipe.NUM_BEAMS} with length penalty "
+        f"{recipe.LENGTH_PENALTY} for evaluation",
     )
     group.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the paper's learning rate")
     group.add_argument("--average-last", type=int, default=0, help="end on the average of the last N checkpoints")
@@ -90,10 +133,12 @@ def _add_training(parser):
 
 
 def _add_generation(parser, beams_default=None):
+    from .training.recipe import LENGTH_PENALTY
+
     group = parser.add_argument_group("generation")
     group.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (default 64)")
     group.add_argument("--num-beams", type=int, default=beams_default, help="beam search width (default greedy)")
-    group.add_argument("--length-penalty", type=float, help="beam length penalty alpha (paper: 0.6)")
+    group.add_argument("--length-penalty", type=float, help=f"beam length penalty alpha (paper: {LENGTH_PENALTY})")
     group.add_argument("--do-sample", action="store_true", help="sample instead of searching")
     group.add_argument("--temperature", type=float, help="sampling temperature")
     group.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
@@ -101,6 +146,8 @@ def _add_generation(parser, beams_default=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .training.task_table import tasks_of
+
     parser = argparse.ArgumentParser(
         prog="vaswani", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -120,39 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("pretrain", help="train a new model from scratch",
                             description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP) "
                             "or seq2seq (encoder-decoder, the paper).")
-    p.add_argument("--objective", required=True, choices=["clm", "mlm", "seq2seq"])
+    p.add_argument("--objective", required=True, choices=tasks_of("pretrain"))
     p.add_argument("--nsp", action="store_true", help="with mlm: add next-sentence prediction (VaswaniForPreTraining)")
     p.add_argument("--tokenizer", required=True, type=Path, help="a tokenizer folder (vaswani train-tokenizer)")
-    _add_data(p)
-    p.add_argument("--source-column", default="en", help="seq2seq source column (default en)")
-    p.add_argument("--target-column", default="es", help="seq2seq target column (default es)")
+    _add_task_options(_add_data(p), tasks_of("pretrain"))
     p.add_argument("--validation-fraction", type=float, default=0.1,
                    help="clm on a .txt file: the last fraction of the text is for validation (default 0.1)")
-    p.add_argument("--block-size", type=int, default=128, help="clm: tokens predicted per example (default 128)")
-    p.add_argument("--max-length", type=int, default=128, help="longest tokenised example (default 128)")
     _add_architecture(p)
     _add_training(p)
     _add_generation(p)
 
     p = commands.add_parser("finetune", help="adapt a model to a task",
                             description="Fine-tune a saved model (or a new one with --tokenizer) on a task.")
-    p.add_argument("--task", required=True,
-                   choices=["sequence-classification", "token-classification", "question-answering", "seq2seq"])
+    p.add_argument("--task", required=True, choices=tasks_of("finetune"))
     p.add_argument("--model", type=Path, help="a saved model folder to start from (e.g. from pretrain)")
     p.add_argument("--tokenizer", type=Path, help="a tokenizer folder (with a new model, or to override --model's)")
-    _add_data(p)
-    p.add_argument("--pair-column", help="sequence-classification: second text of a pair")
-    p.add_argument("--label-column", default="label", help="label column (default label)")
-    p.add_argument("--tokens-column", default="tokens", help="token-classification: words column (default tokens)")
-    p.add_argument("--tags-column", default="tags", help="token-classification: tags column (default tags)")
-    p.add_argument("--question-column", default="question")
-    p.add_argument("--context-column", default="context")
-    p.add_argument("--answer-column", default="answers", help="SQuAD-style answers, or the answer text")
-    p.add_argument("--answer-start-column", help="character start of a plain-text answer")
-    p.add_argument("--doc-stride", type=int, default=32, help="question answering: window overlap (default 32)")
-    p.add_argument("--source-column", default="en")
-    p.add_argument("--target-column", default="es")
-    p.add_argument("--max-length", type=int, default=128, help="longest tokenised example (default 128)")
+    _add_task_options(_add_data(p), tasks_of("finetune"))
     _add_architecture(p)
     _add_training(p)
     _add_generation(p)
@@ -161,29 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Evaluate a saved model: loss and perplexity for language models, accuracy "
                             "and F1 for classifiers, exact match and F1 for QA, BLEU and chrF for seq2seq.")
     p.add_argument("--model", required=True, type=Path, help="a saved model folder")
-    p.add_argument("--task", required=True,
-                   choices=["clm", "mlm", "sequence-classification", "token-classification", "question-answering",
-                            "seq2seq"])
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--samples", type=int, help="at most this many rows")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--pair-column")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--tokens-column", default="tokens")
-    p.add_argument("--tags-column", default="tags")
-    p.add_argument("--question-column", default="question")
-    p.add_argument("--context-column", default="context")
-    p.add_argument("--answer-column", default="answers")
-    p.add_argument("--answer-start-column")
-    p.add_argument("--doc-stride", type=int, default=32)
-    p.add_argument("--source-column", default="en")
-    p.add_argument("--target-column", default="es")
-    p.add_argument("--block-size", type=int, default=128, help="clm: tokens predicted per block (default 128)")
-    p.add_argument("--validation-fraction", type=float,
-                   help="clm on a .txt file: evaluate on the last fraction of the text only (as pretrain holds out)")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--task", required=True, choices=tasks_of("evaluate"))
+    group = p.add_argument_group("data")
+    group.add_argument("--data", required=True, help="evaluation data: a file, a saved dataset folder or a Hub name")
+    group.add_argument("--split", default="test", help="split to evaluate (default test)")
+    group.add_argument("--samples", type=int, help="at most this many rows")
+    _add_task_options(group, tasks_of("evaluate"))
+    group.add_argument("--validation-fraction", type=float,
+                       help="clm on a .txt file: evaluate on the last fraction of the text only (as pretrain holds out)")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     _add_generation(p)
 
@@ -259,29 +275,55 @@ def _load_model(folder: Path, auto_class):
 
 
 def _new_config(args, tokenizer, **defaults):
+    """
+    A new model's config, sized to the tokenizer: the --preset (default `DEFAULT_PRESET`) with the architecture
+    options over it. --layers sets the depth of each stack the preset has; without a --preset, --d-model without
+    --d-ff gives d_ff = 4 x d_model.
+    """
     from .configuration import VaswaniConfig
     from .tokenization import config_from_tokenizer
 
-    base = VaswaniConfig.from_preset(args.preset) if args.preset else None
-    settings = {} if base else dict(d_model=256, num_heads=4, num_hidden_layers=4, dropout=0.1)
-    settings.update(defaults)
+    preset = args.preset or DEFAULT_PRESET
+    settings = dict(defaults)
     chosen = {
-        "d_model": args.d_model, "num_heads": args.num_heads, "d_ff": args.d_ff, "num_hidden_layers": args.layers,
-        "dropout": args.dropout, "position_embedding_type": args.positions, "activation_function": args.activation,
+        "d_model": args.d_model, "num_heads": args.num_heads, "d_ff": args.d_ff, "dropout": args.dropout,
+        "position_embedding_type": args.positions, "activation_function": args.activation,
     }
     settings.update({k: v for k, v in chosen.items() if v is not None})
+    if args.layers is not None:
+        for stack in ("num_encoder_layers", "num_decoder_layers"):
+            if PRESETS[preset].get(stack) != 0:  # a stack the preset leaves out stays out
+                settings[stack] = args.layers
     if args.norm_first:
         settings["norm_first"] = True
     if args.no_embedding_scale:
         settings["scale_embedding"] = False
-    if base is None and "d_ff" not in settings:
-        settings["d_ff"] = 4 * settings["d_model"]
-    if getattr(args, "label_smoothing", None) is not None:
-        settings["label_smoothing"] = args.label_smoothing
-    return config_from_tokenizer(tokenizer, config=base, **settings)
+    # A final LayerNorm follows norm_first (the config's rule) unless the preset fixes it.
+    settings["final_layer_norm"] = PRESETS[preset].get("final_layer_norm")
+    if args.preset is None and args.d_model is not None and args.d_ff is None:
+        settings["d_ff"] = 4 * args.d_model
+    return config_from_tokenizer(tokenizer, config=VaswaniConfig.from_preset(preset), **settings)
 
 
-def _settings(args):
+def _label_smoothing(args, task) -> float:
+    """epsilon_ls of the training steps: --label-smoothing, else the paper's under --paper-recipe for token
+    prediction, else none. A positive one for a head whose loss takes none is refused."""
+    from .training.data import UsageError
+    from .training.recipe import LABEL_SMOOTHING
+    from .training.run import check_label_smoothing
+
+    if args.label_smoothing is None:
+        return LABEL_SMOOTHING if args.paper_recipe and task.label_smoothing else 0.0
+    check_label_smoothing(args.label_smoothing)
+    if args.label_smoothing and not task.label_smoothing:
+        raise UsageError(
+            f"--label-smoothing {args.label_smoothing}: the {task.name} loss takes no label smoothing (only token "
+            f"prediction does: {', '.join(_smoothed_tasks())}): drop --label-smoothing."
+        )
+    return args.label_smoothing
+
+
+def _settings(args, label_smoothing: float):
     from .training.run import RunSettings
 
     return RunSettings(
@@ -290,7 +332,7 @@ def _settings(args):
         paper_recipe=args.paper_recipe, lr_scale=args.lr_scale, seed=args.seed, save_steps=args.save_steps,
         eval_steps=args.eval_steps, logging_steps=args.logging_steps, resume=args.resume,
         average_last=args.average_last, fsdp=args.fsdp, lr_scheduler=args.lr_scheduler, quiet=args.quiet,
-        extra={"adam_beta2": args.adam_beta2},
+        label_smoothing=label_smoothing, extra={"adam_beta2": args.adam_beta2},
     )
 
 
@@ -355,175 +397,112 @@ def cmd_train_tokenizer(args):
     return {"vocabulary": len(tokenizer)}
 
 
-def cmd_pretrain(args):
-    from transformers import Seq2SeqTrainer, Trainer
+def _running_text(path, fraction: float | None) -> tuple[str, str | None]:
+    """A .txt file's text cut in two: the first 1 - `fraction` of it, and the rest (None when empty)."""
+    from .training.data import read_text
 
-    from . import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM, VaswaniForPreTraining
-    from .training import evaluation, tasks
-    from .training.data import UsageError, load_table, read_text
-    from .training.run import check_output_free, publish, train
+    text = read_text(path)
+    cut = int(len(text) * (1 - fraction)) if fraction else len(text)
+    return text[:cut], text[cut:] or None
+
+
+def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedure: str, started: float,
+                      label_smoothing: float, announce: str):
+    """
+    Train, score on the evaluation rows, record the card, publish: what pretrain and finetune share. `announce` is
+    said first, formatted with the model's class name, its parameter count and the number of training examples.
+    """
+    from .training.data import UsageError
+    from .training.run import publish, train
+    from .training.task_table import TaskOptions
+
+    if len(prepared.train) == 0:
+        raise UsageError(f"{args.data} gave no training examples.")
+    _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
+                         examples=len(prepared.train)))
+    trainer, eval_loss = train(model, tokenizer, prepared, _settings(args, label_smoothing), task.trainer)
+    model = trainer.model
+    metrics = task.loss_metrics(eval_loss) if eval_loss is not None else {}
+    examples = []
+    if task.scores is not None and eval_rows is not None:
+        scores, examples = task.scores(model, tokenizer, eval_rows, TaskOptions.of(args), prepared, trainer,
+                                       _generation_kwargs(args, paper=args.paper_recipe))
+        metrics.update(scores)
+    _record_card(model, args, metrics, procedure, label_smoothing)
+    publish(trainer, args.output, args.overwrite)
+    _summary(procedure, metrics, started, args.output)
+    return metrics, examples
+
+
+def cmd_pretrain(args):
+    from .training.data import load_table
+    from .training.run import check_output_free
+    from .training.task_table import TaskOptions, pretraining_task
 
     started = time.perf_counter()
+    task = pretraining_task(args.objective, args.nsp)
+    label_smoothing = _label_smoothing(args, task)
     check_output_free(args.output, args.overwrite)
     set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
     tokenizer = _load_tokenizer(args.tokenizer)
-    trainer_class = Trainer
-    if args.objective == "clm":
-        if Path(args.data).suffix == ".txt":
-            text = read_text(args.data)
-            cut = int(len(text) * (1 - args.validation_fraction)) if args.validation_fraction else len(text)
-            train_text, eval_text = text[:cut], text[cut:] or None
-        else:
-            table = load_table(args.data, args.split)
-            from .training.data import require_columns
-
-            require_columns(table, [args.text_column], args.data)
-            train_text = "\n".join(table[args.text_column])
-            evaluation_rows = _eval_table(args)
-            eval_text = "\n".join(evaluation_rows[args.text_column]) if evaluation_rows is not None else None
-        config = _new_config(args, tokenizer, max_position_embeddings=max(args.block_size + 1, 64))
-        model = VaswaniForCausalLM(config)
-        prepared = tasks.prepare_clm(train_text, eval_text, tokenizer, args.block_size)
-    elif args.objective == "mlm":
-        config = _new_config(args, tokenizer, max_position_embeddings=args.max_length)
-        model = (VaswaniForPreTraining if args.nsp else VaswaniForMaskedLM)(config)
-        prepared = tasks.prepare_mlm(
-            load_table(args.data, args.split), _eval_table(args), tokenizer, args.text_column, args.max_length,
-            nsp=args.nsp, seed=args.seed,
-        )
+    options = TaskOptions.of(args)
+    if task.running_text and Path(args.data).suffix == ".txt":
+        train_rows, eval_rows = _running_text(args.data, args.validation_fraction)
     else:
-        config = _new_config(args, tokenizer, max_position_embeddings=max(args.max_length, 64))
-        model = VaswaniForConditionalGeneration(config)
-        prepared = tasks.prepare_seq2seq(
-            load_table(args.data, args.split), _eval_table(args), tokenizer, model, args.source_column,
-            args.target_column, args.max_length,
-        )
-        trainer_class = Seq2SeqTrainer
-    if len(prepared.train) == 0:
-        raise UsageError(f"{args.data} gave no training examples.")
-    _say(f"Training {type(model).__name__}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-         f"{len(prepared.train):,} training examples.")
-    trainer, eval_loss = train(model, tokenizer, prepared, _settings(args), trainer_class)
-    model = trainer.model
-    metrics = {}
-    if eval_loss is not None and args.objective == "mlm" and args.nsp:
-        metrics["loss (MLM + NSP)"] = round(eval_loss, 4)  # a sum of two losses has no perplexity
-    elif eval_loss is not None and args.objective != "seq2seq":
-        metrics.update(evaluation.language_model_metrics(eval_loss))
-    examples = []
-    if args.objective == "seq2seq" and prepared.eval is not None:
-        metrics["loss"] = round(eval_loss, 4)
-        eval_rows = _eval_table(args)
-        scores, examples = evaluation.evaluate_translation(
-            model, tokenizer, eval_rows, args.source_column, args.target_column, args.max_length,
-            **_generation_kwargs(args, paper=args.paper_recipe),
-        )
-        metrics.update(scores)
-    _record_card(model, args, metrics, "pretrain " + args.objective)
-    publish(trainer, args.output, args.overwrite)
-    _summary(f"pretrain {args.objective}", metrics, started, args.output)
+        train_rows, eval_rows = load_table(args.data, args.split), _eval_table(args)
+    config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
+    model = task.auto_class().from_config(config)
+    prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
+    metrics, examples = _train_and_record(
+        args, task, model, tokenizer, prepared, eval_rows, "pretrain " + args.objective, started, label_smoothing,
+        "Training {model}: {parameters:,} parameters, {examples:,} training examples.",
+    )
     for source, prediction, reference in examples:
         _say(f"   source:     {source}\n   prediction: {prediction}\n   reference:  {reference}")
     return metrics
 
 
 def cmd_finetune(args):
-    from transformers import (
-        AutoModelForQuestionAnswering,
-        AutoModelForSeq2SeqLM,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        Seq2SeqTrainer,
-        Trainer,
-    )
-
     from .tokenization import check_tokenizer_fits
-    from .training import tasks
     from .training.data import UsageError, load_table
-    from .training.run import check_output_free, publish, train
+    from .training.run import check_output_free
+    from .training.task_table import TASKS, TaskOptions
 
     started = time.perf_counter()
+    task = TASKS[args.task]
+    label_smoothing = _label_smoothing(args, task)
     check_output_free(args.output, args.overwrite)
     set_seed(args.seed)  # before a new model or head is built
     if args.model is None and args.tokenizer is None:
         raise UsageError("Pass --model (a saved model to fine-tune) or --tokenizer (to train a new one).")
     tokenizer = _load_tokenizer(args.tokenizer or args.model)
+    options = TaskOptions.of(args)
     train_rows, eval_rows = load_table(args.data, args.split), _eval_table(args)
-    auto = {
-        "sequence-classification": AutoModelForSequenceClassification,
-        "token-classification": AutoModelForTokenClassification,
-        "question-answering": AutoModelForQuestionAnswering,
-        "seq2seq": AutoModelForSeq2SeqLM,
-    }[args.task]
-    if args.task == "sequence-classification":
-        prepared = tasks.prepare_sequence_classification(
-            train_rows, eval_rows, tokenizer, args.text_column, args.label_column, args.max_length, args.pair_column
-        )
-    elif args.task == "token-classification":
-        prepared = tasks.prepare_token_classification(
-            train_rows, eval_rows, tokenizer, args.tokens_column, args.tags_column, args.max_length
-        )
-    elif args.task == "question-answering":
-        prepared = tasks.prepare_question_answering(
-            train_rows, eval_rows, tokenizer, args.question_column, args.context_column, args.answer_column,
-            args.answer_start_column, args.max_length, args.doc_stride,
-        )
-    labels = {}
-    if prepared_labels := (prepared.label_names if args.task != "seq2seq" else None):
-        labels = {"id2label": dict(enumerate(prepared_labels)), "label2id": {n: i for i, n in enumerate(prepared_labels)}}
+    prepared, labels = None, {}
+    if task.labelled:  # the head's size and label names come from the data
+        prepared = task.prepare(options, train_rows, eval_rows, tokenizer, seed=args.seed)
+        names = prepared.label_names
+        labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}} if names else {}
+    auto = task.auto_class()
     if args.model is not None:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(str(args.model), **labels)
-        if args.label_smoothing is not None:
-            config.label_smoothing = args.label_smoothing
-        model = auto.from_pretrained(str(args.model), config=config)
+        model = auto.from_pretrained(str(args.model), config=AutoConfig.from_pretrained(str(args.model), **labels))
     else:
-        model = auto.from_config(_new_config(args, tokenizer, max_position_embeddings=max(args.max_length, 64), **labels))
+        config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options), **labels)
+        model = auto.from_config(config)
     check_tokenizer_fits(model.config, tokenizer)
-    trainer_class = Trainer
-    if args.task == "seq2seq":
-        prepared = tasks.prepare_seq2seq(
-            train_rows, eval_rows, tokenizer, model, args.source_column, args.target_column, args.max_length
-        )
-        trainer_class = Seq2SeqTrainer
-    _say(f"Fine-tuning {type(model).__name__} on {len(prepared.train):,} examples.")
-    trainer, eval_loss = train(model, tokenizer, prepared, _settings(args), trainer_class)
-    model = trainer.model
-    metrics = {"loss": round(eval_loss, 4)} if eval_loss is not None else {}
-    if eval_rows is not None:
-        metrics.update(_task_metrics(args, model, tokenizer, eval_rows, trainer, prepared))
-    _record_card(model, args, metrics, "finetune " + args.task)
-    publish(trainer, args.output, args.overwrite)
-    _summary(f"finetune {args.task}", metrics, started, args.output)
+    if prepared is None:  # the collator may need the model (seq2seq's decoder inputs)
+        prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
+    metrics, _ = _train_and_record(args, task, model, tokenizer, prepared, eval_rows, "finetune " + args.task,
+                                   started, label_smoothing, "Fine-tuning {model} on {examples:,} examples.")
     return metrics
 
 
-def _task_metrics(args, model, tokenizer, eval_rows, trainer=None, prepared=None) -> dict:
-    """The task's headline metrics on `eval_rows` (classification reuses the prepared evaluation set)."""
-    import numpy as np
-
-    from .training import evaluation
-
-    if args.task in ("sequence-classification", "token-classification"):
-        logits, labels = evaluation.predict_logits(trainer, prepared.eval)
-        return evaluation.classification_metrics(np.argmax(logits, -1), labels, model.config.num_labels)
-    if args.task == "question-answering":
-        return evaluation.evaluate_question_answering(
-            model, tokenizer, eval_rows, args.question_column, args.context_column, args.answer_column,
-            args.answer_start_column, args.max_length, args.doc_stride,
-        )
-    if args.task == "seq2seq":
-        scores, _ = evaluation.evaluate_translation(
-            model, tokenizer, eval_rows, args.source_column, args.target_column, args.max_length,
-            **_generation_kwargs(args, paper=getattr(args, "paper_recipe", False)),
-        )
-        return scores
-    return {}
-
-
-def _record_card(model, args, metrics: dict, procedure: str):
+def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: float = 0.0):
     """Training facts for the model card the saved folder carries."""
+    from .training import recipe
+
     data = dict(model.config.model_card_data or {})
     data["name"] = args.output.name
     data.setdefault("datasets", [])
@@ -536,10 +515,15 @@ def _record_card(model, args, metrics: dict, procedure: str):
         for name, value in metrics.items()
     ]
     history = data.get("training_procedure", "")
-    recipe = "the paper's recipe (Adam 0.9/0.98/1e-9, inverse-sqrt schedule, label smoothing 0.1)" if getattr(
-        args, "paper_recipe", False) else f"AdamW, peak learning rate {args.lr}, {args.lr_scheduler} schedule"
+    if args.paper_recipe:
+        beta1, beta2 = recipe.BETAS
+        recipe_used = f"the paper's recipe (Adam {beta1}/{beta2}/{recipe.EPSILON:g}, inverse-sqrt schedule)"
+    else:
+        recipe_used = f"AdamW, peak learning rate {args.lr}, {args.lr_scheduler} schedule"
+    if label_smoothing:
+        recipe_used += f", label smoothing {label_smoothing}"
     length = f"{args.steps} steps" if args.steps else f"{args.epochs} epoch(s)"
-    line = f"`vaswani {procedure}`: {length}, batch {args.batch_size}, {recipe}, seed {args.seed}."
+    line = f"`vaswani {procedure}`: {length}, batch {args.batch_size}, {recipe_used}, seed {args.seed}."
     data["training_procedure"] = f"{history}\n\n{line}".strip()
     held_out = getattr(args, "validation_fraction", None) if str(args.data).endswith(".txt") else None
     rows = f"the first {1 - held_out:.0%} of the text" if held_out else f"split {getattr(args, 'split', 'train')!r}"
@@ -548,67 +532,38 @@ def _record_card(model, args, metrics: dict, procedure: str):
 
 
 def cmd_evaluate(args):
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForMaskedLM,
-        AutoModelForQuestionAnswering,
-        AutoModelForSeq2SeqLM,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import TrainingArguments
 
     from .tokenization import check_tokenizer_fits
-    from .training import evaluation, tasks
-    from .training.data import load_table, read_text
+    from .training.data import load_table
+    from .training.run import VaswaniTrainer
+    from .training.task_table import TASKS, TaskOptions
 
     started = time.perf_counter()
-    auto = {
-        "clm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM, "seq2seq": AutoModelForSeq2SeqLM,
-        "sequence-classification": AutoModelForSequenceClassification,
-        "token-classification": AutoModelForTokenClassification,
-        "question-answering": AutoModelForQuestionAnswering,
-    }[args.task]
+    task = TASKS[args.task]
+    options = TaskOptions.of(args)
     tokenizer = _load_tokenizer(args.model)
-    model = _load_model(args.model, auto).eval()
+    model = _load_model(args.model, task.auto_class()).eval()
     check_tokenizer_fits(model.config, tokenizer)
-    if args.task == "clm" and Path(args.data).suffix == ".txt":
-        rows = None
-        text = read_text(args.data)
-        if args.validation_fraction:
-            text = text[int(len(text) * (1 - args.validation_fraction)) :]
+    if task.running_text and Path(args.data).suffix == ".txt":
+        whole, tail = _running_text(args.data, args.validation_fraction)
+        rows = (tail or "") if args.validation_fraction else whole  # the part pretrain held out, or all of it
     else:
         rows = load_table(args.data, args.split)
         if args.samples:
             rows = rows.select(range(min(args.samples, len(rows))))
-    trainer_args = TrainingArguments(output_dir=str(args.model) + ".eval", per_device_eval_batch_size=args.batch_size,
-                                     report_to=[], use_cpu=not torch.cuda.is_available())
-    if args.task in ("clm", "mlm"):
-        if args.task == "clm":
-            if rows is not None:
-                text = "\n".join(rows[args.text_column])
-            prepared = tasks.prepare_clm(text, None, tokenizer, args.block_size)
+    with tempfile.TemporaryDirectory() as scratch:  # Trainer makes its output_dir: nothing is written by the model
+        prepared = trainer = None
+        if task.scores_prepared:
+            known = [str(model.config.id2label[i]) for i in range(model.config.num_labels)] if task.labelled else None
+            prepared = task.prepare(options, None, rows, tokenizer, model=model, known_labels=known)
+            trainer_args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=args.batch_size,
+                                             report_to=[], use_cpu=not torch.cuda.is_available())
+            trainer = VaswaniTrainer(model=model, args=trainer_args, data_collator=prepared.collator)  # unsmoothed
+        if task.scores is None:  # a language model: its loss and perplexity say it all
+            metrics = task.loss_metrics(trainer.evaluate(prepared.eval)["eval_loss"])
         else:
-            prepared = tasks.prepare_mlm(rows, None, tokenizer, args.text_column, args.max_length)
-        trainer = Trainer(model=model, args=trainer_args, data_collator=prepared.collator)
-        metrics = evaluation.language_model_metrics(trainer.evaluate(prepared.train)["eval_loss"])
-    else:
-        args.eval_split = args.split
-        prepared = None
-        trainer = None
-        known = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]  # the model's label ids
-        if args.task == "sequence-classification":
-            prepared = tasks.prepare_sequence_classification(
-                rows, rows, tokenizer, args.text_column, args.label_column, args.max_length, args.pair_column, known
-            )
-        elif args.task == "token-classification":
-            prepared = tasks.prepare_token_classification(
-                rows, rows, tokenizer, args.tokens_column, args.tags_column, args.max_length, known
-            )
-        if prepared is not None:
-            trainer = Trainer(model=model, args=trainer_args, data_collator=prepared.collator)
-        metrics = _task_metrics(args, model, tokenizer, rows, trainer, prepared)
+            metrics, _ = task.scores(model, tokenizer, rows, options, prepared, trainer, _generation_kwargs(args))
     _summary(f"evaluate {args.task} on {args.data} ({args.split})", metrics, started)
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2) + "\n")

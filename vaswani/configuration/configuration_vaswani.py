@@ -132,7 +132,7 @@ class VaswaniConfig(PreTrainedConfig):
     """
 
     model_type = "vaswani"
-    keys_to_ignore_at_inference = ["cache", "past_key_values"]  # the name from transformers 5.24, and before
+    keys_to_ignore_at_inference = ["cache"]
     attribute_map: ClassVar[dict[str, str]] = {
         "hidden_size": "d_model",
         "num_attention_heads": "num_heads",

@@ -544,8 +544,13 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
 
         self_attention_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-        # The cache by position: its keyword is `past_key_values` before transformers 5.24 and `cache` from it.
-        causal_mask = create_causal_mask(self.config, hidden_states, attention_mask, self_attention_cache, position_ids)
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=self_attention_cache,
+            position_ids=position_ids,
+        )
         if encoder_hidden_states is not None:
             encoder_attention_mask = create_bidirectional_mask(
                 config=self.config,

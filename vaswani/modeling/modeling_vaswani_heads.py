@@ -138,7 +138,7 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         if loss_kwargs.get("num_items_in_batch") is None:
             loss_kwargs["num_items_in_batch"] = (targets != ignore_index).sum().clamp(min=1)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.")
+            raise ValueError(f"`smoothing` (label smoothing) must be in [0, 1), got {label_smoothing!r}.")
         if label_smoothing:
             return token_cross_entropy(
                 logits, targets, label_smoothing, loss_kwargs["num_items_in_batch"], ignore_index
@@ -292,7 +292,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
-        label_smoothing: float = 0.0,
+        smoothing: float = 0.0,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
@@ -301,7 +301,9 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             decoder_input_ids (`torch.LongTensor`, *optional*): the target shifted right; made from `labels` if absent.
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*): target ids, -100 to ignore.
             logits_to_keep (`int`): if positive, compute logits for the last `logits_to_keep` positions only.
-            label_smoothing (`float`): epsilon_ls of the loss (paper 5.4), a training setting; 0 gives the plain loss.
+            smoothing (`float`): label smoothing epsilon_ls of the loss (paper 5.4), a training setting (training
+                code passes it in training steps); 0 gives the plain loss. Not named `label_*`: Trainer takes such
+                arguments for labels.
             Other arguments: see [`VaswaniModel.forward`]; `num_items_in_batch` and `ignore_index` reach the loss.
         """
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -328,7 +330,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             logits = logits + self.final_logits_bias
         loss = None
         if labels is not None:  # the decoder inputs are the shifted labels: logits and labels are aligned
-            loss = self._token_loss(logits, labels, label_smoothing, **loss_kwargs)
+            loss = self._token_loss(logits, labels, smoothing, **loss_kwargs)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -386,7 +388,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
-        label_smoothing: float = 0.0,
+        smoothing: float = 0.0,
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
         r"""
@@ -400,7 +402,9 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             shift_labels (`torch.LongTensor`, *optional*, in `kwargs`): targets already shifted (position i's next
                 token at i), as sequence- and context-parallel training pass them; they replace `labels`' shift.
             logits_to_keep (`int`): if positive, compute logits for the last `logits_to_keep` positions only.
-            label_smoothing (`float`): epsilon_ls of the loss (paper 5.4), a training setting; 0 gives the plain loss.
+            smoothing (`float`): label smoothing epsilon_ls of the loss (paper 5.4), a training setting (training
+                code passes it in training steps); 0 gives the plain loss. Not named `label_*`: Trainer takes such
+                arguments for labels.
         """
         loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self.model(
@@ -421,7 +425,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             targets = loss_kwargs.pop("shift_labels", None)
             if targets is None:  # position i predicts token i + 1
                 targets = F.pad(labels, (0, 1), value=loss_kwargs.get("ignore_index", -100))[:, 1:]
-            loss = self._token_loss(logits, targets, label_smoothing, **loss_kwargs)
+            loss = self._token_loss(logits, targets, smoothing, **loss_kwargs)
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
@@ -457,21 +461,23 @@ class VaswaniForMaskedLM(_VaswaniHead):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        label_smoothing: float = 0.0,
+        smoothing: float = 0.0,
         **kwargs,
     ) -> MaskedLMOutput:
         r"""
         Args:
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): the original ids at
                 masked positions, -100 elsewhere. With `config.sparse_prediction` only these positions get logits.
-            label_smoothing (`float`): epsilon_ls of the loss (paper 5.4), a training setting; 0 gives the plain loss.
+            smoothing (`float`): label smoothing epsilon_ls of the loss (paper 5.4), a training setting (training
+                code passes it in training steps); 0 gives the plain loss. Not named `label_*`: Trainer takes such
+                arguments for labels.
             Other arguments: see [`VaswaniModel.forward`].
         """
         loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         hidden_states, labels = self._labelled_positions(outputs.last_hidden_state, labels)
         logits = self.lm_head(hidden_states)
-        loss = self._token_loss(logits, labels, label_smoothing, **loss_kwargs) if labels is not None else None
+        loss = self._token_loss(logits, labels, smoothing, **loss_kwargs) if labels is not None else None
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -520,7 +526,7 @@ class VaswaniForPreTraining(_VaswaniHead):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         next_sentence_label: torch.LongTensor | None = None,
-        label_smoothing: float = 0.0,
+        smoothing: float = 0.0,
         **kwargs,
     ) -> VaswaniForPreTrainingOutput:
         r"""
@@ -529,7 +535,7 @@ class VaswaniForPreTraining(_VaswaniHead):
                 `config.sparse_prediction` only the labelled positions get prediction logits.
             next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 if segment B follows
                 segment A, 1 if it is random.
-            label_smoothing (`float`): epsilon_ls of the masked-LM loss (paper 5.4), a training setting; the
+            smoothing (`float`): label smoothing epsilon_ls of the masked-LM loss (paper 5.4), a training setting; the
                 next-sentence loss is never smoothed.
         """
         loss_kwargs = loss_kwargs_of(kwargs)
@@ -539,7 +545,7 @@ class VaswaniForPreTraining(_VaswaniHead):
         seq_relationship_logits = self.nsp_head(self.pooler(outputs.last_hidden_state))
         loss = None
         if labels is not None:  # `num_items_in_batch` counts the masked tokens: it divides the MLM loss only
-            loss = self._token_loss(prediction_logits, labels, label_smoothing, **loss_kwargs)
+            loss = self._token_loss(prediction_logits, labels, smoothing, **loss_kwargs)
         if next_sentence_label is not None:
             nsp_loss = self._class_loss(seq_relationship_logits, next_sentence_label)
             loss = nsp_loss if loss is None else loss + nsp_loss

@@ -5,7 +5,9 @@ The paper's training recipe (section 5.3-5.4), as an option of every training co
 - lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5): linear warm-up, then decay with the inverse
   square root of the step; the paper warms up for 4000 of its 100k steps; a short run warms up for 10% of its steps
   (at most 4000), since the peak rate d_model^-0.5 * warmup^-0.5 grows as the warm-up shrinks;
-- label smoothing epsilon_ls = 0.1, inside the model's loss (`config.label_smoothing`);
+- label smoothing epsilon_ls = 0.1 in the training steps' loss of token prediction (`RunSettings.label_smoothing`,
+  which the run's Trainer passes to the head's forward; evaluation losses are not smoothed, and the saved model
+  carries no trace of it);
 - beam search with beam size 4 and length penalty alpha = 0.6 for evaluation;
 - the average of the last checkpoints (the paper averages the last 5 for base models, 20 for big ones).
 """

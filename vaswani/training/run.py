@@ -1,8 +1,12 @@
 """
 Training runs on `Trainer`: one function that trains, resumes, averages checkpoints and evaluates, and one that
-publishes a finished model folder atomically (the output folder appears complete, or not at all).
+publishes a finished model folder atomically (the output folder appears complete, or not at all). Label smoothing
+is a training setting: the Trainers here pass `smoothing` to the model's forward in training steps only, so
+evaluation losses are never smoothed and the saved model carries no trace of it.
 """
 
+import functools
+import inspect
 import math
 import os
 import shutil
@@ -19,7 +23,12 @@ from .tasks import Prepared
 
 @dataclass
 class RunSettings:
-    """How long and how to train. `steps` wins over `epochs`; checkpoints go to `<output>.checkpoints/`."""
+    """
+    How long and how to train. `steps` wins over `epochs`; checkpoints go to `<output>.checkpoints/`.
+    `label_smoothing` is epsilon_ls of the training steps' loss (paper 5.4); None means the paper's
+    `recipe.LABEL_SMOOTHING` with `paper_recipe` for a token-prediction head, else none. Evaluation losses are never
+    smoothed.
+    """
 
     output: Path
     steps: int | None = None
@@ -41,6 +50,7 @@ class RunSettings:
     max_grad_norm: float = 1.0
     lr_scheduler: str = "linear"
     quiet: bool = False
+    label_smoothing: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -52,6 +62,58 @@ def check_output_free(output: Path, overwrite: bool) -> None:
     """Refuse to write over a finished model folder unless asked to."""
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output} already exists and is not empty: choose another --output or pass --overwrite.")
+
+
+class LabelSmoothingMixin:
+    """
+    A Trainer whose training steps' loss is label-smoothed: `compute_loss` passes `smoothing=epsilon` to the model's
+    forward (the token-prediction heads take it) while the model is in training mode, and nothing in evaluation or
+    prediction, so evaluation losses are the plain cross-entropy. Not `TrainingArguments.label_smoothing_factor`:
+    Trainer's LabelSmoother computes its own loss from the logits and misaligns a causal LM whose head shifts the
+    labels itself.
+    """
+
+    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.label_smoothing and model.training:
+            inputs = {**inputs, "smoothing": self.label_smoothing}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+class VaswaniTrainer(LabelSmoothingMixin, Trainer):
+    """`Trainer` with label smoothing in training steps only."""
+
+
+class VaswaniSeq2SeqTrainer(LabelSmoothingMixin, Seq2SeqTrainer):
+    """`Seq2SeqTrainer` with label smoothing in training steps only."""
+
+
+@functools.cache
+def with_label_smoothing(trainer_class: type) -> type:
+    """`trainer_class` with `LabelSmoothingMixin` (the class itself when it has it)."""
+    if issubclass(trainer_class, LabelSmoothingMixin):
+        return trainer_class
+    known = {Trainer: VaswaniTrainer, Seq2SeqTrainer: VaswaniSeq2SeqTrainer}
+    return known.get(trainer_class) or type(trainer_class.__name__, (LabelSmoothingMixin, trainer_class), {})
+
+
+def takes_label_smoothing(model) -> bool:
+    """Whether the model's forward takes label smoothing, as `smoothing` (the token-prediction heads)."""
+    return "smoothing" in inspect.signature(model.forward).parameters
+
+
+def check_label_smoothing(epsilon: float, model=None) -> None:
+    """Refuse an epsilon_ls outside [0, 1), or a positive one for a model whose loss takes none."""
+    if not 0.0 <= epsilon < 1.0:
+        raise UsageError(f"--label-smoothing must be at least 0 and below 1, got {epsilon}.")
+    if epsilon and model is not None and not takes_label_smoothing(model):
+        raise UsageError(
+            f"--label-smoothing {epsilon}: the loss of {type(model).__name__} takes no label smoothing (only "
+            f"token-prediction heads do): drop --label-smoothing."
+        )
 
 
 def _arguments(settings: RunSettings, has_eval: bool, trainer_class, layer_classes=()) -> TrainingArguments:
@@ -93,21 +155,25 @@ def _arguments(settings: RunSettings, has_eval: bool, trainer_class, layer_class
         # Shard parameters, gradients and optimizer state, one FSDP unit per encoder or decoder layer.
         kwargs["fsdp"] = "full_shard auto_wrap"
         kwargs["fsdp_config"] = {"transformer_layer_cls_to_wrap": layer_classes}
-    if trainer_class is Seq2SeqTrainer:
+    if issubclass(trainer_class, Seq2SeqTrainer):
         from transformers import Seq2SeqTrainingArguments
 
         return Seq2SeqTrainingArguments(**kwargs)
     return TrainingArguments(**kwargs)
 
 
-def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_class=Trainer):
+def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_class=VaswaniTrainer):
     """
     Train `model` on `prepared` with `settings`; resume from the last complete checkpoint with `settings.resume`;
-    with `settings.average_last`, end on the average of the last checkpoints. Returns the trainer, whose model is
-    the final one, and the evaluation loss when there is an evaluation set.
+    with `settings.average_last`, end on the average of the last checkpoints. The training steps' loss is smoothed
+    by `settings.label_smoothing` (`trainer_class` gains `LabelSmoothingMixin`); the evaluation loss is not.
+    Returns the trainer, whose model is the final one, and the evaluation loss when there is an evaluation set.
     """
-    if settings.paper_recipe:
-        model.config.label_smoothing = LABEL_SMOOTHING
+    label_smoothing = settings.label_smoothing
+    if label_smoothing is None:
+        label_smoothing = LABEL_SMOOTHING if settings.paper_recipe and takes_label_smoothing(model) else 0.0
+    check_label_smoothing(label_smoothing, model)
+    trainer_class = with_label_smoothing(trainer_class)
     resume_from = None
     if settings.resume:
         checkpoints = complete_checkpoints(settings.checkpoint_dir)
@@ -131,6 +197,7 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
         data_collator=prepared.collator,
         processing_class=tokenizer,
         optimizers=optimizers,
+        label_smoothing=label_smoothing,
     )
     trainer.train(resume_from_checkpoint=resume_from)
     if settings.average_last > 1:
@@ -176,4 +243,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-__all__ = ["RunSettings", "check_output_free", "is_main_process", "publish", "train"]
+__all__ = [
+    "LabelSmoothingMixin",
+    "RunSettings",
+    "VaswaniSeq2SeqTrainer",
+    "VaswaniTrainer",
+    "check_label_smoothing",
+    "check_output_free",
+    "is_main_process",
+    "publish",
+    "takes_label_smoothing",
+    "train",
+    "with_label_smoothing",
+]

@@ -27,7 +27,7 @@ from .data import UsageError, require_columns
 class Prepared:
     """A tokenised train (and optional eval) set with the collator that batches it, and task facts for the head."""
 
-    train: datasets.Dataset
+    train: datasets.Dataset | None  # None when only evaluating
     eval: datasets.Dataset | None
     collator: object
     label_names: list[str] | None = None  # id -> label, for classification heads
@@ -48,9 +48,12 @@ def clm_blocks(text: str, tokenizer, block_size: int) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"input_ids": blocks, "labels": blocks})
 
 
-def prepare_clm(train_text: str, eval_text: str | None, tokenizer, block_size: int) -> Prepared:
-    train = clm_blocks(train_text, tokenizer, block_size)
-    evaluation = clm_blocks(eval_text, tokenizer, block_size) if eval_text else None
+def prepare_clm(train_text: str | None, eval_text: str | None, tokenizer, block_size: int) -> Prepared:
+    """Blocks of the training text and of the evaluation text; without a training text, the evaluation text must
+    give at least one block (evaluation only)."""
+    train = clm_blocks(train_text, tokenizer, block_size) if train_text is not None else None
+    evaluate_only = train is None and eval_text is not None
+    evaluation = clm_blocks(eval_text, tokenizer, block_size) if eval_text or evaluate_only else None
     return Prepared(train, evaluation, default_data_collator)
 
 

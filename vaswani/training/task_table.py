@@ -1,0 +1,212 @@
+"""
+The tasks the command line trains and evaluates, in one table: for each task, the Auto class of its head, how its
+data is prepared, what it reports, the command-line options it reads, the Trainer that trains it, and whether its
+loss takes label smoothing. `vaswani pretrain`, `finetune` and `evaluate` look a task up here; none of them branches
+on the task's name.
+
+    clm                       causal LM on running text (a .txt file is read whole)
+    mlm, mlm+nsp              BERT's masked LM, with next-sentence prediction for `pretrain --nsp`
+    sequence-classification   one label per text (or text pair)
+    token-classification      one tag per word
+    question-answering        the answer's span in a context
+    seq2seq                   source to target (the paper's translation)
+"""
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+
+from . import evaluation, tasks
+from .data import require_columns
+from .run import VaswaniSeq2SeqTrainer, VaswaniTrainer
+from .tasks import Prepared
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What the tasks read from the command line: column names and sizes. The defaults are the command line's."""
+
+    text_column: str = "text"
+    pair_column: str | None = None
+    label_column: str = "label"
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    question_column: str = "question"
+    context_column: str = "context"
+    answer_column: str = "answers"
+    answer_start_column: str | None = None
+    source_column: str = "en"
+    target_column: str = "es"
+    max_length: int = 128
+    block_size: int = 128
+    doc_stride: int = 32
+
+    @classmethod
+    def of(cls, namespace) -> "TaskOptions":
+        """The options a parsed command line holds (the others keep their defaults)."""
+        return cls(**{f.name: getattr(namespace, f.name) for f in fields(cls) if hasattr(namespace, f.name)})
+
+
+# Help for each option; the command line appends the default.
+OPTION_HELP = {
+    "text_column": "column holding the text",
+    "pair_column": "sequence-classification: second text of a pair",
+    "label_column": "sequence-classification: label column",
+    "tokens_column": "token-classification: words column",
+    "tags_column": "token-classification: tags column, one tag per word",
+    "question_column": "question answering: question column",
+    "context_column": "question answering: context column",
+    "answer_column": "question answering: SQuAD-style answers, or the answer text",
+    "answer_start_column": "question answering: character start of a plain-text answer",
+    "source_column": "seq2seq: source column",
+    "target_column": "seq2seq: target column",
+    "max_length": "longest tokenised example",
+    "block_size": "clm: tokens predicted per block",
+    "doc_stride": "question answering: overlap of the windows of a long context",
+}
+
+
+# -- Preparing the data -------------------------------------------------------------------------------------------------
+def _running_text(source, column: str) -> str | None:
+    """A causal LM's running text: a text as it is, or a table's text column joined by newlines."""
+    if source is None or isinstance(source, str):
+        return source
+    require_columns(source, [column], "the data")
+    return "\n".join(source[column])
+
+
+def _prepare_clm(options, train, evaluation_rows, tokenizer, **_):
+    return tasks.prepare_clm(_running_text(train, options.text_column),
+                             _running_text(evaluation_rows, options.text_column), tokenizer, options.block_size)
+
+
+def _prepare_mlm(nsp: bool):
+    def prepare(options, train, evaluation_rows, tokenizer, seed: int = 0, **_):
+        return tasks.prepare_mlm(train, evaluation_rows, tokenizer, options.text_column, options.max_length, nsp=nsp,
+                                 seed=seed)
+
+    return prepare
+
+
+def _prepare_seq2seq(options, train, evaluation_rows, tokenizer, model=None, **_):
+    return tasks.prepare_seq2seq(train, evaluation_rows, tokenizer, model, options.source_column,
+                                 options.target_column, options.max_length)
+
+
+def _prepare_sequence_classification(options, train, evaluation_rows, tokenizer, known_labels=None, **_):
+    return tasks.prepare_sequence_classification(
+        train, evaluation_rows, tokenizer, options.text_column, options.label_column, options.max_length,
+        options.pair_column, known_labels,
+    )
+
+
+def _prepare_token_classification(options, train, evaluation_rows, tokenizer, known_labels=None, **_):
+    return tasks.prepare_token_classification(train, evaluation_rows, tokenizer, options.tokens_column,
+                                              options.tags_column, options.max_length, known_labels)
+
+
+def _prepare_question_answering(options, train, evaluation_rows, tokenizer, **_):
+    return tasks.prepare_question_answering(
+        train, evaluation_rows, tokenizer, options.question_column, options.context_column, options.answer_column,
+        options.answer_start_column, options.max_length, options.doc_stride,
+    )
+
+
+# -- Scoring: (metrics, examples of predictions) ------------------------------------------------------------------------
+def _classification_scores(model, tokenizer, rows, options, prepared, trainer, generation):
+    logits, labels = evaluation.predict_logits(trainer, prepared.eval)
+    return evaluation.classification_metrics(np.argmax(logits, -1), labels, model.config.num_labels), []
+
+
+def _question_answering_scores(model, tokenizer, rows, options, prepared, trainer, generation):
+    return evaluation.evaluate_question_answering(
+        model, tokenizer, rows, options.question_column, options.context_column, options.answer_column,
+        options.answer_start_column, options.max_length, options.doc_stride,
+    ), []
+
+
+def _translation_scores(model, tokenizer, rows, options, prepared, trainer, generation):
+    return evaluation.evaluate_translation(model, tokenizer, rows, options.source_column, options.target_column,
+                                           options.max_length, **generation)
+
+
+def _loss(eval_loss: float) -> dict:
+    return {"loss": round(eval_loss, 4)}
+
+
+def _pretraining_loss(eval_loss: float) -> dict:
+    return {"loss (MLM + NSP)": round(eval_loss, 4)}  # a sum of two losses has no perplexity
+
+
+# -- The table ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """
+    One task. `prepare(options, train, evaluation, tokenizer, model=, known_labels=, seed=)` gives a `Prepared`
+    (either set may be None); `scores(model, tokenizer, rows, options, prepared, trainer, generation)` gives the
+    headline metrics and a few examples, or is None where the evaluation loss says all (language models).
+    """
+
+    name: str
+    auto: str  # the transformers Auto class that builds and loads the head
+    prepare: Callable[..., Prepared]
+    options: tuple[str, ...]  # the TaskOptions fields it reads: the command line offers exactly these
+    commands: tuple[str, ...]  # the commands that offer it as --objective / --task
+    trainer: type = VaswaniTrainer
+    loss_metrics: Callable[[float], dict] = _loss
+    scores: Callable | None = None
+    scores_prepared: bool = True  # `evaluate` scores the prepared evaluation set (else the rows)
+    labelled: bool = False  # its head's labels come from the data (id2label), so data is prepared first
+    running_text: bool = False  # a .txt file is one running text, not one row per line
+    label_smoothing: bool = False  # its head's forward takes label smoothing (`smoothing`: token prediction)
+    positions: Callable[[TaskOptions], int] = lambda options: max(options.max_length, 64)
+
+    def auto_class(self):
+        import transformers
+
+        return getattr(transformers, self.auto)
+
+
+_TASKS = [
+    Task("clm", "AutoModelForCausalLM", _prepare_clm, ("text_column", "block_size"), ("pretrain", "evaluate"),
+         loss_metrics=evaluation.language_model_metrics, running_text=True, label_smoothing=True,
+         positions=lambda options: max(options.block_size + 1, 64)),
+    Task("mlm", "AutoModelForMaskedLM", _prepare_mlm(nsp=False), ("text_column", "max_length"),
+         ("pretrain", "evaluate"), loss_metrics=evaluation.language_model_metrics, label_smoothing=True,
+         positions=lambda options: options.max_length),
+    Task("mlm+nsp", "AutoModelForPreTraining", _prepare_mlm(nsp=True), ("text_column", "max_length"), (),
+         loss_metrics=_pretraining_loss, label_smoothing=True, positions=lambda options: options.max_length),
+    Task("sequence-classification", "AutoModelForSequenceClassification", _prepare_sequence_classification,
+         ("text_column", "pair_column", "label_column", "max_length"), ("finetune", "evaluate"),
+         scores=_classification_scores, labelled=True),
+    Task("token-classification", "AutoModelForTokenClassification", _prepare_token_classification,
+         ("tokens_column", "tags_column", "max_length"), ("finetune", "evaluate"),
+         scores=_classification_scores, labelled=True),
+    Task("question-answering", "AutoModelForQuestionAnswering", _prepare_question_answering,
+         ("question_column", "context_column", "answer_column", "answer_start_column", "max_length", "doc_stride"),
+         ("finetune", "evaluate"), scores=_question_answering_scores, scores_prepared=False),
+    Task("seq2seq", "AutoModelForSeq2SeqLM", _prepare_seq2seq, ("source_column", "target_column", "max_length"),
+         ("pretrain", "finetune", "evaluate"), trainer=VaswaniSeq2SeqTrainer, scores=_translation_scores,
+         scores_prepared=False, label_smoothing=True),
+]
+TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
+
+
+def tasks_of(command: str) -> list[str]:
+    """The task names a command offers, in the table's order."""
+    return [name for name, task in TASKS.items() if command in task.commands]
+
+
+def options_of(names) -> list[str]:
+    """The TaskOptions fields the named tasks read, in TaskOptions' order."""
+    wanted = {option for name in names for option in TASKS[name].options}
+    return [f.name for f in fields(TaskOptions) if f.name in wanted]
+
+
+def pretraining_task(objective: str, nsp: bool) -> Task:
+    """The task `vaswani pretrain --objective OBJECTIVE [--nsp]` trains."""
+    return TASKS["mlm+nsp" if nsp and objective == "mlm" else objective]
+
+
+__all__ = ["OPTION_HELP", "TASKS", "Task", "TaskOptions", "options_of", "pretraining_task", "tasks_of"]
