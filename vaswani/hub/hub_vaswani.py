@@ -17,11 +17,18 @@ this module, so it must not import the modeling code).
 """
 
 import ast
+import contextlib
+import ctypes
+import errno
 import json
+import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -91,6 +98,117 @@ CUSTOM_PIPELINES = {
 }
 
 
+logger = logging.getLogger(__name__)
+
+
+# -- Folders that appear whole or not at all ----------------------------------------------------------------------------
+_RENAME_EXCHANGE = 2  # renameat2's flag (Linux): swap two paths in one step
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not on this file system or kernel
+        return False
+    raise OSError(error, os.strerror(error), str(first))
+
+
+def staging_folder(target) -> Path:
+    """A new, empty folder beside `target` (same file system, so it can be renamed into place), hidden by its dot."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    return staging
+
+
+def replace_folder(staging, target, overwrite: bool = True) -> None:
+    """
+    Put the finished folder `staging` at `target` in one step, so that `target` is always the old folder or the
+    new one, whole: a rename when `target` does not exist, else (with `overwrite`) an atomic exchange of the two,
+    after which the old folder is deleted. Where the system cannot exchange, the old folder is renamed aside first
+    (then, for an instant, there is no `target`). Without `overwrite`, an existing non-empty `target` is a
+    `FileExistsError` and `staging` is left as it is.
+    """
+    staging, target = Path(staging), Path(target)
+    if target.is_file() or target.is_symlink():
+        raise FileExistsError(f"{target} is a file, not a folder: choose another path.")
+    for _ in range(100):  # a concurrent writer may create, swap or remove `target` between two of these steps
+        try:
+            os.rename(staging, target)  # succeeds when `target` is absent or an empty folder
+            return
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        if not overwrite:
+            raise FileExistsError(f"{target} already exists and is not empty.")
+        try:
+            exchanged = _exchange(staging, target)
+        except FileNotFoundError:
+            continue
+        if exchanged:
+            shutil.rmtree(staging, ignore_errors=True)  # `staging` now holds the old folder
+            return
+        aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(target, aside)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(staging, target)
+        except OSError:
+            os.rename(aside, target)  # put the old one back
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    raise OSError(f"Could not put {staging} at {target}: other writers kept replacing it.")
+
+
+@contextlib.contextmanager
+def atomic_folder(target, overwrite: bool = True, keep: Callable[[str], bool] | None = None):
+    """
+    Write a folder whole or not at all: yields a staging folder beside `target`; when the block ends without an
+    error, the staging folder replaces `target` (`replace_folder`); on an error or an interrupt it is deleted and
+    `target` is untouched. `keep(name)` says which files of an existing `target` that the block did not write are
+    copied in first (a tokenizer saved there before, say), so that replacing the folder loses none of them.
+    """
+    target = Path(target)
+    staging = staging_folder(target)
+    try:
+        yield staging
+        if keep is not None and target.is_dir():
+            for old in target.iterdir():
+                new = staging / old.name
+                if old.is_file() and not (new.exists() or new.is_symlink()) and keep(old.name):
+                    shutil.copy2(old, new)
+        replace_folder(staging, target, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+# Files a save writes afresh: the old folder's ones are not carried over (stale weight shards would mislead a load).
+_SAVED_BY_EVERY_SAVE = re.compile(
+    r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$|^config\.json$"
+    r"|^generation_config\.json$"
+)
+
+
+def _carried_over(name: str) -> bool:
+    return not _SAVED_BY_EVERY_SAVE.match(name)
+
+
 # -- The remote code ----------------------------------------------------------------------------------------------------
 class RemoteCodeError(ValueError):
     """A module of the remote code imports something a saved folder cannot carry (raised before anything is written)."""
@@ -140,7 +258,7 @@ def _placed_import(node: ast.ImportFrom, path: Path, root: Path) -> list[Path]:
 def _flatten(path: Path, root: Path) -> tuple[str, list[Path]]:
     """One module's source with its relative imports made flat (`from ..sub.module import` -> `from .module import`),
     and the package files it imports. Every import is checked: siblings, torch, transformers or the standard library."""
-    source = path.read_text(encoding="utf-8")
+    source = path.read_text(encoding="utf-8").removeprefix(CODE_MARKER + "\n")  # a saved folder's copy has it
     lines = source.splitlines(keepends=True)
     imported = []
     for node in ast.walk(ast.parse(source, filename=str(path))):
@@ -331,46 +449,95 @@ def render_model_card(model) -> str:
         return facts[key]
 
     card = re.sub(r"\{\{\s*(\w+)\s*\}\}", fill, card_template())
-    return re.sub(r"\n{3,}", "\n\n", card)  # empty optional blocks leave no gaps
+    card = re.sub(r"\n{3,}", "\n\n", card)  # empty optional blocks leave no gaps
+    return card.rstrip("\n") + f"\n\n{CARD_MARKER}\n"
 
 
-def write_hub_files(model, folder, code: dict[str, str] | None = None) -> None:
+# The last line of every card `save_pretrained` writes: a later save replaces such a card, and keeps any other.
+CARD_MARKER = "<!-- model card written by vaswani's save_pretrained: a later save_pretrained rewrites it -->"
+# The first line of every remote-code file: a later save replaces such a file, and refuses to drop any other.
+CODE_MARKER = "# Remote code of the Vaswani model family, written by its save_pretrained."
+
+
+def _written_by_vaswani(path: Path) -> bool:
+    """Whether a README.md or remote-code file in a folder is one this package wrote (this or an earlier version)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.name == "README.md":
+        return CARD_MARKER in text or ("attention-is-all-you-need" in text and "vaswani" in text)
+    return text.startswith(CODE_MARKER) or "Vaswani" in text
+
+
+def write_hub_files(model, folder, code: dict[str, str] | None = None, card: bool = True) -> None:
     """Complete a folder `save_pretrained` wrote: remote code, auto_map and custom_pipelines, and the card."""
     folder = Path(folder)
     for name, source in (code if code is not None else remote_code()).items():
-        (folder / name).write_text(source, encoding="utf-8")
+        (folder / name).write_text(f"{CODE_MARKER}\n{source}", encoding="utf-8")
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config["auto_map"] = AUTO_MAP
     config["custom_pipelines"] = CUSTOM_PIPELINES
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(render_model_card(model), encoding="utf-8")
+    if card:
+        (folder / "README.md").write_text(render_model_card(model), encoding="utf-8")
 
 
 class VaswaniHubMixin:
     """`save_pretrained` and `push_to_hub` of every Vaswani model: the folder transformers writes, made self-contained."""
 
-    def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+    def save_pretrained(
+        self,
+        save_directory,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        replace_user_files: bool = False,
+        **kwargs,
+    ):
         """
         Save as every Hugging Face model does (weights, config, generation config), plus what makes the folder
         self-contained: the remote code, an `auto_map` naming every Auto class of the family, `custom_pipelines`,
         and `README.md`, the model card rendered from `hub_card.md`. With `push_to_hub=True` the folder is then
         uploaded as it is (`repo_id` defaults to the folder's name).
+
+        The folder appears whole or not at all: everything is written to a staging folder beside it, which then
+        replaces it in one step (an interrupted or failed save leaves the old folder as it was; concurrent saves
+        leave one of them, whole). Files of an existing folder that a save does not write (a tokenizer, say) are
+        kept. An existing `README.md` that this package did not write is kept, and no card is written (a warning
+        says so); a file of a remote-code module's name that this package did not write stops the save. With
+        `replace_user_files=True` both are replaced.
         """
         code = remote_code()  # first: an import the folder could not carry stops the save before anything is written
         hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
+        target = Path(save_directory)
+        if not self.should_save_on_this_rank(is_main_process):
+            return super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"`save_directory` {target} is a file: pass a folder (new or existing).")
+        user_card = False
+        if target.is_dir() and not replace_user_files:
+            theirs = [name for name in code if (target / name).is_file() and not _written_by_vaswani(target / name)]
+            if theirs:
+                raise ValueError(
+                    f"{target} holds {', '.join(theirs)}, not written by vaswani, and a saved model needs files of "
+                    f"these names (its remote code): save elsewhere, or pass `replace_user_files=True` to replace them."
+                )
+            readme = target / "README.md"
+            user_card = readme.is_file() and not _written_by_vaswani(readme)
+            if user_card:
+                logger.warning(
+                    "%s is not a card vaswani wrote: it is kept, and the generated model card is not written "
+                    "(pass `replace_user_files=True` to replace it).", readme,
+                )
         generation = getattr(self, "generation_config", None)
         compiled = generation is not None and generation.compile_config is not None
         if compiled:  # `compile_generation()` is a choice for this process, not a property of the saved model
             cache_implementation, generation.cache_implementation = generation.cache_implementation, None
         try:
-            super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+            with atomic_folder(target, keep=_carried_over) as staging:
+                super().save_pretrained(staging, is_main_process=is_main_process, **kwargs)
+                write_hub_files(self, staging, code, card=not user_card)
         finally:
             if compiled:
                 generation.cache_implementation = cache_implementation
-        if not self.should_save_on_this_rank(is_main_process):
-            return
-        write_hub_files(self, save_directory, code)
         if push_to_hub:
             repo_id = hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
             self._upload_folder(save_directory, repo_id, token=kwargs.get("token"), **hub)
