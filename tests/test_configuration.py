@@ -6,9 +6,8 @@ import torch
 from transformers import CONFIG_MAPPING, AutoConfig
 
 import vaswani  # noqa: F401  (registers "vaswani" with the Auto classes)
-from helpers import (
-    BOS,
-    VOCAB,
+from helpers import BOS, VOCAB, tiny_config
+from vaswani import (
     VaswaniConfig,
     VaswaniForCausalLM,
     VaswaniForConditionalGeneration,
@@ -18,7 +17,6 @@ from helpers import (
     VaswaniForSequenceClassification,
     VaswaniForTokenClassification,
     VaswaniModel,
-    tiny_config,
 )
 from vaswani import PRESETS
 

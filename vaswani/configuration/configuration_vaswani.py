@@ -6,6 +6,8 @@ source of truth for a model's architecture and the one place it is validated, wi
 """
 
 import copy
+import json
+import math
 from typing import ClassVar
 
 import transformers
@@ -60,6 +62,18 @@ PRESETS: dict[str, dict] = {
         d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=4, num_decoder_layers=4, dropout=0.1,
     ),
 }
+
+
+# The fields that shape the computation: every config.json this package writes has them (see `from_dict`).
+ARCHITECTURE_FIELDS = (
+    "stacks", "vocab_size", "d_model", "num_heads", "d_ff", "num_encoder_layers", "num_decoder_layers",
+    "activation_function", "max_position_embeddings", "position_embedding_type", "norm_first", "final_layer_norm",
+    "embedding_layer_norm", "layer_norm_eps", "scale_embedding", "tie_word_embeddings", "type_vocab_size",
+)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _pipelines_registered(tasks) -> bool:
@@ -171,6 +185,14 @@ class VaswaniConfig(PreTrainedConfig):
     model_card_data: dict | None = None
 
     def __post_init__(self, **kwargs):
+        # Hugging Face's name and the paper's for one field (hidden_size and d_model, ...) must not disagree.
+        for alias, field in self.attribute_map.items():
+            if alias in kwargs:
+                ours, default = getattr(self, field), getattr(type(self), field)
+                if ours != default and kwargs[alias] != ours:
+                    raise ValueError(
+                        f"`{alias}={kwargs[alias]!r}` and `{field}={ours!r}` name the same setting: pass one of them."
+                    )
         # `num_hidden_layers` is Hugging Face's name for the depth: it sets both stacks unless they are given.
         num_hidden_layers = kwargs.pop("num_hidden_layers", None)
         default_depth = 6 if num_hidden_layers is None else num_hidden_layers
@@ -189,13 +211,36 @@ class VaswaniConfig(PreTrainedConfig):
         if kwargs.pop("label_smoothing", None):
             logger.info(
                 "Ignoring `label_smoothing` in the config: it is a training setting (the training commands' "
-                "--label-smoothing, or `label_smoothing=` of a token-prediction head's forward)."
+                "--label-smoothing, or `smoothing=` of a token-prediction head's forward)."
             )
         if custom_pipelines and not _pipelines_registered(custom_pipelines):
             kwargs["custom_pipelines"] = custom_pipelines
         super().__post_init__(**kwargs)
         self._set_stack_flags()
         self.check()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """
+        A config from a saved `config.json` (as `from_pretrained` reads it). Every such file this package writes
+        names each field that shapes the computation; one that lacks any of them would silently take the defaults
+        and compute other numbers, so it is refused, naming the fields.
+        """
+        if config_dict.get("model_type") == cls.model_type:
+            aliases = {field: alias for alias, field in cls.attribute_map.items()}
+            missing = [
+                name for name in ARCHITECTURE_FIELDS
+                if name not in config_dict and aliases.get(name) not in config_dict
+                and not (name.endswith("_layers") and "num_hidden_layers" in config_dict)
+            ]
+            if missing:
+                defaults = ", ".join(f'"{name}": {json.dumps(getattr(cls, name))}' for name in missing)
+                raise ValueError(
+                    f"This Vaswani config.json lacks {', '.join(missing)}, which shape the computation: defaults would "
+                    f"give other numbers than the model was trained with. Add them to config.json (the defaults are "
+                    f"{defaults}), or save the model again with save_pretrained."
+                )
+        return super().from_dict(config_dict, **kwargs)
 
     # -- Hugging Face's name for the depth -------------------------------------------------------------------------
     @property
@@ -263,19 +308,23 @@ class VaswaniConfig(PreTrainedConfig):
             )
         for name in (
             "norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding",
-            "sparse_prediction",
+            "sparse_prediction", "tie_word_embeddings", "use_cache",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
-        if self.layer_norm_eps <= 0 or self.init_std <= 0:
-            raise ValueError("`layer_norm_eps` and `init_std` must be positive.")
+            if not _is_real(value) or not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
+        for name in ("layer_norm_eps", "init_std"):
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
             for token_id in value if isinstance(value, list) else [value]:
+                if token_id is not None and (isinstance(token_id, bool) or not isinstance(token_id, int)):
+                    raise ValueError(f"`{name}` must be an integer token id or None, got {token_id!r}.")
                 if token_id is not None and not 0 <= token_id < self.vocab_size:
                     raise ValueError(
                         f"`{name}` ({token_id}) is outside the vocabulary [0, {self.vocab_size}): "

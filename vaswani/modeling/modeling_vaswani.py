@@ -45,7 +45,7 @@ from ..configuration.configuration_vaswani import VaswaniConfig
 from ..hub.hub_vaswani import VaswaniHubMixin
 from .cache_vaswani import VaswaniDynamicCache
 from .kernels_vaswani import VaswaniLinear
-from .validation_vaswani import validate_inputs
+from .validation_vaswani import check_attention_mask, check_batch, check_encoder_states, validate_inputs
 
 
 # transformers 5.24 renamed the cache argument `past_key_values` -> `cache`; the old name still works, with
@@ -167,14 +167,23 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled dot-product attention (paper 3.2.1, eq. 1): softmax(QK^T / sqrt(d_k)) V."""
+    """
+    Scaled dot-product attention (paper 3.2.1, eq. 1): softmax(QK^T / sqrt(d_k)) V. A query the mask lets see no key
+    at all (every token of a fully padded source) attends to nothing: its weights and output are zero, as in the
+    sdpa and flex kernels.
+    """
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, T_q, T_k)
+    sees_nothing = None
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+            sees_nothing = ~attention_mask.any(dim=-1, keepdim=True)  # (B or 1, 1 or h, T_q, 1)
         else:
             scores = scores + attention_mask  # additive mask: 0 to attend, a large negative number to block
+            sees_nothing = (attention_mask <= torch.finfo(attention_mask.dtype).min / 2).all(dim=-1, keepdim=True)
     weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if sees_nothing is not None:
+        weights = weights.masked_fill(sees_nothing, 0.0)
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, h, T_q, d_k)
     return output.transpose(1, 2).contiguous(), weights  # (B, T_q, h, d_k)
@@ -541,6 +550,16 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         position_ids = _stack_positions(
             self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix
         )
+        if encoder_hidden_states is not None:
+            check_encoder_states(encoder_hidden_states, self.config, past_length)
+            check_batch(encoder_hidden_states.shape[0], input_ids if input_ids is not None else inputs_embeds,
+                        f"{prefix}input_ids" if input_ids is not None else f"{prefix}inputs_embeds", "the source")
+            if encoder_attention_mask is not None and encoder_attention_mask.dim() != 2:
+                raise ValueError(
+                    "The encoder's `attention_mask` also masks the decoder's attention over the source, which needs "
+                    "a 2D padding mask (batch_size, source_length) of 1/0; a 4D mask shapes one attention only."
+                )
+            check_attention_mask(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), 0, "attention_mask")
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
 
         self_attention_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache

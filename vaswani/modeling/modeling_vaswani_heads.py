@@ -38,7 +38,13 @@ from ..hub.hub_vaswani import HEADS
 from .cache_vaswani import VaswaniDynamicCache
 from .kernels_vaswani import VaswaniLinear, onednn_linear_on_this_cpu
 from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel, accepts_past_key_values, activation_function
-from .validation_vaswani import check_attention_mask, check_labels, check_span_positions
+from .validation_vaswani import (
+    check_attention_mask,
+    check_batch,
+    check_labels,
+    check_span_positions,
+    decoding_own_tokens,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -126,7 +132,7 @@ class _VaswaniHead(VaswaniPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding):
         self.model.set_input_embeddings(value)
 
-    def _token_loss(self, logits, targets, label_smoothing: float = 0.0, **loss_kwargs) -> torch.Tensor:
+    def _token_loss(self, logits, targets, label_smoothing: float = 0.0, name: str = "labels", **loss_kwargs):
         """
         Cross-entropy of token predictions whose `targets` are aligned with `logits` (position i's target at i),
         through transformers' loss for this head (`self.loss_function`) with every keyword it takes. With
@@ -134,7 +140,7 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         smoothed targets. Without `num_items_in_batch`, the mean over labelled positions (0 when there are none).
         """
         ignore_index = loss_kwargs.setdefault("ignore_index", -100)
-        check_labels(targets, logits.shape[-1], ignore_index)
+        check_labels(targets, logits.shape[-1], ignore_index, name, shape=tuple(logits.shape[:-1]))
         if loss_kwargs.get("num_items_in_batch") is None:
             loss_kwargs["num_items_in_batch"] = (targets != ignore_index).sum().clamp(min=1)
         if not 0.0 <= label_smoothing < 1.0:
@@ -147,11 +153,13 @@ class _VaswaniHead(VaswaniPreTrainedModel):
             loss_kwargs["shift_labels"] = targets.contiguous()  # aligned already: its causal loss would shift again
         return self.loss_function(logits, targets, vocab_size=logits.shape[-1], **loss_kwargs)
 
-    def _class_loss(self, logits, labels, **loss_kwargs) -> torch.Tensor:
+    def _class_loss(self, logits, labels, name: str = "labels", **loss_kwargs) -> torch.Tensor:
         """Cross-entropy of one class per example (next sentence, multiple choice): transformers has no loss for them."""
         loss_kwargs.pop("shift_labels", None)
         ignore_index = loss_kwargs.setdefault("ignore_index", -100)
-        check_labels(labels, logits.shape[-1], ignore_index)
+        if isinstance(labels, torch.Tensor) and labels.dim() == 2 and labels.shape[-1] == 1:
+            labels = labels.squeeze(-1)  # (batch_size, 1), as some collators make them
+        check_labels(labels, logits.shape[-1], ignore_index, name, shape=tuple(logits.shape[:-1]))
         if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled examples, 0 when there are none
             loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
         return fixed_cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device), **loss_kwargs)
@@ -160,11 +168,7 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         """With `config.sparse_prediction`, keep only the labelled positions for the vocabulary projection."""
         if labels is None or not self.config.sparse_prediction:
             return hidden_states, labels
-        if labels.shape != hidden_states.shape[:2]:
-            raise ValueError(
-                f"`labels` has shape {tuple(labels.shape)}, but the input has {tuple(hidden_states.shape[:2])}: pass "
-                f"one label per token (-100 where there is nothing to predict)."
-            )
+        check_labels(labels, self.config.vocab_size, shape=tuple(hidden_states.shape[:2]))
         keep = labels.to(hidden_states.device) != -100  # (B, T)
         return hidden_states[keep], labels[keep]  # (n_labelled, d_model), (n_labelled,)
 
@@ -181,6 +185,30 @@ class _VaswaniHead(VaswaniPreTrainedModel):
 
 class _CompiledGeneration:
     """What the two generating heads add to `GenerationMixin` (which they inherit directly, as transformers wants)."""
+
+    def generate(self, *args, **kwargs):
+        # The steps after the first feed the model its own tokens: their value checks (a host sync each) are skipped.
+        with decoding_own_tokens():
+            return super().generate(*args, **kwargs)
+
+    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        # Learned positions end at max_position_embeddings: fail before the first step, not in the middle. The model
+        # reads every token but the last one it makes, so max_length tokens need max_length - 1 positions.
+        limit, longest = self.config.max_position_embeddings, generation_config.max_length
+        if self.config.position_embedding_type == "learned" and longest - 1 > limit:
+            prompt = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
+            room = limit + 1 - input_ids_length
+            advice = (
+                f"ask for at most {room} new tokens (`max_new_tokens={room}`)"
+                if room > 0
+                else f"shorten the {prompt} to at most {limit} tokens"
+            )
+            raise ValueError(
+                f"generate() could make {longest} tokens ({input_ids_length} of the {prompt} and up to "
+                f"{longest - input_ids_length} new) and would read up to position {longest - 2}, but this model's "
+                f"learned positions stop at {limit - 1} (`max_position_embeddings`): {advice}."
+            )
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, generation_mode, batch_size, max_cache_length):
         # Where generate() would make its default `DynamicCache`, make a cache that writes in place instead
@@ -307,6 +335,15 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             Other arguments: see [`VaswaniModel.forward`]; `num_items_in_batch` and `ignore_index` reach the loss.
         """
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or labels.shape[1] == 0:
+                raise ValueError(
+                    f"`labels` must have shape (batch_size, target_length > 0), got "
+                    f"{tuple(getattr(labels, 'shape', ()))}: the target token ids, -100 to ignore."
+                )
+            source = input_ids if input_ids is not None else inputs_embeds
+            if encoder_outputs is None and isinstance(source, torch.Tensor):
+                check_batch(source.shape[0], labels, "labels", "the source")
+            check_labels(labels, self.config.vocab_size)  # before they become decoder inputs
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self.model(
@@ -422,10 +459,12 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None or loss_kwargs.get("shift_labels") is not None:
-            targets = loss_kwargs.pop("shift_labels", None)
+            targets, name = loss_kwargs.pop("shift_labels", None), "shift_labels"
             if targets is None:  # position i predicts token i + 1
-                targets = F.pad(labels, (0, 1), value=loss_kwargs.get("ignore_index", -100))[:, 1:]
-            loss = self._token_loss(logits, targets, smoothing, **loss_kwargs)
+                check_labels(labels, self.config.vocab_size, loss_kwargs.get("ignore_index", -100),
+                             shape=tuple(logits.shape[:-1]))
+                targets, name = F.pad(labels, (0, 1), value=loss_kwargs.get("ignore_index", -100))[:, 1:], "labels"
+            loss = self._token_loss(logits, targets, smoothing, name, **loss_kwargs)
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
@@ -636,9 +675,22 @@ class VaswaniForSequenceClassification(_VaswaniHead):
         logits = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state)))
         loss = None
         if labels is not None:
-            if self._problem_type(labels) == "single_label_classification":
-                check_labels(labels, self.config.num_labels, loss_kwargs.get("ignore_index", -100))
+            problem_type, batch = self._problem_type(labels), logits.shape[0]
+            if problem_type == "single_label_classification":
+                if labels.dim() == 2 and labels.shape[-1] == 1:
+                    labels = labels.squeeze(-1)
+                check_labels(labels, self.config.num_labels, loss_kwargs.get("ignore_index", -100), shape=(batch,))
             else:
+                expected = (batch, self.config.num_labels)
+                if labels.is_complex() or labels.dtype == torch.bool and problem_type == "regression":
+                    raise ValueError(f"`labels` of a {problem_type} must be numbers, got dtype {labels.dtype}.")
+                if labels.numel() != batch * self.config.num_labels or (
+                    problem_type == "multi_label_classification" and tuple(labels.shape) != expected
+                ):
+                    raise ValueError(
+                        f"`labels` has shape {tuple(labels.shape)}; {problem_type} needs {expected} "
+                        f"({'one 0/1 per label' if problem_type != 'regression' else 'one target per output'})."
+                    )
                 labels = labels.float()  # regression and multi-label losses compare with float targets
             loss = self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config, **loss_kwargs)
         return SequenceClassifierOutput(
@@ -678,7 +730,7 @@ class VaswaniForTokenClassification(_VaswaniHead):
         loss = None
         if labels is not None:
             ignore_index = loss_kwargs.setdefault("ignore_index", -100)
-            check_labels(labels, self.config.num_labels, ignore_index)
+            check_labels(labels, self.config.num_labels, ignore_index, shape=tuple(logits.shape[:-1]))
             if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled tokens, 0 when there are none
                 loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
             loss = self.loss_function(logits, labels, self.config, **loss_kwargs)
@@ -720,12 +772,13 @@ class VaswaniForQuestionAnswering(_VaswaniHead):
             # An answer outside the window (after truncation) is ignored rather than clamped onto a wrong token, as
             # in transformers' QA loss; unlike it, a batch with no answer in the window gives 0, not NaN (a mean
             # over nothing), and a negative position is an error, not an answer at token 0.
-            check_span_positions(start_positions, "start_positions")
-            check_span_positions(end_positions, "end_positions")
+            check_span_positions(start_positions, "start_positions", start_logits.shape[0])
+            check_span_positions(end_positions, "end_positions", end_logits.shape[0])
             length = start_logits.shape[1]
             start = start_positions.reshape(-1).masked_fill(start_positions.reshape(-1) >= length, -100)
             end = end_positions.reshape(-1).masked_fill(end_positions.reshape(-1) >= length, -100)
-            loss = (self._class_loss(start_logits, start) + self._class_loss(end_logits, end)) / 2
+            loss = (self._class_loss(start_logits, start, "start_positions")
+                    + self._class_loss(end_logits, end, "end_positions")) / 2
         return QuestionAnsweringModelOutput(
             loss=loss,
             start_logits=start_logits,
