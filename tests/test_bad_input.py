@@ -389,3 +389,258 @@ def test_multiple_choice_rejects_inputs_embeds_without_a_choices_dimension():
     model = _build(VaswaniForMultipleChoice)
     with pytest.raises(ValueError, match="num_choices"):
         model(inputs_embeds=torch.randn(2, 7, 32))
+
+
+# == Nothing silent (issue 15) =========================================================================================
+from vaswani import VaswaniForQuestionAnswering, VaswaniForTokenClassification  # noqa: E402
+
+SINGLE_ROW_HEADS = [h for h in HEAD_CLASSES if h is not VaswaniForMultipleChoice]
+
+
+def _head_id(head):
+    return getattr(head, "__name__", head)
+
+
+# -- Masks ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [2, -1, 0.5])
+@pytest.mark.parametrize("head", SINGLE_ROW_HEADS, ids=_head_id)
+def test_a_padding_mask_holds_only_ones_and_zeros(head, value):
+    model = _build(head)
+    inputs = inputs_for(model)
+    mask = inputs["attention_mask"].to(torch.float if isinstance(value, float) else torch.long)
+    mask[0, 2] = value
+    with pytest.raises(ValueError, match=r"`attention_mask` holds .*only 1 \(a token\) and 0"):
+        model(**{**inputs, "attention_mask": mask})
+
+
+def test_a_bool_padding_mask_is_the_same_as_ones_and_zeros():
+    model = _build(VaswaniForMaskedLM)
+    inputs = inputs_for(model)
+    inputs["attention_mask"][1, -2:] = 0
+    with torch.no_grad():
+        ones = model(**inputs).logits
+        bools = model(**{**inputs, "attention_mask": inputs["attention_mask"].bool()}).logits
+    torch.testing.assert_close(ones, bools)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_a_mask_of_another_rank_is_refused(rank):
+    model = _build(VaswaniForCausalLM)
+    ids = random_ids(2, 5)
+    mask = torch.ones((2, 5)[:rank] if rank == 1 else (2, 5, 5), dtype=torch.long)
+    with pytest.raises(ValueError, match="`attention_mask` must be 2D"):
+        model(input_ids=ids, attention_mask=mask)
+
+
+def test_a_4d_mask_is_the_attention_pattern_and_must_fit():
+    model = _build(VaswaniForMaskedLM)
+    ids = random_ids(2, 5)
+    padding = torch.ones(2, 5, dtype=torch.long)
+    padding[1, -2:] = 0
+    pattern = padding.bool()[:, None, None, :].expand(2, 1, 5, 5)  # every query sees the real tokens
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=pattern).logits[padding.bool()],
+                                   model(input_ids=ids, attention_mask=padding).logits[padding.bool()])
+    with pytest.raises(ValueError, match="A 4D `attention_mask` is the attention pattern"):
+        model(input_ids=ids, attention_mask=pattern[:, :, :4])
+
+
+def test_a_4d_mask_cannot_serve_as_the_cross_attention_mask():
+    model = _build(VaswaniForConditionalGeneration)
+    ids = random_ids(2, 5)
+    pattern = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    with pytest.raises(ValueError, match="decoder's attention over the source, which needs a 2D padding mask"):
+        model(input_ids=ids, attention_mask=pattern, decoder_input_ids=random_ids(2, 3))
+
+
+# -- Positions, segments, embeddings ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_negative_positions_are_refused(positions):
+    model = _build(VaswaniForCausalLM, position_embedding_type=positions)
+    with pytest.raises(ValueError, match="`position_ids` holds -1: positions count from 0"):
+        model(input_ids=random_ids(1, 4), position_ids=torch.tensor([[-1, 0, 1, 2]]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_positions_must_be_integers(dtype):
+    model = _build(VaswaniForCausalLM)
+    with pytest.raises(ValueError, match="`position_ids` must hold integer positions"):
+        model(input_ids=random_ids(1, 4), position_ids=torch.arange(4)[None].to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_segment_ids_must_be_integers(dtype):
+    model = _build(VaswaniForMaskedLM)
+    ids = random_ids(2, 5)
+    with pytest.raises(ValueError, match="`token_type_ids` must hold integer segment ids"):
+        model(input_ids=ids, token_type_ids=torch.zeros(2, 5, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.uint8])
+@pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForMaskedLM], ids=_head_id)
+def test_small_integer_ids_are_refused_with_the_dtype(head, dtype):
+    with pytest.raises(ValueError, match=rf"`input_ids` must hold token ids as int64 .* got dtype {dtype}"):
+        _build(head)(input_ids=random_ids(2, 5).to(dtype))
+
+
+@pytest.mark.parametrize("width", [16, 33])
+def test_inputs_embeds_of_the_wrong_width(width):
+    with pytest.raises(ValueError, match=r"`inputs_embeds` must have shape \(batch_size, sequence_length, d_model=32\)"):
+        _build(VaswaniForCausalLM)(inputs_embeds=torch.randn(2, 5, width))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_inputs_embeds_are_refused(bad):
+    embeds = torch.randn(2, 5, 32)
+    embeds[1, 2, 3] = bad
+    with pytest.raises(ValueError, match="`inputs_embeds` holds NaN or infinite values"):
+        _build(VaswaniForCausalLM)(inputs_embeds=embeds)
+
+
+def test_non_finite_encoder_outputs_are_refused():
+    model = _build(VaswaniForConditionalGeneration)
+    states = torch.randn(2, 5, 32)
+    states[0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="`encoder_hidden_states` holds NaN"):
+        model(encoder_outputs=(states,), decoder_input_ids=random_ids(2, 3))
+
+
+# -- Empty inputs and batch sizes -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(0, 5), (2, 0)], ids=["batch-0", "length-0"])
+@pytest.mark.parametrize("head", SINGLE_ROW_HEADS, ids=_head_id)
+def test_empty_inputs_are_refused(head, shape):
+    model = _build(head)
+    extra = {"decoder_input_ids": random_ids(max(shape[0], 1), 3)} if model.config.is_encoder_decoder else {}
+    with pytest.raises(ValueError, match=r"`input_ids` is empty"):
+        model(input_ids=torch.zeros(shape, dtype=torch.long), **extra)
+
+
+def test_decoder_inputs_of_another_batch_size_are_refused():
+    model = _build(VaswaniForConditionalGeneration)
+    with pytest.raises(ValueError, match="`decoder_input_ids` has batch size 3, but the source has 2"):
+        model(input_ids=random_ids(2, 5), decoder_input_ids=random_ids(3, 4))
+
+
+def test_labels_of_another_batch_size_are_refused_before_they_become_decoder_inputs():
+    model = _build(VaswaniForConditionalGeneration)
+    with pytest.raises(ValueError, match="`labels` has batch size 3, but the source has 2"):
+        model(input_ids=random_ids(2, 5), labels=random_ids(3, 4))
+
+
+# -- Labels -----------------------------------------------------------------------------------------------------------
+def _bad_labels(model, kind):
+    """Labels of the wrong shape, rank or dtype for `model`'s head."""
+    inputs = inputs_for(model)
+    batch, length = inputs["input_ids"].shape[:2]
+    right = {
+        VaswaniForCausalLM: (batch, length), VaswaniForMaskedLM: (batch, length),
+        VaswaniForTokenClassification: (batch, length), VaswaniForConditionalGeneration: (batch, 5),
+        VaswaniForSequenceClassification: (batch,), VaswaniForMultipleChoice: (batch,),
+    }[type(model)]
+    if kind == "float":
+        return inputs, torch.zeros(right)
+    if kind == "rank":
+        return inputs, torch.zeros((*right, 2), dtype=torch.long)
+    wrong = (right[0], right[1] + 2) if len(right) == 2 else (right[0] + 1,)
+    if isinstance(model, VaswaniForConditionalGeneration):  # any target length is right: another batch is not
+        wrong = (right[0] + 1, right[1])
+    return inputs, torch.zeros(wrong, dtype=torch.long)
+
+
+@pytest.mark.parametrize("kind", ["shape", "rank", "float"])
+@pytest.mark.parametrize(
+    "head",
+    [VaswaniForCausalLM, VaswaniForMaskedLM, VaswaniForTokenClassification, VaswaniForConditionalGeneration,
+     VaswaniForSequenceClassification, VaswaniForMultipleChoice],
+    ids=_head_id,
+)
+def test_labels_of_the_wrong_shape_rank_or_dtype_are_named(head, kind):
+    model = _build(head)
+    inputs, labels = _bad_labels(model, kind)
+    if head is VaswaniForConditionalGeneration:
+        inputs.pop("decoder_input_ids")
+    if head is VaswaniForSequenceClassification and kind == "float":
+        return _assert_regression_shape_is_checked(model, inputs)
+    with pytest.raises(ValueError, match="`labels`"):
+        model(**inputs, labels=labels)
+
+
+def _assert_regression_shape_is_checked(model, inputs):
+    # Float labels mean multi-label classification (num_labels 2): they must be (batch, num_labels).
+    with pytest.raises(ValueError, match=r"`labels` has shape \(2,\); multi_label_classification needs \(2, 2\)"):
+        model(**inputs, labels=torch.zeros(2))
+
+
+def test_question_answering_positions_must_be_indices():
+    model = _build(VaswaniForQuestionAnswering)
+    inputs = inputs_for(model)
+    with pytest.raises(ValueError, match="`start_positions` must hold token indices"):
+        model(**inputs, start_positions=torch.tensor([1.0, 2.0]), end_positions=torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match="`end_positions` has shape"):
+        model(**inputs, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([2, 3, 4]))
+
+
+# -- Fully padded rows: one behaviour for every attention back-end ----------------------------------------------------
+def test_a_fully_padded_source_row_gives_the_same_outputs_under_eager_and_sdpa():
+    ids, target = random_ids(2, 6), random_ids(2, 4)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1] = 0
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        torch.manual_seed(0)
+        model = VaswaniForConditionalGeneration(tiny_config(attn_implementation=implementation)).eval()
+        with torch.no_grad():
+            outputs[implementation] = model(input_ids=ids, attention_mask=mask, decoder_input_ids=target,
+                                            output_attentions=implementation == "eager")
+    eager, sdpa = outputs["eager"], outputs["sdpa"]
+    torch.testing.assert_close(eager.logits, sdpa.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(eager.encoder_last_hidden_state, sdpa.encoder_last_hidden_state, atol=1e-5, rtol=0)
+    assert torch.isfinite(eager.logits).all()
+    assert (eager.cross_attentions[0][1] == 0).all()  # the padded row's queries attend to nothing
+    assert torch.allclose(eager.cross_attentions[0][0].sum(-1), torch.ones(1))  # the real row's weights sum to 1
+
+
+# -- Generation past learned positions fails before the first step ----------------------------------------------------
+def test_generation_past_learned_positions_fails_before_the_first_step(monkeypatch):
+    model = _build(VaswaniForCausalLM, position_embedding_type="learned", max_position_embeddings=16)
+    steps = []
+    monkeypatch.setattr(type(model), "forward", lambda *a, **k: steps.append(1))
+    prompt = random_ids(1, 6)
+    with pytest.raises(ValueError, match=r"ask for at most 11 new tokens \(`max_new_tokens=11`\)"):
+        model.generate(input_ids=prompt, max_new_tokens=12, do_sample=False)
+    assert not steps
+
+
+def test_generation_up_to_the_last_learned_position_works():
+    model = _build(VaswaniForCausalLM, position_embedding_type="learned", max_position_embeddings=16)
+    out = model.generate(input_ids=random_ids(1, 6), max_new_tokens=11, do_sample=False, eos_token_id=None)
+    assert out.shape == (1, 17)  # 17 tokens; the model read the first 16 (positions 0..15)
+
+
+def test_a_prompt_longer_than_the_positions_gets_advice_to_shorten_it():
+    model = _build(VaswaniForCausalLM, position_embedding_type="learned", max_position_embeddings=16)
+    with pytest.raises(ValueError, match="shorten the prompt to at most 16 tokens"):
+        model.generate(input_ids=random_ids(1, 20), max_new_tokens=2, do_sample=False)
+
+
+# -- Value checks cost no host sync per decoding step -----------------------------------------------------------------
+@pytest.mark.parametrize("head", GENERATIVE_HEADS, ids=_head_id)
+def test_generate_checks_values_once_not_per_step(head, monkeypatch):
+    model = _build(head)
+    calls = []
+    original = torch.aminmax
+    monkeypatch.setattr(torch, "aminmax", lambda *a, **k: calls.append(1) or original(*a, **k))
+    counts = []
+    for new_tokens in (2, 10):
+        calls.clear()
+        model.generate(input_ids=random_ids(2, 5), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       do_sample=False)
+        counts.append(len(calls))
+    assert counts[0] == counts[1] > 0, counts  # the prompt is checked; the model's own tokens are not
+
+
+def test_a_manual_decoding_loop_is_still_checked():
+    model = _build(VaswaniForCausalLM)
+    cache = model(input_ids=random_ids(1, 4), use_cache=True).cache
+    with pytest.raises(ValueError, match=OUT_OF_VOCABULARY):
+        model(input_ids=torch.tensor([[VOCAB + 5]]), cache=cache)

@@ -352,3 +352,63 @@ def test_an_old_folder_whose_config_carries_label_smoothing_still_loads(tmp_path
 def test_the_vaswani_small_preset_is_the_command_lines_default_shape():
     config = VaswaniConfig.from_preset("vaswani-small")
     assert (config.d_model, config.num_heads, config.d_ff, config.num_encoder_layers) == (256, 4, 1024, 4)
+
+
+# -- Nothing silent (issue 15) -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, names",
+    [
+        (dict(d_model=32, hidden_size=64, num_heads=4), "`hidden_size=64` and `d_model=32`"),
+        (dict(num_heads=4, num_attention_heads=8, d_model=32), "`num_attention_heads=8` and `num_heads=4`"),
+        (dict(d_ff=64, intermediate_size=128), "`intermediate_size=128` and `d_ff=64`"),
+    ],
+)
+def test_two_names_for_one_setting_must_agree(kwargs, names):
+    with pytest.raises(ValueError, match=names):
+        VaswaniConfig(**kwargs)
+
+
+def test_agreeing_names_are_fine():
+    assert VaswaniConfig(d_model=64, hidden_size=64, num_heads=4).d_model == 64
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(layer_norm_eps=float("nan")), "layer_norm_eps"),
+        (dict(layer_norm_eps=float("inf")), "layer_norm_eps"),
+        (dict(init_std="0.02"), "init_std"),
+        (dict(pad_token_id=1.0), "pad_token_id"),
+        (dict(eos_token_id=True), "eos_token_id"),
+        (dict(tie_word_embeddings="yes"), "tie_word_embeddings"),
+        (dict(use_cache="no"), "use_cache"),
+        (dict(dropout="0.1"), "dropout"),
+        (dict(attention_dropout=float("nan")), "attention_dropout"),
+    ],
+)
+def test_invalid_values_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        tiny_config(**kwargs)
+
+
+@pytest.mark.parametrize("missing", ["norm_first", "activation_function", "num_decoder_layers", "position_embedding_type",
+                                     "d_model"])
+def test_a_config_json_missing_an_architecture_field_is_refused(tmp_path, missing):
+    tiny_config(norm_first=True, activation_function="gelu").save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    del saved[missing]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=f"lacks {missing}, which shape the computation"):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_a_config_json_with_huggingface_names_is_complete(tmp_path):
+    tiny_config().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    saved["hidden_size"] = saved.pop("d_model")
+    saved["num_hidden_layers"] = saved.pop("num_encoder_layers")
+    saved.pop("num_decoder_layers")
+    path.write_text(json.dumps(saved))
+    assert AutoConfig.from_pretrained(tmp_path).d_model == tiny_config().d_model
