@@ -10,6 +10,7 @@ the stacks it needs, so one config serves them all:
 """
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -192,6 +193,11 @@ class _CompiledGeneration:
             return super().generate(*args, **kwargs)
 
     def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        # Counts transformers leaves unchecked in some modes (a beam width of 0 divides by zero deep in beam search).
+        for name in ("num_beams", "num_return_sequences"):
+            value = getattr(generation_config, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be a whole number, 1 or more, got {value!r}.")
         super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
         # Learned positions end at max_position_embeddings: fail before the first step, not in the middle. The model
         # reads every token but the last one it makes, so max_length tokens need max_length - 1 positions.
@@ -679,7 +685,10 @@ class VaswaniForSequenceClassification(_VaswaniHead):
             if problem_type == "single_label_classification":
                 if labels.dim() == 2 and labels.shape[-1] == 1:
                     labels = labels.squeeze(-1)
-                check_labels(labels, self.config.num_labels, loss_kwargs.get("ignore_index", -100), shape=(batch,))
+                ignore_index = loss_kwargs.setdefault("ignore_index", -100)
+                check_labels(labels, self.config.num_labels, ignore_index, shape=(batch,))
+                if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled rows, 0 when none are
+                    loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
             else:
                 expected = (batch, self.config.num_labels)
                 if labels.is_complex() or labels.dtype == torch.bool and problem_type == "regression":
@@ -692,7 +701,10 @@ class VaswaniForSequenceClassification(_VaswaniHead):
                         f"({'one 0/1 per label' if problem_type != 'regression' else 'one target per output'})."
                     )
                 labels = labels.float()  # regression and multi-label losses compare with float targets
-            loss = self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config, **loss_kwargs)
+            # transformers' loss writes the problem type it infers into the config it is given: give it this call's,
+            # so that one batch's labels do not decide the next one's loss.
+            problem = SimpleNamespace(num_labels=self.config.num_labels, problem_type=problem_type)
+            loss = self.loss_function(labels=labels, pooled_logits=logits.float(), config=problem, **loss_kwargs)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
