@@ -102,3 +102,21 @@ def test_a_writer_killed_mid_save_leaves_a_folder_that_loads(tmp_path, delay):
     os.kill(writer.pid, signal.SIGKILL)
     writer.join()
     assert _fingerprint(_load(folder)) in expected  # the old model or the new one, whole
+
+
+def test_a_later_save_removes_the_staging_folder_a_killed_writer_left(tmp_path):
+    context = multiprocessing.get_context("fork")
+    folder = tmp_path / "model"
+    _model(0).save_pretrained(folder)
+    writer = context.Process(target=lambda: time.sleep(60))
+    writer.start()
+    dead = tmp_path / f".model.partial-{writer.pid}-0123456789ab"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"half a file")
+    alive = tmp_path / f".model.partial-{os.getpid()}-ba9876543210"  # a save in progress in a running process
+    alive.mkdir()
+    _model(1).save_pretrained(folder)
+    assert not dead.exists() and alive.exists()
+    assert _fingerprint(_load(str(folder))) == _fingerprint(_model(1))

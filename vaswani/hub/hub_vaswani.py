@@ -20,6 +20,7 @@ import ast
 import contextlib
 import ctypes
 import errno
+import glob
 import json
 import logging
 import os
@@ -125,12 +126,30 @@ def _exchange(first: Path, second: Path) -> bool:
 
 
 def staging_folder(target) -> Path:
-    """A new, empty folder beside `target` (same file system, so it can be renamed into place), hidden by its dot."""
+    """
+    A new, empty folder beside `target` (same file system, so it can be renamed into place), hidden by its dot and
+    named for the process that writes it. Staging folders of `target` left by processes that no longer run (killed
+    mid-save) are removed first.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.partial-*"):
+        pid = stale.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     return staging
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def replace_folder(staging, target, overwrite: bool = True) -> None:
