@@ -49,6 +49,11 @@ from vaswani.training.task_table import TASKS, pretraining_task
 
 SCRIPT = Path(sys.executable).parent / "vaswani"  # the console script of this environment
 TINY = ["--d-model", "32", "--num-heads", "4", "--layers", "2", "--quiet"]
+
+
+def tiny(argv) -> list[str]:
+    """TINY for a new model; a run from a saved --model keeps that model's shape (architecture options are refused)."""
+    return ["--quiet"] if "--model" in argv else TINY
 HUB_FILES = {"model.safetensors", "config.json", "README.md", "tokenizer.json", "tokenizer_config.json"}
 
 
@@ -226,7 +231,7 @@ def tokenizers(work, data):
 
 def _train(work, name, *argv):
     folder = work / "models" / name
-    run = ok(*argv, "--output", folder, *TINY)
+    run = ok(*argv, "--output", folder, *tiny(argv))
     return SimpleNamespace(folder=folder, run=run, metrics=run.metrics)
 
 
@@ -758,7 +763,7 @@ def test_bad_label_smoothing_is_refused(case, data, mlm, tokenizers, runs):
         "classifier": ("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--data",
                        data.reviews, "--label-smoothing", str(LABEL_SMOOTHING)),
     }[case]
-    run = cli(*argv, "--output", output, *TINY)
+    run = cli(*argv, "--output", output, *tiny(argv))
     assert_refused(run, argv[0], "--label-smoothing", output=output)
 
 
@@ -977,7 +982,7 @@ def test_script_unknown_tokenizer_folder(script_runs, work):
 def test_missing_data_file_for_finetune(data, mlm, runs):
     output = runs / "model"
     run = cli("finetune", "--task", "sequence-classification", "--model", mlm.folder,
-              "--data", data.folder / "nowhere.csv", "--output", output, *TINY)
+              "--data", data.folder / "nowhere.csv", "--output", output, "--quiet")
     assert_refused(run, "finetune", "nowhere.csv", output=output)
 
 
@@ -986,7 +991,7 @@ def test_missing_column(case, data, mlm, tokenizers, runs):
     output = runs / "model"
     argv = {
         "finetune --text-column": ("finetune", "--task", "sequence-classification", "--model", mlm.folder,
-                                   "--data", data.reviews, "--text-column", "nope", *TINY),
+                                   "--data", data.reviews, "--text-column", "nope", "--quiet"),
         "pretrain --source-column": ("pretrain", "--objective", "seq2seq", "--tokenizer", tokenizers["shared-bpe"][0],
                                      "--data", data.bible, "--source-column", "nope", *TINY),
         "train-tokenizer --columns": ("train-tokenizer", "--data", data.reviews, "--columns", "text", "nope"),
@@ -1012,7 +1017,7 @@ def test_empty_dataset(case, data, mlm, tokenizers, tmp_path, runs):
         empty.write_text("\n\n  \n")
         argv = ("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", empty)
         names = ["blank.txt"]
-    run = cli(*argv, "--output", output, *TINY)
+    run = cli(*argv, "--output", output, *tiny(argv))
     assert_refused(run, argv[0], *names, output=output)
 
 
@@ -1033,7 +1038,7 @@ def misfits(work, data, tokenizers):
 def test_tokenizer_that_does_not_fit_the_model(case, misfits, mlm, data, runs):
     output = runs / "model"
     run = cli("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--tokenizer", misfits[case],
-              "--data", data.reviews, "--eval-split", "test", "--output", output, *TINY)
+              "--data", data.reviews, "--eval-split", "test", "--output", output, "--quiet")
     model_vocab = AutoConfig.from_pretrained(mlm.folder).vocab_size
     tokenizer = AutoTokenizer.from_pretrained(misfits[case])
     names = ([str(len(tokenizer)), str(model_vocab), "vocab_size"] if case == "vocabulary"
