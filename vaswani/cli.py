@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -97,8 +98,13 @@ def _recording(action_class):
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (exit code 2) and a record of the options given (`given(args)`)."""
 
+    # What argparse takes for a negative number rather than an option: its own `-5`, `-.5`, and also `-1e-3`,
+    # `-inf` and `-nan`, so that `--lr -1e-3` is refused for its value, not as "expected one argument".
+    NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self.NEGATIVE_NUMBER
         for name in (None, "store", "store_true", "append"):
             self.register("action", name, _recording(self._registry_get("action", name)))
 
@@ -658,14 +664,15 @@ def _running_text(path, fraction: float | None) -> tuple[str, str | None]:
     return text[:cut], text[cut:] or None
 
 
-def _held_out_fraction(args, task) -> float | None:
-    """The fraction of a running text that pretrain holds out (None: the data is no running text, or --eval-data
-    gives the evaluation text)."""
+def _training_rows(args, task) -> str:
+    """What of --data a run trains on, for the model card: part or all of a running text, or a split's rows."""
     from .training.data import is_text_file
 
-    if not (task.running_text and is_text_file(args.data)) or args.eval_data:
-        return None
-    return args.validation_fraction
+    if not (task.running_text and is_text_file(args.data)):
+        return f"split {getattr(args, 'split', 'train')!r}"
+    if args.eval_data or not args.validation_fraction:
+        return "the whole text"
+    return f"the first {1 - args.validation_fraction:.0%} of the text"
 
 
 def _pretraining_rows(args, task):
@@ -710,7 +717,7 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
         scores, examples = task.scores(model, tokenizer, eval_rows, TaskOptions.of(args), prepared, trainer,
                                        _generation_kwargs(args, paper=args.paper_recipe))
         metrics.update(scores)
-    _record_card(model, args, metrics, procedure, label_smoothing, _held_out_fraction(args, task))
+    _record_card(model, args, metrics, procedure, label_smoothing, _training_rows(args, task))
     publish(trainer, args.output, args.overwrite)
     _summary(procedure, metrics, started, args.output)
     return metrics, examples
@@ -785,9 +792,8 @@ def cmd_finetune(args):
 
 
 def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: float = 0.0,
-                 held_out: float | None = None):
-    """Training facts for the model card the saved folder carries (`held_out`: the fraction of a running text
-    held out for validation)."""
+                 rows: str | None = None):
+    """Training facts for the model card the saved folder carries (`rows`: what of the data it trained on)."""
     from .training import recipe
 
     data = dict(model.config.model_card_data or {})
@@ -812,8 +818,7 @@ def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: fl
     length = f"{args.steps} steps" if args.steps else f"{args.epochs} epoch(s)"
     line = f"`vaswani {procedure}`: {length}, batch {args.batch_size}, {recipe_used}, seed {args.seed}."
     data["training_procedure"] = f"{history}\n\n{line}".strip()
-    rows = f"the first {1 - held_out:.0%} of the text" if held_out else f"split {getattr(args, 'split', 'train')!r}"
-    data["training_data"] = f"`{source}`, {rows}."
+    data["training_data"] = f"`{source}`, {rows or 'split ' + repr(getattr(args, 'split', 'train'))}."
     model.config.model_card_data = data
 
 
@@ -1043,7 +1048,8 @@ def main(argv=None) -> int:
 
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print(f"\n{command}: interrupted", file=sys.stderr, flush=True)
+        after_echo = "\n" if sys.stderr.isatty() else ""  # a terminal shows ^C where the line would start
+        print(f"{after_echo}{command}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except ValueError as error:  # UsageError, or a model or tokenizer refusing bad input: the user's to fix
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)

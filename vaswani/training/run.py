@@ -8,9 +8,9 @@ model carries no trace of it.
 A test hook: with `VASWANI_INTERRUPT_AT=PHASE[:SIGNAL]` in the environment, the process sends itself SIGNAL (default
 SIGINT; SIGKILL, SIGTERM, ...) when a run reaches PHASE, so that tests can interrupt every phase of a run
 deterministically. The phases: `before-training` (the Trainer is built), `training` (the first optimizer step is
-done), `saving` (the staging folder holds the weights, not yet the tokenizer), `swap` (the staging folder is complete
-and about to replace the output folder), `published` (the new folder is in place). Unset, it costs one dictionary
-look-up per phase.
+done), `checkpoint` (a checkpoint is written), `saving` (the staging folder holds the weights, not yet the
+tokenizer), `swap` (the staging folder is complete and about to replace the output folder), `published` (the new
+folder is in place). Unset, it costs one dictionary look-up per phase.
 """
 
 import contextlib
@@ -260,7 +260,7 @@ def _arguments(settings: RunSettings, has_eval: bool, trainer_class, layer_class
 
 # -- Interrupts --------------------------------------------------------------------------------------------------------
 INTERRUPT_AT = "VASWANI_INTERRUPT_AT"  # the test hook's environment variable (the module's docstring)
-PHASES = ("before-training", "training", "saving", "swap", "published")
+PHASES = ("before-training", "training", "checkpoint", "saving", "swap", "published")
 
 
 def interruption_point(phase: str) -> None:
@@ -273,12 +273,16 @@ def interruption_point(phase: str) -> None:
         os.kill(os.getpid(), getattr(signal, signal_name or "SIGINT"))
 
 
-class _InterruptAfterFirstStep(TrainerCallback):
-    """The test hook's `training` phase: after the first optimizer step (added only when the hook is set)."""
+class _InterruptionPoints(TrainerCallback):
+    """The test hook's `training` phase (after the first optimizer step) and `checkpoint` phase (after a checkpoint
+    is written); added to the Trainer only when the hook is set."""
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 1:
             interruption_point("training")
+
+    def on_save(self, args, state, control, **kwargs):
+        interruption_point("checkpoint")
 
 
 @contextlib.contextmanager
@@ -383,7 +387,7 @@ def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_
         processing_class=tokenizer,
         optimizers=optimizers,
         label_smoothing=label_smoothing,
-        callbacks=[_InterruptAfterFirstStep()] if os.environ.get(INTERRUPT_AT) else None,
+        callbacks=[_InterruptionPoints()] if os.environ.get(INTERRUPT_AT) else None,
     )
     if created and is_main_process():
         _remove_if_empty(settings.checkpoint_dir)  # Trainer made it; a checkpoint makes it again when one is due
