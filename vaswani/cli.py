@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 import tempfile
 import time
@@ -95,16 +94,30 @@ def _recording(action_class):
     return Recording
 
 
+class _NegativeNumber:
+    """
+    What argparse takes for a negative number, a value rather than an option: any text that starts with one `-` and
+    that float() reads (argparse's own pattern knows `-5` and `-.5`, not `-1e-3`, `-inf` or `-1_000`), so that
+    `--lr -1e-3` is refused for its value, not as "expected one argument".
+    """
+
+    @staticmethod
+    def match(text: str) -> bool:
+        if not text.startswith("-") or text.startswith("--"):
+            return False
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (exit code 2) and a record of the options given (`given(args)`)."""
 
-    # What argparse takes for a negative number rather than an option: its own `-5`, `-.5`, and also `-1e-3`,
-    # `-inf` and `-nan`, so that `--lr -1e-3` is refused for its value, not as "expected one argument".
-    NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._negative_number_matcher = self.NEGATIVE_NUMBER
+        self._negative_number_matcher = _NegativeNumber()
         for name in (None, "store", "store_true", "append"):
             self.register("action", name, _recording(self._registry_get("action", name)))
 
