@@ -838,6 +838,7 @@ def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: fl
 def _write_json(path: Path, content) -> None:
     """Write `content` as JSON to `path` whole or not at all (a temporary file beside it, then one rename)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
                                          delete=False, encoding="utf-8")
     try:

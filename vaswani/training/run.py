@@ -81,12 +81,18 @@ def checkpoint_dir_of(output: Path) -> Path:
 def check_writable_folder(path: Path, option: str = "--output") -> None:
     """
     Refuse, naming `option`, a path where no folder can be written: an existing file, a path below a file, or a
-    place this process may not write in (tried by making and removing a hidden folder there).
+    place this process may not write in. A folder is written beside `path` and then put in its place, so the test
+    is to make and remove a hidden folder in the nearest existing folder above `path`.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file, not a folder: choose another {option}.")
-    ancestor = path
+    _check_writable_place(path.absolute().parent, path, option)
+
+
+def _check_writable_place(folder: Path, path: Path, option: str) -> None:
+    """Refuse, naming `option` and `path`, when nothing can be written in `folder` or the nearest folder above it."""
+    ancestor = folder
     while not ancestor.exists():
         if ancestor.is_symlink():
             raise UsageError(f"{option} {path}: {ancestor} is a broken link: choose another {option}.")
@@ -109,7 +115,7 @@ def check_writable_file(path: Path, option: str, overwrite: bool = False) -> Non
         raise UsageError(f"{option} {path} is a folder: name a file.")
     if path.exists() and not overwrite:
         raise UsageError(f"{option} {path} already exists: choose another {option} or pass --overwrite.")
-    check_writable_folder(path.parent, option)
+    _check_writable_place(path.absolute().parent, path, option)
 
 
 def check_output_free(output: Path, overwrite: bool, inputs=()) -> None:
@@ -348,7 +354,7 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
     try:
         return _train(model, tokenizer, prepared, settings, trainer_class)
     except BaseException:
-        if created:
+        if (created or settings.overwrite) and is_main_process():
             _remove_if_empty(settings.checkpoint_dir)
         raise
 
@@ -377,6 +383,7 @@ def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_
     if settings.overwrite and not resume_from and is_main_process():
         for old in settings.checkpoint_dir.glob("checkpoint-*"):  # an earlier run's: this run starts afresh
             shutil.rmtree(old)
+        _remove_if_empty(settings.checkpoint_dir)
     created = not settings.checkpoint_dir.exists()
     trainer = trainer_class(
         model=model,
