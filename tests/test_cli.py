@@ -1479,6 +1479,24 @@ def test_evaluate_fits_the_block_size_to_learned_positions(learned, data):
     assert "--block-size is 63" in run.out and math.isfinite(run.metrics["loss"])
 
 
+def test_generate_refuses_a_prompt_it_would_truncate(learned):
+    run = cli("generate", "--model", learned.folder, "--prompt", "To be", "--prompt", "x" * 70)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1 and run.out == ""
+    assert "--prompt number 2 has 70 tokens" in run.err and "model_max_length" in run.err, run.err
+
+
+@pytest.mark.parametrize("option, value", [("--split", "train"), ("--eval-split", "test"), ("--eval-samples", "5")])
+def test_row_options_for_running_text_are_refused(option, value, data, tokenizers, runs):
+    run = _clm_into(runs / "model", data, tokenizers, option, value)
+    assert_refused(run, "pretrain", option, "running text", output=runs / "model")
+
+
+def test_evaluate_refuses_row_options_for_running_text(clm, data):
+    for option, value in (("--samples", "5"), ("--split", "validation")):
+        run = cli("evaluate", "--model", clm.folder, "--task", "clm", "--data", data.heldout, option, value)
+        assert run.code == 2 and option in run.err and "running text" in run.err and run.out == "", run.err
+
+
 def test_generate_fits_the_new_tokens_to_learned_positions(learned):
     run = cli("generate", "--model", learned.folder, "--prompt", "ROMEO:", "--max-new-tokens", "100")
     assert run.code == 2 and len(run.err.strip().splitlines()) == 1

@@ -13,6 +13,11 @@
 Every command takes local .txt, .csv, .tsv or .json files (gzipped too), a folder saved with
 `datasets.Dataset.save_to_disk`, or a Hub dataset name where a network exists. `vaswani COMMAND --help` explains
 each option.
+
+Nothing is lost, nothing is silent: an option's value outside its range, or settings that do not fit together, stop
+a command before any work with one line naming the option and the fix (exit code 2); a folder a command writes
+appears whole or not at all, and replaces an existing one (only with --overwrite) in one step; Ctrl-C stops with
+one line (exit code 130), keeping the checkpoints written so far and the output folder as it was, or whole.
 """
 
 import argparse
@@ -688,6 +693,16 @@ def _training_rows(args, task) -> str:
     return f"the first {1 - args.validation_fraction:.0%} of the text"
 
 
+def _refuse_row_options(args, dests) -> None:
+    """Refuse options that choose rows (splits, counts) given for a running text, which has no rows."""
+    from .training.data import UsageError
+
+    for dest in dests:
+        if dest in given(args):
+            raise UsageError(f"{_flag(dest)} chooses rows of a table, and a clm's .txt file is one running text: drop "
+                             f"{_flag(dest)} (--validation-fraction holds out the end of the text).")
+
+
 def _pretraining_rows(args, task):
     """Training and evaluation rows: a running text cut in two (or whole, with --eval-data), or tables."""
     from .training.data import UsageError, is_text_file, load_table, read_text
@@ -695,8 +710,10 @@ def _pretraining_rows(args, task):
     if task.running_text and is_text_file(args.data):
         if args.eval_data and "validation_fraction" in given(args):
             raise UsageError("--validation-fraction and --eval-data both choose the evaluation text: pass one.")
+        evaluation_is_text = not args.eval_data or is_text_file(args.eval_data)
+        _refuse_row_options(args, ["split"] + (["eval_split", "eval_samples"] if evaluation_is_text else []))
         if args.eval_data:
-            evaluation = read_text(args.eval_data) if is_text_file(args.eval_data) else _eval_table(args)
+            evaluation = read_text(args.eval_data) if evaluation_is_text else _eval_table(args)
             return read_text(args.data), evaluation
         return _running_text(args.data, args.validation_fraction)
     if "validation_fraction" in given(args):
@@ -864,9 +881,8 @@ def cmd_evaluate(args):
     if args.json:
         check_writable_file(args.json, "--json", args.overwrite)
     running_text = task.running_text and is_text_file(args.data)
-    if running_text and args.samples:
-        raise UsageError(f"--samples counts rows, and {args.data} is one running text: drop --samples (or use "
-                         f"--validation-fraction).")
+    if running_text:
+        _refuse_row_options(args, ["split", "samples"])
     tokenizer = _load_tokenizer(args.model)
     model = _load_model(args.model, task.auto_class()).eval()
     check_tokenizer_fits(model.config, tokenizer)
@@ -899,23 +915,31 @@ def cmd_evaluate(args):
 
 def _fit_generation_to_positions(args, model, tokenizer) -> int:
     """
-    The longest prompt (in tokens) a model with learned positions can continue by --max-new-tokens: a prompt and
-    its continuation must fit in `max_position_embeddings`. A --max-new-tokens that cannot fit is refused when
-    given, and lowered (said aloud) when it is the default. Returns the prompts' truncation length.
+    Prompts and --max-new-tokens that the model can take, checked before generating: a prompt longer than the
+    tokenizer's `model_max_length` is refused (truncating would silently drop its end); with learned positions, a
+    causal prompt and its continuation must fit in `max_position_embeddings`, and so must a seq2seq source and its
+    translation, each. A --max-new-tokens that cannot fit is refused when given, and lowered (said aloud) when it is
+    the default. Returns the prompts' truncation length.
     """
     from .training.data import UsageError
 
     config = model.config
     limit = tokenizer.model_max_length
+    lengths = [len(ids) for ids in tokenizer(args.prompt, add_special_tokens=True)["input_ids"]]
+    if max(lengths) > limit:  # truncating would drop the end of the prompt, the part a continuation follows
+        number = lengths.index(max(lengths)) + 1
+        raise UsageError(f"--prompt number {number} has {max(lengths)} tokens, more than the {limit} the model's "
+                         f"tokenizer takes (model_max_length): shorten it.")
     if config.position_embedding_type != "learned":
         return limit
     positions = config.max_position_embeddings
-    if config.is_encoder_decoder:  # the decoder starts from one token; the source is truncated at the positions
+    longest = max(lengths)
+    if config.is_encoder_decoder:  # the source has the encoder's positions; the decoder starts from one token
+        if longest > positions:
+            raise UsageError(f"--prompt of {longest} tokens runs past the model's {positions} learned positions: "
+                             f"shorten it.")
         room, longest = positions - 1, 0
-        limit = min(limit, positions)
     else:
-        lengths = [len(ids) for ids in tokenizer(args.prompt, add_special_tokens=True)["input_ids"]]
-        longest = max(lengths)
         room = positions - longest
         if room < 1:
             raise UsageError(f"--prompt of {longest} tokens fills the model's {positions} learned positions: shorten "
