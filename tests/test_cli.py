@@ -1503,3 +1503,31 @@ def test_generate_fits_the_new_tokens_to_learned_positions(learned):
     assert "--max-new-tokens 100" in run.err and "--max-new-tokens 58" in run.err, run.err
     run = ok("generate", "--model", learned.folder, "--prompt", "ROMEO:")  # the default 64 is lowered to fit
     assert "--max-new-tokens is 58" in run.out and ">>> ROMEO:" in run.out
+
+
+def test_ctrl_c_during_the_swap_is_held_until_the_new_folder_is_in_place(tmp_path, monkeypatch):
+    """What train-tokenizer and convert write through: Ctrl-C while the finished folder replaces the old one waits
+    for the swap, then stops the command; the folder is the new one, whole."""
+    import signal
+
+    import vaswani.training.run as run
+
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    swap = run.replace_folder
+
+    def interrupted_swap(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the folders are exchanged
+        swap(*args, **kwargs)
+
+    monkeypatch.setattr(run, "replace_folder", interrupted_swap)
+    with pytest.raises(KeyboardInterrupt):
+        with run.folder_written_whole(target, overwrite=True) as staging:
+            (staging / "new.txt").write_text("new")
+    assert os.listdir(target) == ["new.txt"] and os.listdir(tmp_path) == ["folder"]
+    with pytest.raises(KeyboardInterrupt):  # before the swap, Ctrl-C stops at once: the old folder stays
+        with run.folder_written_whole(target, overwrite=True) as staging:
+            (staging / "newer.txt").write_text("newer")
+            raise KeyboardInterrupt
+    assert os.listdir(target) == ["new.txt"] and os.listdir(tmp_path) == ["folder"]

@@ -642,9 +642,9 @@ def _summary(title: str, metrics: dict, started: float, output=None):
 
 # -- Commands -----------------------------------------------------------------------------------------------------------
 def cmd_train_tokenizer(args):
-    from .hub.hub_vaswani import atomic_folder
     from .tokenization import train_tokenizer
     from .training.data import UsageError, is_text_file, load_table, read_text, require_columns
+    from .training.run import folder_written_whole
 
     validate_args(args)
     _check_outputs(args, *(("--data", item) for item in args.data))
@@ -665,7 +665,7 @@ def cmd_train_tokenizer(args):
         raise UsageError("No text to train the tokenizer on.")
     tokenizer = train_tokenizer(texts, kind=args.kind, vocab_size=args.vocab_size, model_max_length=args.max_length)
     try:
-        with atomic_folder(args.output, overwrite=args.overwrite) as staging:
+        with folder_written_whole(args.output, args.overwrite) as staging:
             tokenizer.save_pretrained(staging)
     except FileExistsError:
         raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
@@ -1000,8 +1000,8 @@ def cmd_convert(args):
     from transformers import AutoTokenizer
 
     from .convert import ConversionError, convert
-    from .hub.hub_vaswani import atomic_folder
     from .training.data import UsageError
+    from .training.run import folder_written_whole
 
     validate_args(args)
     _check_outputs(args, ("--source", args.source))
@@ -1018,7 +1018,7 @@ def cmd_convert(args):
     if tokenizer is not None:
         _fit_tokenizer_to_positions(tokenizer, model.config)
     try:
-        with atomic_folder(args.output, overwrite=args.overwrite) as staging:
+        with folder_written_whole(args.output, args.overwrite) as staging:
             model.save_pretrained(staging)
             if tokenizer is not None:
                 tokenizer.save_pretrained(staging)

@@ -314,6 +314,23 @@ def interrupts_deferred():
 
 
 @contextlib.contextmanager
+def folder_written_whole(target: Path, overwrite: bool):
+    """
+    `hub_vaswani.atomic_folder` with Ctrl-C held while the finished folder is put in place: yields a staging folder
+    beside `target`, which then replaces it (`replace_folder`); an error or Ctrl-C before that deletes the staging
+    folder and leaves `target` as it was. Without `overwrite`, a non-empty `target` is a `FileExistsError`.
+    """
+    staging = staging_folder(target)
+    try:
+        yield staging
+        with interrupts_deferred():
+            replace_folder(staging, target, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
 def _interruption_point_in_tokenizer_save(trainer):
     """The test hook's `saving` phase: just before the Trainer saves the tokenizer beside the weights."""
     tokenizer = trainer.processing_class
@@ -464,6 +481,7 @@ __all__ = [
     "check_writable_file",
     "check_writable_folder",
     "checkpoint_dir_of",
+    "folder_written_whole",
     "interruption_point",
     "interrupts_deferred",
     "is_main_process",
