@@ -49,6 +49,11 @@ from vaswani.training.task_table import TASKS, pretraining_task
 
 SCRIPT = Path(sys.executable).parent / "vaswani"  # the console script of this environment
 TINY = ["--d-model", "32", "--num-heads", "4", "--layers", "2", "--quiet"]
+
+
+def tiny(argv) -> list[str]:
+    """TINY for a new model; a run from a saved --model keeps that model's shape (architecture options are refused)."""
+    return ["--quiet"] if "--model" in argv else TINY
 HUB_FILES = {"model.safetensors", "config.json", "README.md", "tokenizer.json", "tokenizer_config.json"}
 
 
@@ -226,7 +231,7 @@ def tokenizers(work, data):
 
 def _train(work, name, *argv):
     folder = work / "models" / name
-    run = ok(*argv, "--output", folder, *TINY)
+    run = ok(*argv, "--output", folder, *tiny(argv))
     return SimpleNamespace(folder=folder, run=run, metrics=run.metrics)
 
 
@@ -758,7 +763,7 @@ def test_bad_label_smoothing_is_refused(case, data, mlm, tokenizers, runs):
         "classifier": ("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--data",
                        data.reviews, "--label-smoothing", str(LABEL_SMOOTHING)),
     }[case]
-    run = cli(*argv, "--output", output, *TINY)
+    run = cli(*argv, "--output", output, *tiny(argv))
     assert_refused(run, argv[0], "--label-smoothing", output=output)
 
 
@@ -977,7 +982,7 @@ def test_script_unknown_tokenizer_folder(script_runs, work):
 def test_missing_data_file_for_finetune(data, mlm, runs):
     output = runs / "model"
     run = cli("finetune", "--task", "sequence-classification", "--model", mlm.folder,
-              "--data", data.folder / "nowhere.csv", "--output", output, *TINY)
+              "--data", data.folder / "nowhere.csv", "--output", output, "--quiet")
     assert_refused(run, "finetune", "nowhere.csv", output=output)
 
 
@@ -986,7 +991,7 @@ def test_missing_column(case, data, mlm, tokenizers, runs):
     output = runs / "model"
     argv = {
         "finetune --text-column": ("finetune", "--task", "sequence-classification", "--model", mlm.folder,
-                                   "--data", data.reviews, "--text-column", "nope", *TINY),
+                                   "--data", data.reviews, "--text-column", "nope", "--quiet"),
         "pretrain --source-column": ("pretrain", "--objective", "seq2seq", "--tokenizer", tokenizers["shared-bpe"][0],
                                      "--data", data.bible, "--source-column", "nope", *TINY),
         "train-tokenizer --columns": ("train-tokenizer", "--data", data.reviews, "--columns", "text", "nope"),
@@ -1012,7 +1017,7 @@ def test_empty_dataset(case, data, mlm, tokenizers, tmp_path, runs):
         empty.write_text("\n\n  \n")
         argv = ("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", empty)
         names = ["blank.txt"]
-    run = cli(*argv, "--output", output, *TINY)
+    run = cli(*argv, "--output", output, *tiny(argv))
     assert_refused(run, argv[0], *names, output=output)
 
 
@@ -1033,7 +1038,7 @@ def misfits(work, data, tokenizers):
 def test_tokenizer_that_does_not_fit_the_model(case, misfits, mlm, data, runs):
     output = runs / "model"
     run = cli("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--tokenizer", misfits[case],
-              "--data", data.reviews, "--eval-split", "test", "--output", output, *TINY)
+              "--data", data.reviews, "--eval-split", "test", "--output", output, "--quiet")
     model_vocab = AutoConfig.from_pretrained(mlm.folder).vocab_size
     tokenizer = AutoTokenizer.from_pretrained(misfits[case])
     names = ([str(len(tokenizer)), str(model_vocab), "vocab_size"] if case == "vocabulary"
@@ -1058,9 +1063,13 @@ def test_evaluate_a_folder_without_a_model(data, tmp_path):
 
 
 # -- An existing --output folder ---------------------------------------------------------------------------------------
+def _clm_argv(output, data, tokenizers, text=None) -> list:
+    return ["pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", text or data.shakespeare,
+            "--block-size", "32", "--steps", "2", "--output", output, *TINY]
+
+
 def _clm_into(output, data, tokenizers, *extra):
-    return cli("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", data.shakespeare,
-               "--block-size", "32", "--steps", "2", "--output", output, *TINY, *extra)
+    return cli(*_clm_argv(output, data, tokenizers), *extra)
 
 
 def test_existing_output_is_refused_without_overwrite(data, tokenizers, runs):
@@ -1117,3 +1126,408 @@ def test_clm_pretraining_learns_repetitive_text(tmp_path):
                        "--block-size", "32").metrics["loss"] for name in ("untrained", "trained")}
     assert scores["trained"] < 0.3 * scores["untrained"], scores
     assert scores["trained"] == pytest.approx(trained.metrics["loss"], rel=0.2)
+
+
+# -- Nonsense values: refused while parsing, one line naming the option, exit code 2, nothing written -----------------
+def _base_argv(command: str, output: Path) -> list:
+    """The least each command needs to parse (the paths are never read: the refusal comes first)."""
+    return {
+        "train-tokenizer": ["train-tokenizer", "--data", "d.txt", "--output", output],
+        "pretrain": ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d.txt", "--output", output],
+        "finetune": ["finetune", "--task", "question-answering", "--tokenizer", "t", "--data", "d.jsonl",
+                     "--output", output],
+        "evaluate": ["evaluate", "--model", "m", "--task", "clm", "--data", "d.txt"],
+        "generate": ["generate", "--model", "m", "--prompt", "To be"],
+    }[command]
+
+
+BAD_VALUES = [
+    ("pretrain", "--block-size", "0"), ("pretrain", "--steps", "0"), ("pretrain", "--steps", "-1"),
+    ("pretrain", "--steps", "2.5"), ("pretrain", "--epochs", "0"), ("pretrain", "--epochs", "-1"),
+    ("pretrain", "--validation-fraction", "1"), ("pretrain", "--validation-fraction", "-0.1"),
+    ("evaluate", "--validation-fraction", "1.5"), ("pretrain", "--warmup", "-1"), ("pretrain", "--warmup", "2.5"),
+    ("pretrain", "--save-steps", "0"), ("pretrain", "--eval-steps", "-2"), ("pretrain", "--logging-steps", "0"),
+    ("pretrain", "--gradient-accumulation", "0"), ("pretrain", "--batch-size", "0"), ("evaluate", "--batch-size", "0"),
+    ("generate", "--num-beams", "0"), ("generate", "--max-new-tokens", "0"), ("generate", "--max-new-tokens", "-5"),
+    ("train-tokenizer", "--vocab-size", "0"), ("train-tokenizer", "--vocab-size", "-1"),
+    ("train-tokenizer", "--max-length", "0"), ("finetune", "--max-length", "0"), ("pretrain", "--average-last", "-1"),
+    ("pretrain", "--lr", "-1e-3"), ("pretrain", "--lr", "nan"), ("pretrain", "--lr-scale", "inf"),
+    ("finetune", "--doc-stride", "-1"), ("pretrain", "--eval-samples", "0"), ("evaluate", "--samples", "0"),
+    ("pretrain", "--seed", "-1"), ("generate", "--seed", str(2**40)), ("generate", "--top-p", "0"),
+    ("generate", "--temperature", "0"), ("generate", "--top-k", "0"), ("generate", "--length-penalty", "nan"),
+    ("pretrain", "--dropout", "1"), ("pretrain", "--d-model", "0"), ("pretrain", "--num-heads", "-4"),
+    ("pretrain", "--adam-beta2", "1"), ("pretrain", "--weight-decay", "-0.1"),
+    ("pretrain", "--label-smoothing", "nan"), ("pretrain", "--lr-scheduler", "sometimes"),
+]
+
+
+@pytest.mark.parametrize("command, option, value", BAD_VALUES, ids=[" ".join(case) for case in BAD_VALUES])
+def test_a_nonsense_value_is_refused_naming_the_option(command, option, value, runs):
+    output = runs / "model"
+    run = cli(*_base_argv(command, output), option, value)
+    assert_refused(run, command, f"argument {option}:", repr(value), output=output)
+    assert run.out == ""
+
+
+BAD_COMBINATIONS = {
+    "steps and epochs": ("pretrain", ["--steps", "2", "--epochs", "1"], ["--steps", "--epochs"]),
+    "paper recipe and --lr": ("pretrain", ["--paper-recipe", "--lr", "1e-3"], ["--lr", "--paper-recipe"]),
+    "paper recipe and --warmup": ("pretrain", ["--paper-recipe", "--warmup", "10"], ["--warmup", "--paper-recipe"]),
+    "--lr-scale without the paper recipe": ("pretrain", ["--lr-scale", "2"], ["--lr-scale", "--paper-recipe"]),
+    "--average-last without checkpoints": ("pretrain", ["--average-last", "3"], ["--average-last", "--save-steps"]),
+    "--average-last beyond the checkpoints": ("pretrain", ["--average-last", "3", "--save-steps", "2", "--steps", "4"],
+                                              ["--average-last 3", "writes 2"]),
+    "--save-steps beyond --steps": ("pretrain", ["--save-steps", "10", "--steps", "5"], ["--save-steps", "--steps"]),
+    "--nsp with clm": ("pretrain", ["--nsp"], ["--nsp", "--objective mlm"]),
+    "--validation-fraction with mlm": ("pretrain", ["--objective", "mlm", "--validation-fraction", "0.2"],
+                                       ["--validation-fraction", "mlm"]),
+    "--validation-fraction with a classifier": ("evaluate", ["--task", "sequence-classification",
+                                                             "--validation-fraction", "0.2"],
+                                                ["--validation-fraction"]),
+    "architecture with --model": ("finetune", ["--model", "m", "--d-model", "64"], ["--d-model", "--model"]),
+    "beams for clm": ("pretrain", ["--num-beams", "4"], ["--num-beams", "clm"]),
+    "sampling without --do-sample": ("generate", ["--top-k", "5"], ["--top-k", "--do-sample"]),
+    "temperature without --do-sample": ("pretrain", ["--objective", "seq2seq", "--temperature", "0.7"],
+                                        ["--temperature", "--do-sample"]),
+    "length penalty without beams": ("generate", ["--length-penalty", "0.6"], ["--length-penalty", "--num-beams"]),
+    "heads that do not divide the width": ("pretrain", ["--d-model", "30", "--num-heads", "4"],
+                                           ["--d-model 30", "--num-heads 4"]),
+    "--doc-stride not below --max-length": ("finetune", ["--max-length", "32", "--doc-stride", "32"],
+                                            ["--doc-stride 32", "--max-length 32"]),
+    "empty prompt": ("generate", ["--prompt", ""], ["--prompt", "empty"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMBINATIONS))
+def test_settings_that_do_not_fit_together_are_refused_before_any_work(case, runs):
+    command, extra, names = BAD_COMBINATIONS[case]
+    output = runs / "model"
+    argv = _base_argv(command, output)
+    for option in ("--objective", "--task"):  # an --objective or --task in `extra` replaces the base one
+        if option in extra and option in argv:
+            index = argv.index(option)
+            del argv[index : index + 2]
+    run = cli(*argv, *extra)
+    assert_refused(run, command, *names, output=output)
+
+
+# -- Outputs: checked before any work; replaced whole or not at all ---------------------------------------------------
+def _files(folder: Path) -> dict:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_train_tokenizer_refuses_an_existing_folder_without_overwrite(clm, data, runs):
+    output = runs / "model"
+    shutil.copytree(clm.folder, output)  # a model folder: what a wrong --output would destroy
+    before = _files(output)
+    run = cli("train-tokenizer", "--kind", "char", "--data", data.shakespeare, "--output", output)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1, run.err
+    assert run.err.startswith("vaswani train-tokenizer: error:") and str(output) in run.err and "--overwrite" in run.err
+    assert _files(output) == before and sorted(os.listdir(runs)) == ["model"]
+    # With --overwrite the folder is the tokenizer, whole, and nothing of the model is left in it.
+    ok("train-tokenizer", "--kind", "char", "--data", data.shakespeare, "--output", output, "--overwrite")
+    assert "model.safetensors" not in os.listdir(output) and (output / "tokenizer.json").is_file()
+    AutoTokenizer.from_pretrained(output)
+    assert sorted(os.listdir(runs)) == ["model"]
+
+
+def test_an_interrupted_tokenizer_save_leaves_the_old_folder(tokenizers, data, runs, monkeypatch):
+    from transformers import PreTrainedTokenizerFast
+
+    output = runs / "tok"
+    shutil.copytree(tokenizers["char"][0], output)
+    before = _files(output)
+    save = PreTrainedTokenizerFast.save_pretrained
+
+    def save_then_interrupt(self, folder, *args, **kwargs):
+        save(self, folder, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", save_then_interrupt)
+    run = cli("train-tokenizer", "--kind", "char", "--data", data.heldout, "--output", output, "--overwrite")
+    assert run.code == 130 and run.err.strip().splitlines() == ["vaswani train-tokenizer: interrupted"], run.err
+    assert _files(output) == before and sorted(os.listdir(runs)) == ["tok"]
+
+
+def test_convert_replaces_an_output_in_one_step_and_an_interrupt_keeps_the_old(runs, monkeypatch):
+    import vaswani.convert
+    from helpers import tiny_config
+    from vaswani import VaswaniForCausalLM
+
+    output = runs / "converted"
+    output.mkdir()
+    (output / "earlier.txt").write_text("an earlier conversion")
+    model = VaswaniForCausalLM(tiny_config(num_encoder_layers=0))
+    model.config.model_card_data = {}  # what `convert` gives a converted model
+    monkeypatch.setattr(vaswani.convert, "convert", lambda source, architecture=None: model)
+    ok("convert", "--source", runs / "no-source", "--output", output, "--overwrite")
+    converted = _files(output)
+    assert "earlier.txt" not in converted and "model.safetensors" in converted
+    assert sorted(os.listdir(runs)) == ["converted"]
+
+    save = type(model).save_pretrained
+
+    def save_then_interrupt(self, folder, *args, **kwargs):
+        save(self, folder, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(model), "save_pretrained", save_then_interrupt)
+    run = cli("convert", "--source", runs / "no-source", "--output", output, "--overwrite")
+    assert run.code == 130 and run.err.strip().splitlines() == ["vaswani convert: interrupted"], run.err
+    assert _files(output) == converted and sorted(os.listdir(runs)) == ["converted"]
+
+
+@pytest.mark.parametrize("case", ["a file", "below a file"])
+def test_an_output_that_cannot_be_a_folder_is_refused_before_training(case, data, tokenizers, runs):
+    blocker = runs / "blocker"
+    blocker.write_text("not a folder")
+    output = blocker if case == "a file" else blocker / "model"
+    run = _clm_into(output, data, tokenizers)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1, run.err
+    assert run.err.startswith("vaswani pretrain: error: --output") and "is a file" in run.err
+    assert run.out == ""  # refused before the data was read or a model built
+    assert sorted(os.listdir(runs)) == ["blocker"] and blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: permissions cannot make a folder unwritable")
+def test_an_unwritable_output_is_refused_before_training(data, tokenizers, runs):
+    locked = runs / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        run = _clm_into(locked / "model", data, tokenizers)
+    finally:
+        locked.chmod(0o700)
+    assert run.code == 2 and "cannot write" in run.err and str(locked) in run.err and run.out == ""
+
+
+def test_an_output_holding_the_data_is_refused_even_with_overwrite(data, tokenizers, runs):
+    folder = runs / "work"
+    folder.mkdir()
+    text = folder / "text.txt"
+    shutil.copy(data.shakespeare, text)
+    run = cli("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", text,
+              "--block-size", "32", "--steps", "1", "--output", folder, "--overwrite", *TINY)
+    assert run.code == 2 and "--data" in run.err and str(folder) in run.err, run.err
+    assert text.read_bytes() == data.shakespeare.read_bytes() and os.listdir(folder) == ["text.txt"]
+
+
+def test_an_earlier_runs_checkpoints_are_not_mixed_in(data, tokenizers, runs):
+    checkpoints = runs / "model.checkpoints"
+    (checkpoints / "checkpoint-3").mkdir(parents=True)
+    run = _clm_into(runs / "model", data, tokenizers)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1
+    assert str(checkpoints) in run.err and "--resume" in run.err and "--overwrite" in run.err
+    assert sorted(os.listdir(runs)) == ["model.checkpoints"] and os.listdir(checkpoints) == ["checkpoint-3"]
+    # --overwrite starts afresh: the earlier checkpoints go, the run writes its own.
+    ok(*_clm_argv(runs / "model", data, tokenizers), "--overwrite", "--save-steps", "1")
+    assert sorted(os.listdir(checkpoints)) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_resume_without_a_checkpoint_is_refused_before_any_work(data, tokenizers, runs):
+    run = _clm_into(runs / "model", data, tokenizers, "--resume")
+    assert run.code == 2 and run.err.startswith("vaswani pretrain: error: --resume: no complete checkpoint")
+    assert run.out == "" and os.listdir(runs) == []
+
+
+@pytest.mark.parametrize("case", ["a folder", "below a file", "an existing file"])
+def test_an_unwritable_json_is_refused_before_evaluating(case, clm, data, runs):
+    target = {"a folder": runs, "below a file": runs / "blocker" / "m.json", "an existing file": runs / "m.json"}[case]
+    (runs / "blocker").write_text("not a folder")
+    (runs / "m.json").write_text("{}")
+    run = cli("evaluate", "--model", clm.folder, "--task", "clm", "--data", data.heldout, "--block-size", "32",
+              "--json", target)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1, run.err
+    assert run.err.startswith("vaswani evaluate: error: --json") and run.out == ""  # nothing was evaluated
+    assert (runs / "m.json").read_text() == "{}"
+    if case == "an existing file":
+        assert "--overwrite" in run.err
+        written = ok("evaluate", "--model", clm.folder, "--task", "clm", "--data", data.heldout, "--block-size",
+                     "32", "--json", target, "--overwrite")
+        assert json.loads(target.read_text()) == written.metrics
+        assert sorted(os.listdir(runs)) == ["blocker", "m.json"]  # no temporary file left
+
+
+# -- Interrupts and failures inside a run ----------------------------------------------------------------------------
+@pytest.mark.parametrize("raised, code, line", [(KeyboardInterrupt, 130, "vaswani pretrain: interrupted"),
+                                                (ValueError("bad step"), 2, "vaswani pretrain: error: bad step")])
+def test_a_run_stopped_in_training_leaves_nothing_behind(raised, code, line, data, tokenizers, runs, monkeypatch):
+    from transformers import Trainer
+
+    def stop(self, *args, **kwargs):
+        assert not Path(self.args.output_dir).exists()  # made only when a checkpoint is due
+        raise raised
+
+    monkeypatch.setattr(Trainer, "train", stop)
+    run = _clm_into(runs / "model", data, tokenizers, "--save-steps", "1")
+    assert run.code == code and run.err.strip().splitlines() == [line], run.err
+    assert os.listdir(runs) == []  # no output, no staging folder, no empty checkpoint folder
+
+
+def test_a_run_without_checkpoints_leaves_no_checkpoint_folder(clm, seq2seq):
+    assert not Path(f"{clm.folder}.checkpoints").exists()
+    assert sorted(os.listdir(f"{seq2seq.folder}.checkpoints")) == ["checkpoint-4", "checkpoint-6"]  # --save-steps 2
+
+
+def test_eval_steps_without_evaluation_data_is_refused(data, tokenizers, runs):
+    run = _clm_into(runs / "model", data, tokenizers, "--validation-fraction", "0", "--eval-steps", "1")
+    assert_refused(run, "pretrain", "--eval-steps", output=runs / "model")
+
+
+# -- Data: gzipped text, folders, JSON ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gzipped(data):
+    import gzip
+
+    folder = data.folder / "gzipped"
+    folder.mkdir()
+    for name in ("shakespeare", "heldout"):
+        with gzip.open(folder / f"{name}.txt.gz", "wt", encoding="utf-8") as handle:
+            handle.write(getattr(data, name).read_text(encoding="utf-8"))
+    return SimpleNamespace(shakespeare=folder / "shakespeare.txt.gz", heldout=folder / "heldout.txt.gz")
+
+
+def test_gzipped_text_reads_as_the_text(data, gzipped):
+    from vaswani.training.data import load_table, read_text
+
+    assert read_text(gzipped.shakespeare) == read_text(data.shakespeare)
+    assert load_table(gzipped.shakespeare)["text"] == load_table(data.shakespeare)["text"]
+
+
+def test_train_tokenizer_on_gzipped_text(data, gzipped, tokenizers, runs):
+    ok("train-tokenizer", "--kind", "char", "--data", gzipped.shakespeare, "--output", runs / "tok")
+    assert AutoTokenizer.from_pretrained(runs / "tok").get_vocab() == \
+        AutoTokenizer.from_pretrained(tokenizers["char"][0]).get_vocab()
+
+
+def test_pretrain_and_evaluate_clm_on_gzipped_running_text(data, gzipped, tokenizers, runs):
+    plain = ok(*_clm_argv(runs / "plain", data, tokenizers, text=data.shakespeare), "--validation-fraction", "0.2")
+    packed = ok(*_clm_argv(runs / "packed", data, tokenizers, text=gzipped.shakespeare), "--validation-fraction", "0.2")
+    announce = [line for line in plain.out.splitlines() if line.startswith("Training")]
+    assert announce and announce == [line for line in packed.out.splitlines() if line.startswith("Training")]
+    assert packed.metrics == plain.metrics
+    assert "first 80% of the text" in json.loads((runs / "packed" / "config.json").read_text())[
+        "model_card_data"]["training_data"]
+    scores = [ok("evaluate", "--model", runs / "packed", "--task", "clm", "--data", text, "--block-size", "32").metrics
+              for text in (data.heldout, gzipped.heldout)]
+    assert scores[0] == scores[1]
+
+
+def test_pretrain_clm_evaluates_on_eval_data(data, tokenizers, clm, runs):
+    """--eval-data with running text: training on all of --data, the printed loss is the model's on --eval-data."""
+    run = ok(*_clm_argv(runs / "model", data, tokenizers), "--eval-data", data.heldout)
+    evaluated = ok("evaluate", "--model", runs / "model", "--task", "clm", "--data", data.heldout,
+                   "--block-size", "32")
+    assert run.metrics["loss"] == pytest.approx(evaluated.metrics["loss"], abs=1e-3)
+    card = json.loads((runs / "model" / "config.json").read_text())["model_card_data"]
+    assert card["training_data"] == "`shakespeare.txt`, the whole text."
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused(mlm, tokenizers, runs):
+    not_data = tokenizers["wordpiece"][0]
+    run = cli("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--data", not_data,
+              "--output", runs / "model", "--quiet")
+    assert_refused(run, "finetune", not_data, "save_to_disk", output=runs / "model")
+
+
+@pytest.mark.parametrize("case", ["mixed types", "not JSON", "not an object"])
+def test_json_lines_that_disagree_are_refused_naming_the_place(case, mlm, tmp_path, runs):
+    rows = {"mixed types": '{"text": "good", "label": 1}\n{"text": "bad", "label": "negative"}\n',
+            "not JSON": '{"text": "good", "label": 1}\n{text: bad}\n',
+            "not an object": '{"text": "good", "label": 1}\n[1, 2]\n'}[case]
+    names = {"mixed types": ["'label'", "row 1", "row 2"], "not JSON": ["Line 2"], "not an object": ["Line 2"]}[case]
+    path = tmp_path / "rows.jsonl"
+    path.write_text(rows)
+    run = cli("finetune", "--task", "sequence-classification", "--model", mlm.folder, "--data", path,
+              "--output", runs / "model", "--quiet")
+    assert_refused(run, "finetune", path, *names, output=runs / "model")
+
+
+# -- Learned positions: no input may run past them ---------------------------------------------------------------------
+def test_check_tokenizer_fits_refuses_a_tokenizer_longer_than_the_learned_positions(tokenizers):
+    from vaswani import check_tokenizer_fits, config_from_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers["char"][0])
+    assert tokenizer.model_max_length == 512
+    learned = config_from_tokenizer(tokenizer, position_embedding_type="learned", max_position_embeddings=64)
+    with pytest.raises(ValueError, match="model_max_length") as error:
+        check_tokenizer_fits(learned, tokenizer)
+    assert "512" in str(error.value) and "64 learned positions" in str(error.value)
+    check_tokenizer_fits(config_from_tokenizer(tokenizer, max_position_embeddings=64), tokenizer)  # sinusoidal
+    tokenizer.model_max_length = 64
+    check_tokenizer_fits(learned, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def learned(work, data, tokenizers):
+    """A clm with 64 learned positions (blocks of 32), from a tokenizer whose model_max_length is 512."""
+    return _train(work, "learned", "pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0],
+                  "--data", data.shakespeare, "--block-size", "32", "--steps", "2", "--positions", "learned")
+
+
+def test_a_new_model_with_learned_positions_saves_a_tokenizer_that_fits(learned):
+    config = AutoConfig.from_pretrained(learned.folder)
+    assert config.position_embedding_type == "learned" and config.max_position_embeddings == 64
+    assert AutoTokenizer.from_pretrained(learned.folder).model_max_length == 64
+    assert "model_max_length 512 is lowered to 64" in learned.run.out
+
+
+def test_evaluate_fits_the_block_size_to_learned_positions(learned, data):
+    run = cli("evaluate", "--model", learned.folder, "--task", "clm", "--data", data.heldout, "--block-size", "100")
+    assert run.code == 2 and "--block-size 100" in run.err and "--block-size 63" in run.err, run.err
+    run = ok("evaluate", "--model", learned.folder, "--task", "clm", "--data", data.heldout)  # default 128: lowered
+    assert "--block-size is 63" in run.out and math.isfinite(run.metrics["loss"])
+
+
+def test_generate_refuses_a_prompt_it_would_truncate(learned):
+    run = cli("generate", "--model", learned.folder, "--prompt", "To be", "--prompt", "x" * 70)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1 and run.out == ""
+    assert "--prompt number 2 has 70 tokens" in run.err and "model_max_length" in run.err, run.err
+
+
+@pytest.mark.parametrize("option, value", [("--split", "train"), ("--eval-split", "test"), ("--eval-samples", "5")])
+def test_row_options_for_running_text_are_refused(option, value, data, tokenizers, runs):
+    run = _clm_into(runs / "model", data, tokenizers, option, value)
+    assert_refused(run, "pretrain", option, "running text", output=runs / "model")
+
+
+def test_evaluate_refuses_row_options_for_running_text(clm, data):
+    for option, value in (("--samples", "5"), ("--split", "validation")):
+        run = cli("evaluate", "--model", clm.folder, "--task", "clm", "--data", data.heldout, option, value)
+        assert run.code == 2 and option in run.err and "running text" in run.err and run.out == "", run.err
+
+
+def test_generate_fits_the_new_tokens_to_learned_positions(learned):
+    run = cli("generate", "--model", learned.folder, "--prompt", "ROMEO:", "--max-new-tokens", "100")
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1
+    assert "--max-new-tokens 100" in run.err and "--max-new-tokens 58" in run.err, run.err
+    run = ok("generate", "--model", learned.folder, "--prompt", "ROMEO:")  # the default 64 is lowered to fit
+    assert "--max-new-tokens is 58" in run.out and ">>> ROMEO:" in run.out
+
+
+def test_ctrl_c_during_the_swap_is_held_until_the_new_folder_is_in_place(tmp_path, monkeypatch):
+    """What train-tokenizer and convert write through: Ctrl-C while the finished folder replaces the old one waits
+    for the swap, then stops the command; the folder is the new one, whole."""
+    import signal
+
+    import vaswani.training.run as run
+
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    swap = run.replace_folder
+
+    def interrupted_swap(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the folders are exchanged
+        swap(*args, **kwargs)
+
+    monkeypatch.setattr(run, "replace_folder", interrupted_swap)
+    with pytest.raises(KeyboardInterrupt):
+        with run.folder_written_whole(target, overwrite=True) as staging:
+            (staging / "new.txt").write_text("new")
+    assert os.listdir(target) == ["new.txt"] and os.listdir(tmp_path) == ["folder"]
+    with pytest.raises(KeyboardInterrupt):  # before the swap, Ctrl-C stops at once: the old folder stays
+        with run.folder_written_whole(target, overwrite=True) as staging:
+            (staging / "newer.txt").write_text("newer")
+            raise KeyboardInterrupt
+    assert os.listdir(target) == ["new.txt"] and os.listdir(tmp_path) == ["folder"]

@@ -13,11 +13,17 @@
 Every command takes local .txt, .csv, .tsv or .json files (gzipped too), a folder saved with
 `datasets.Dataset.save_to_disk`, or a Hub dataset name where a network exists. `vaswani COMMAND --help` explains
 each option.
+
+Nothing is lost, nothing is silent: an option's value outside its range, or settings that do not fit together, stop
+a command before any work with one line naming the option and the fix (exit code 2); a folder a command writes
+appears whole or not at all, and replaces an existing one (only with --overwrite) in one step; Ctrl-C stops with
+one line (exit code 130), keeping the checkpoints written so far and the output folder as it was, or whole.
 """
 
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -31,7 +37,102 @@ from .configuration.configuration_vaswani import ACTIVATIONS, POSITION_EMBEDDING
 
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 DEFAULT_PRESET = "vaswani-small"  # a new model's shape when no --preset is given
+GIVEN = "given_options"  # the Namespace attribute holding the dests of the options given on the command line
+
+
+# -- Values: each option's type says what it accepts, so argparse refuses the rest in one line ------------------------
+def _value_type(name: str, parse, accept, requirement: str):
+    """An argparse `type=` that parses with `parse` and refuses, saying `requirement`, what `accept` rejects."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except (TypeError, ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
+        return value
+
+    convert.__name__ = name
+    convert.requirement = requirement
+    return convert
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _warmup(text: str) -> float | int:
+    value = _finite(text)
+    if value >= 1 and value != int(value):
+        raise ValueError(text)
+    return int(value) if value >= 1 else value
+
+
+SEED_MAX = 2**32 - 1  # numpy's seeds stop there
+positive_int = _value_type("positive_int", int, lambda v: v >= 1, "must be a whole number, 1 or more")
+nonnegative_int = _value_type("nonnegative_int", int, lambda v: v >= 0, "must be a whole number, 0 or more")
+seed_int = _value_type("seed", int, lambda v: 0 <= v <= SEED_MAX, f"must be a whole number from 0 to {SEED_MAX}")
+finite_float = _value_type("finite_float", _finite, lambda v: True, "must be a finite number")
+positive_float = _value_type("positive_float", _finite, lambda v: v > 0, "must be a finite number above 0")
+nonnegative_float = _value_type("nonnegative_float", _finite, lambda v: v >= 0, "must be a finite number, 0 or more")
+fraction = _value_type("fraction", _finite, lambda v: 0 <= v < 1, "must be a number from 0 up to (not including) 1")
+probability = _value_type("probability", _finite, lambda v: 0 < v <= 1, "must be a number above 0 and at most 1")
+warmup_amount = _value_type("warmup", _warmup, lambda v: v >= 0,
+                            "must be a fraction of the steps in [0, 1) or a whole number of steps, 1 or more")
+
+
+def _recording(action_class):
+    """`action_class` that also records its dest in the namespace's `GIVEN` set: the options the user gave."""
+
+    class Recording(action_class):
+        def __call__(self, parser, namespace, values, option_string=None):
+            super().__call__(parser, namespace, values, option_string)
+            setattr(namespace, GIVEN, frozenset(getattr(namespace, GIVEN, frozenset())) | {self.dest})
+
+    Recording.__name__ = action_class.__name__
+    return Recording
+
+
+class _NegativeNumber:
+    """
+    What argparse takes for a negative number, a value rather than an option: any text that starts with one `-` and
+    that float() reads (argparse's own pattern knows `-5` and `-.5`, not `-1e-3`, `-inf` or `-1_000`), so that
+    `--lr -1e-3` is refused for its value, not as "expected one argument".
+    """
+
+    @staticmethod
+    def match(text: str) -> bool:
+        if not text.startswith("-") or text.startswith("--"):
+            return False
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit code 2) and a record of the options given (`given(args)`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NegativeNumber()
+        for name in (None, "store", "store_true", "append"):
+            self.register("action", name, _recording(self._registry_get("action", name)))
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def given(args) -> frozenset:
+    """The dests of the options given on the command line (not left to their defaults)."""
+    return getattr(args, GIVEN, frozenset())
 
 
 # -- Argument groups shared by the commands -----------------------------------------------------------------------------
@@ -41,7 +142,7 @@ def _add_data(parser):
     group.add_argument("--split", default="train", help="rows of this split (a `split` column or dataset split)")
     group.add_argument("--eval-data", help="evaluation data (default: the --data file's --eval-split rows)")
     group.add_argument("--eval-split", default="validation", help="split to evaluate on (default: validation)")
-    group.add_argument("--eval-samples", type=int, help="evaluate on at most this many rows")
+    group.add_argument("--eval-samples", type=positive_int, help="evaluate on at most this many rows")
     return group
 
 
@@ -51,25 +152,26 @@ def _add_task_options(group, task_names):
 
     from .training.task_table import OPTION_HELP, TaskOptions, options_of
 
+    sizes = {"max_length": positive_int, "block_size": positive_int, "doc_stride": nonnegative_int}
     defaults = {f.name: f.default for f in fields(TaskOptions)}
     for name in options_of(task_names):
         default = defaults[name]
         shown = f" (default {default})" if default is not None else ""
-        group.add_argument("--" + name.replace("_", "-"), type=type(default) if default is not None else str,
-                           default=default, help=OPTION_HELP[name] + shown)
+        group.add_argument("--" + name.replace("_", "-"), type=sizes.get(name, str), default=default,
+                           help=OPTION_HELP[name] + shown)
 
 
 def _add_architecture(parser):
     small = PRESETS[DEFAULT_PRESET]
     group = parser.add_argument_group(f"architecture (a new model: the {DEFAULT_PRESET!r} preset unless told)")
     group.add_argument("--preset", choices=list(PRESETS), help=f"start from a preset (default {DEFAULT_PRESET})")
-    group.add_argument("--d-model", type=int, help=f"width d_model (default {small['d_model']})")
-    group.add_argument("--num-heads", type=int, help=f"attention heads h (default {small['num_heads']})")
-    group.add_argument("--d-ff", type=int,
+    group.add_argument("--d-model", type=positive_int, help=f"width d_model (default {small['d_model']})")
+    group.add_argument("--num-heads", type=positive_int, help=f"attention heads h (default {small['num_heads']})")
+    group.add_argument("--d-ff", type=positive_int,
                        help=f"feed-forward width d_ff (default {small['d_ff']}; 4 x --d-model when that is given)")
-    group.add_argument("--layers", type=int,
+    group.add_argument("--layers", type=positive_int,
                        help=f"layers in each stack N (default {small['num_encoder_layers']})")
-    group.add_argument("--dropout", type=float, help=f"P_drop (default {small['dropout']})")
+    group.add_argument("--dropout", type=fraction, help=f"P_drop (default {small['dropout']})")
     group.add_argument("--positions", choices=list(POSITION_EMBEDDING_TYPES),
                        help=f"position encoding (default {_config_default('position_embedding_type')})")
     group.add_argument("--activation", choices=list(ACTIVATIONS),
@@ -86,6 +188,18 @@ def _config_default(field: str):
     return PRESETS[DEFAULT_PRESET].get(field, getattr(VaswaniConfig(), field))
 
 
+# The schedules `Trainer` builds from --lr and --warmup alone (the others need settings the command line lacks).
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
+
+
+def _schedulers() -> list[str]:
+    from transformers.trainer_utils import SchedulerType
+
+    known = {kind.value for kind in SchedulerType}
+    return [name for name in SCHEDULERS if name in known]
+
+
 def _smoothed_tasks() -> list[str]:
     from .training.task_table import TASKS, tasks_of
 
@@ -98,18 +212,22 @@ def _add_training(parser):
 
     group = parser.add_argument_group("training")
     group.add_argument("--output", required=True, type=Path, help="folder for the finished model (Hub-ready)")
-    group.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
-    group.add_argument("--steps", type=int, help="optimizer steps (default: --epochs)")
-    group.add_argument("--epochs", type=float, default=1.0, help="passes over the data (default 1)")
-    group.add_argument("--batch-size", type=int, default=16, help="examples per step and process (default 16)")
-    group.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (AdamW; default 5e-4)")
-    group.add_argument("--warmup", type=float, default=0.05, help="warm-up steps, or a fraction of them (default 0.05)")
-    group.add_argument("--lr-scheduler", default="linear", help="linear, cosine, constant_with_warmup, ...")
-    group.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
-    group.add_argument("--adam-beta2", type=float, default=0.999, help="AdamW beta2 (default 0.999)")
-    group.add_argument("--gradient-accumulation", type=int, default=1, help="steps to accumulate (default 1)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --output folder (and start afresh over an earlier run's checkpoints)")
+    group.add_argument("--steps", type=positive_int, help="optimizer steps (instead of --epochs)")
+    group.add_argument("--epochs", type=positive_float, default=1.0, help="passes over the data (default 1)")
+    group.add_argument("--batch-size", type=positive_int, default=16,
+                       help="examples per step and process (default 16)")
+    group.add_argument("--lr", type=nonnegative_float, default=5e-4, help="peak learning rate (AdamW; default 5e-4)")
+    group.add_argument("--warmup", type=warmup_amount, default=0.05,
+                       help="warm-up: a fraction of the steps below 1, or a number of steps (default 0.05)")
+    group.add_argument("--lr-scheduler", default="linear", choices=_schedulers(), metavar="SCHEDULER",
+                       help=f"the learning rate's schedule: {', '.join(_schedulers())} (default linear)")
+    group.add_argument("--weight-decay", type=nonnegative_float, default=0.01, help="AdamW weight decay (default 0.01)")
+    group.add_argument("--adam-beta2", type=fraction, default=0.999, help="AdamW beta2 (default 0.999)")
+    group.add_argument("--gradient-accumulation", type=positive_int, default=1, help="steps to accumulate (default 1)")
     group.add_argument(
-        "--label-smoothing", type=float,
+        "--label-smoothing", type=fraction,
         help=f"epsilon_ls in [0, 1) of the training steps' loss, for token prediction ({', '.join(_smoothed_tasks())}"
         f"); evaluation losses are never smoothed (default 0, or {recipe.LABEL_SMOOTHING} with --paper-recipe)",
     )
@@ -121,14 +239,17 @@ def _add_training(parser):
         f"smoothing {recipe.LABEL_SMOOTHING} (token prediction), beam {recipe.NUM_BEAMS} with length penalty "
         f"{recipe.LENGTH_PENALTY} for evaluation",
     )
-    group.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the paper's learning rate")
-    group.add_argument("--average-last", type=int, default=0, help="end on the average of the last N checkpoints")
-    group.add_argument("--save-steps", type=int, help="write a checkpoint every N steps to <output>.checkpoints/")
-    group.add_argument("--eval-steps", type=int, help="evaluate every N steps as well as at the end")
+    group.add_argument("--lr-scale", type=nonnegative_float, default=1.0,
+                       help="with --paper-recipe: multiplies the paper's learning rate (default 1)")
+    group.add_argument("--average-last", type=nonnegative_int, default=0,
+                       help="end on the average of the last N checkpoints (with --save-steps)")
+    group.add_argument("--save-steps", type=positive_int,
+                       help="write a checkpoint every N steps to <output>.checkpoints/")
+    group.add_argument("--eval-steps", type=positive_int, help="evaluate every N steps as well as at the end")
     group.add_argument("--resume", action="store_true", help="resume from the last complete checkpoint")
     group.add_argument("--fsdp", action="store_true", help="shard with FSDP (one unit per layer) under torchrun")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    group.add_argument("--logging-steps", type=int, default=50, help="log the loss every N steps (default 50)")
+    group.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    group.add_argument("--logging-steps", type=positive_int, default=50, help="log the loss every N steps (default 50)")
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -136,21 +257,21 @@ def _add_generation(parser, beams_default=None):
     from .training.recipe import LENGTH_PENALTY
 
     group = parser.add_argument_group("generation")
-    group.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (default 64)")
-    group.add_argument("--num-beams", type=int, default=beams_default, help="beam search width (default greedy)")
-    group.add_argument("--length-penalty", type=float, help=f"beam length penalty alpha (paper: {LENGTH_PENALTY})")
+    group.add_argument("--max-new-tokens", type=positive_int, default=64, help="tokens to generate (default 64)")
+    group.add_argument("--num-beams", type=positive_int, default=beams_default, help="beam search width (default greedy)")
+    group.add_argument("--length-penalty", type=finite_float,
+                       help=f"beam length penalty alpha (with --num-beams; paper: {LENGTH_PENALTY})")
     group.add_argument("--do-sample", action="store_true", help="sample instead of searching")
-    group.add_argument("--temperature", type=float, help="sampling temperature")
-    group.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    group.add_argument("--top-p", type=float, help="sample from the smallest set with this total probability")
+    group.add_argument("--temperature", type=positive_float, help="sampling temperature (with --do-sample)")
+    group.add_argument("--top-k", type=positive_int, help="sample among the k most likely tokens (with --do-sample)")
+    group.add_argument("--top-p", type=probability,
+                       help="sample from the smallest set with this total probability (with --do-sample)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .training.task_table import tasks_of
 
-    parser = argparse.ArgumentParser(
-        prog="vaswani", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog="vaswani", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("train-tokenizer", help="learn a vocabulary from text",
@@ -160,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wordpiece (BERT-style), byte-bpe (GPT-style), shared-bpe (translation), char")
     p.add_argument("--columns", nargs="+", help="text columns of a table (default: text, or every text column)")
     p.add_argument("--split", help="rows of this split only")
-    p.add_argument("--vocab-size", type=int, default=8000, help="vocabulary size (default 8000)")
-    p.add_argument("--max-length", type=int, default=512, help="model_max_length (default 512)")
+    p.add_argument("--vocab-size", type=positive_int, default=8000, help="vocabulary size (default 8000)")
+    p.add_argument("--max-length", type=positive_int, default=512, help="model_max_length (default 512)")
     p.add_argument("--output", required=True, type=Path, help="folder to save the tokenizer in")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
 
     p = commands.add_parser("pretrain", help="train a new model from scratch",
                             description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP) "
@@ -171,8 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nsp", action="store_true", help="with mlm: add next-sentence prediction (VaswaniForPreTraining)")
     p.add_argument("--tokenizer", required=True, type=Path, help="a tokenizer folder (vaswani train-tokenizer)")
     _add_task_options(_add_data(p), tasks_of("pretrain"))
-    p.add_argument("--validation-fraction", type=float, default=0.1,
-                   help="clm on a .txt file: the last fraction of the text is for validation (default 0.1)")
+    p.add_argument("--validation-fraction", type=fraction, default=0.1,
+                   help="clm on a .txt file: the last fraction of the text is for validation (default 0.1; 0: none)")
     _add_architecture(p)
     _add_training(p)
     _add_generation(p)
@@ -195,12 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_argument_group("data")
     group.add_argument("--data", required=True, help="evaluation data: a file, a saved dataset folder or a Hub name")
     group.add_argument("--split", default="test", help="split to evaluate (default test)")
-    group.add_argument("--samples", type=int, help="at most this many rows")
+    group.add_argument("--samples", type=positive_int, help="at most this many rows")
     _add_task_options(group, tasks_of("evaluate"))
-    group.add_argument("--validation-fraction", type=float,
+    group.add_argument("--validation-fraction", type=fraction,
                        help="clm on a .txt file: evaluate on the last fraction of the text only (as pretrain holds out)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (default 32)")
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     _add_generation(p)
 
     p = commands.add_parser("generate", help="continue or translate text with a saved model",
@@ -208,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(translation).")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--prompt", required=True, action="append", help="a prompt or source text (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed of sampling (default 0)")
     _add_generation(p)
 
     p = commands.add_parser("push", help="upload a saved model folder to the Hub",
@@ -228,6 +351,128 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="folder for the converted model (Hub-ready)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     return parser
+
+
+# -- Settings that fit together: checked before any work ---------------------------------------------------------------
+GENERATION_OPTIONS = ("max_new_tokens", "num_beams", "length_penalty", "do_sample", "temperature", "top_k", "top_p")
+SAMPLING_OPTIONS = ("temperature", "top_k", "top_p")
+# AdamW's settings: the paper's recipe brings its own optimiser and schedule (`recipe.paper_optimizer`).
+ADAMW_OPTIONS = ("lr", "warmup", "lr_scheduler", "weight_decay", "adam_beta2")
+ARCHITECTURE_OPTIONS = ("preset", "d_model", "num_heads", "d_ff", "layers", "dropout", "positions", "activation",
+                        "norm_first", "no_embedding_scale")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _task_of(args):
+    """The task a training or evaluation command runs (None for the others)."""
+    from .training.task_table import TASKS, pretraining_task
+
+    if args.command == "pretrain":
+        return pretraining_task(args.objective, args.nsp)
+    if args.command in ("finetune", "evaluate"):
+        return TASKS[args.task]
+    return None
+
+
+def validate_args(args) -> None:
+    """
+    Refuse, before any work, settings that do not fit together, each as a `UsageError` naming the option and the
+    fix. (Each value alone was checked by its option's type while parsing.) Every command calls this first.
+    """
+    from .training.data import UsageError
+    from .training.recipe import NUM_BEAMS
+
+    chosen = given(args)
+    command = args.command
+    task = _task_of(args)
+    training = command in ("pretrain", "finetune")
+    generates = command == "generate" or (task is not None and task.name == "seq2seq")
+
+    if command == "generate":
+        empty = [i + 1 for i, prompt in enumerate(args.prompt) if prompt == ""]
+        if empty:
+            raise UsageError(f"--prompt number {empty[0]} is empty: give the text to continue or translate.")
+    if training:
+        if "steps" in chosen and "epochs" in chosen:
+            raise UsageError("--steps and --epochs both set the run's length: pass one of them.")
+        if args.paper_recipe:
+            for dest in ADAMW_OPTIONS:
+                if dest in chosen:
+                    raise UsageError(
+                        f"{_flag(dest)} does not apply with --paper-recipe, which brings its own optimiser and "
+                        f"schedule (scale its rate with --lr-scale): drop {_flag(dest)} or --paper-recipe."
+                    )
+        elif "lr_scale" in chosen:
+            raise UsageError("--lr-scale scales the paper's schedule: add --paper-recipe, or set the rate with --lr.")
+        if args.average_last > 1:
+            if not args.save_steps:
+                raise UsageError(f"--average-last {args.average_last} averages checkpoints: add --save-steps N "
+                                 f"(a checkpoint every N steps).")
+            if args.steps and args.steps // args.save_steps < args.average_last:
+                raise UsageError(
+                    f"--average-last {args.average_last} needs {args.average_last} checkpoints, but --steps "
+                    f"{args.steps} with --save-steps {args.save_steps} writes {args.steps // args.save_steps}: lower "
+                    f"--save-steps or --average-last."
+                )
+        for dest in ("save_steps", "eval_steps"):
+            value = getattr(args, dest)
+            if value and args.steps and value > args.steps:
+                raise UsageError(f"{_flag(dest)} {value} is more than --steps {args.steps}, so it would never come: "
+                                 f"lower {_flag(dest)}.")
+        if command == "pretrain" and args.nsp and args.objective != "mlm":
+            raise UsageError(f"--nsp adds next-sentence prediction to --objective mlm, not {args.objective}: drop "
+                             f"--nsp or choose --objective mlm.")
+        if command == "finetune" and args.model is not None:
+            for dest in ARCHITECTURE_OPTIONS:
+                if dest in chosen:
+                    raise UsageError(f"{_flag(dest)} shapes a new model, and --model {args.model} has its shape: drop "
+                                     f"{_flag(dest)}, or drop --model to train a new model.")
+        if command == "pretrain" or (command == "finetune" and args.model is None):
+            _check_heads(args)
+    if "validation_fraction" in chosen and (task is None or task.name != "clm"):
+        raise UsageError(f"--validation-fraction holds out the end of a .txt file for clm, not for {task.name}: use "
+                         f"--eval-data or a split instead.")
+    if task is not None and task.name == "question-answering" and args.doc_stride >= args.max_length:
+        raise UsageError(f"--doc-stride {args.doc_stride} must be below --max-length {args.max_length} (the windows "
+                         f"overlap by it): lower --doc-stride.")
+    if command in ("pretrain", "finetune", "evaluate", "generate"):
+        if not generates:
+            for dest in GENERATION_OPTIONS:
+                if dest in chosen:
+                    raise UsageError(f"{_flag(dest)}: {command} {task.name} generates no text (only seq2seq is "
+                                     f"scored on generated text): drop {_flag(dest)}.")
+        for dest in SAMPLING_OPTIONS:
+            if dest in chosen and not args.do_sample:
+                raise UsageError(f"{_flag(dest)} shapes sampling: add --do-sample, or drop {_flag(dest)}.")
+        beams = args.num_beams or (NUM_BEAMS if training and args.paper_recipe else 1)
+        if "length_penalty" in chosen and beams < 2:
+            raise UsageError("--length-penalty applies to beam search: add --num-beams N (N of 2 or more), or drop "
+                             "--length-penalty.")
+
+
+def _check_heads(args) -> None:
+    """A new model's width must split evenly across its heads (the preset's values where the options leave them)."""
+    from .training.data import UsageError
+
+    preset = PRESETS[args.preset or DEFAULT_PRESET]
+    d_model = args.d_model or preset["d_model"]
+    heads = args.num_heads or preset["num_heads"]
+    if d_model % heads:
+        said = " and ".join(f"{_flag(d)} {getattr(args, d)}" for d in ("d_model", "num_heads") if getattr(args, d))
+        raise UsageError(f"{said}: d_model {d_model} must be a multiple of the {heads} heads: choose values that "
+                         f"divide.")
+
+
+def _check_outputs(args, *inputs) -> None:
+    """Before any work: the --output folder can be written and may be replaced; so may the checkpoint folder."""
+    from .training.run import check_checkpoints, check_output_free
+
+    check_output_free(args.output, args.overwrite, inputs=[(flag, value) for flag, value in inputs if value])
+    if args.command in ("pretrain", "finetune"):
+        check_checkpoints(args.output, args.resume, args.overwrite)
 
 
 # -- Helpers ------------------------------------------------------------------------------------------------------------
@@ -305,6 +550,39 @@ def _new_config(args, tokenizer, **defaults):
     return config_from_tokenizer(tokenizer, config=VaswaniConfig.from_preset(preset), **settings)
 
 
+def _fit_tokenizer_to_positions(tokenizer, config) -> None:
+    """
+    A new model with learned positions takes at most `max_position_embeddings` tokens: the tokenizer saved with it
+    truncates there (`model_max_length`), so that no input of the saved folder runs past the positions.
+    """
+    positions = config.max_position_embeddings
+    if config.position_embedding_type == "learned" and tokenizer.model_max_length > positions:
+        _say(f"The tokenizer's model_max_length {tokenizer.model_max_length} is lowered to {positions}, the model's "
+             f"learned positions (inputs are truncated there).")
+        tokenizer.model_max_length = positions
+
+
+def _fit_lengths_to_positions(args, task, config) -> None:
+    """
+    A saved model with learned positions takes at most `max_position_embeddings` tokens: a --max-length or
+    --block-size beyond them is refused when given, and lowered to fit (said aloud) when it is the default.
+    """
+    from .training.data import UsageError
+
+    if config.position_embedding_type != "learned":
+        return
+    positions = config.max_position_embeddings
+    dest, limit = ("block_size", positions - 1) if task.name == "clm" else ("max_length", positions)
+    value = getattr(args, dest, None)
+    if value is None or value <= limit:
+        return
+    if dest in given(args):
+        raise UsageError(f"{_flag(dest)} {value} runs past the model's {positions} learned positions: pass "
+                         f"{_flag(dest)} {limit} or less.")
+    _say(f"{_flag(dest)} is {limit} (not the default {value}): the model has {positions} learned positions.")
+    setattr(args, dest, limit)
+
+
 def _label_smoothing(args, task) -> float:
     """epsilon_ls of the training steps: --label-smoothing, else the paper's under --paper-recipe for token
     prediction, else none. A positive one for a head whose loss takes none is refused."""
@@ -332,7 +610,7 @@ def _settings(args, label_smoothing: float):
         paper_recipe=args.paper_recipe, lr_scale=args.lr_scale, seed=args.seed, save_steps=args.save_steps,
         eval_steps=args.eval_steps, logging_steps=args.logging_steps, resume=args.resume,
         average_last=args.average_last, fsdp=args.fsdp, lr_scheduler=args.lr_scheduler, quiet=args.quiet,
-        label_smoothing=label_smoothing, extra={"adam_beta2": args.adam_beta2},
+        label_smoothing=label_smoothing, overwrite=args.overwrite, extra={"adam_beta2": args.adam_beta2},
     )
 
 
@@ -365,34 +643,32 @@ def _summary(title: str, metrics: dict, started: float, output=None):
 # -- Commands -----------------------------------------------------------------------------------------------------------
 def cmd_train_tokenizer(args):
     from .tokenization import train_tokenizer
-    from .training.data import UsageError, load_table
+    from .training.data import UsageError, is_text_file, load_table, read_text, require_columns
+    from .training.run import folder_written_whole
 
+    validate_args(args)
+    _check_outputs(args, *(("--data", item) for item in args.data))
     started = time.perf_counter()
-    sources = []
-    for item in args.data:
-        path = Path(item)
-        if path.suffix == ".txt" and not args.columns and path.is_file():
-            sources.append(str(path))
-        else:
-            sources.append(load_table(item, args.split))
     texts = []
-    for source in sources:
-        if isinstance(source, str):
-            texts.append(source)
-        else:
-            columns = args.columns or [c for c, f in source.features.items() if getattr(f, "dtype", "") == "string"
-                                       and c not in ("split", "ref")]
-            from .training.data import require_columns
-
-            require_columns(source, columns, "the data")
-            texts.extend(t for c in columns for t in source[c] if t)
+    for item in args.data:
+        if is_text_file(item) and not args.columns:
+            text = read_text(item)  # decompressed when gzipped
+            # characters: the whole text, newlines included; words: one text per non-empty line
+            texts.extend([text] if args.kind == "char" else [line for line in text.split("\n") if line.strip()])
+            continue
+        source = load_table(item, args.split)
+        columns = args.columns or [c for c, f in source.features.items() if getattr(f, "dtype", "") == "string"
+                                   and c not in ("split", "ref")]
+        require_columns(source, columns, "the data")
+        texts.extend(t for c in columns for t in source[c] if t)
     if not texts:
         raise UsageError("No text to train the tokenizer on.")
-    if args.kind == "char" and all(isinstance(t, str) and Path(t).is_file() for t in texts):
-        texts = [Path(t).read_text(encoding="utf-8") for t in texts]  # characters: newlines included
     tokenizer = train_tokenizer(texts, kind=args.kind, vocab_size=args.vocab_size, model_max_length=args.max_length)
-    args.output.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(args.output)
+    try:
+        with folder_written_whole(args.output, args.overwrite) as staging:
+            tokenizer.save_pretrained(staging)
+    except FileExistsError:
+        raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
     _summary("tokenizer", {"kind": args.kind, "vocabulary": len(tokenizer)}, started, args.output)
     return {"vocabulary": len(tokenizer)}
 
@@ -404,6 +680,46 @@ def _running_text(path, fraction: float | None) -> tuple[str, str | None]:
     text = read_text(path)
     cut = int(len(text) * (1 - fraction)) if fraction else len(text)
     return text[:cut], text[cut:] or None
+
+
+def _training_rows(args, task) -> str:
+    """What of --data a run trains on, for the model card: part or all of a running text, or a split's rows."""
+    from .training.data import is_text_file
+
+    if not (task.running_text and is_text_file(args.data)):
+        return f"split {getattr(args, 'split', 'train')!r}"
+    if args.eval_data or not args.validation_fraction:
+        return "the whole text"
+    return f"the first {1 - args.validation_fraction:.0%} of the text"
+
+
+def _refuse_row_options(args, dests) -> None:
+    """Refuse options that choose rows (splits, counts) given for a running text, which has no rows."""
+    from .training.data import UsageError
+
+    for dest in dests:
+        if dest in given(args):
+            raise UsageError(f"{_flag(dest)} chooses rows of a table, and a clm's .txt file is one running text: drop "
+                             f"{_flag(dest)} (--validation-fraction holds out the end of the text).")
+
+
+def _pretraining_rows(args, task):
+    """Training and evaluation rows: a running text cut in two (or whole, with --eval-data), or tables."""
+    from .training.data import UsageError, is_text_file, load_table, read_text
+
+    if task.running_text and is_text_file(args.data):
+        if args.eval_data and "validation_fraction" in given(args):
+            raise UsageError("--validation-fraction and --eval-data both choose the evaluation text: pass one.")
+        evaluation_is_text = not args.eval_data or is_text_file(args.eval_data)
+        _refuse_row_options(args, ["split"] + (["eval_split", "eval_samples"] if evaluation_is_text else []))
+        if args.eval_data:
+            evaluation = read_text(args.eval_data) if evaluation_is_text else _eval_table(args)
+            return read_text(args.data), evaluation
+        return _running_text(args.data, args.validation_fraction)
+    if "validation_fraction" in given(args):
+        raise UsageError(f"--validation-fraction holds out the end of a .txt file, and {args.data} is a table: use "
+                         f"its split column (--eval-split) or --eval-data.")
+    return load_table(args.data, args.split), _eval_table(args)
 
 
 def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedure: str, started: float,
@@ -418,6 +734,9 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
 
     if len(prepared.train) == 0:
         raise UsageError(f"{args.data} gave no training examples.")
+    if args.eval_steps and prepared.eval is None:
+        raise UsageError(f"--eval-steps {args.eval_steps}: there is no evaluation data (pass --eval-data, or data "
+                         f"with an --eval-split): drop --eval-steps or give some.")
     _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
                          examples=len(prepared.train)))
     trainer, eval_loss = train(model, tokenizer, prepared, _settings(args, label_smoothing), task.trainer)
@@ -428,29 +747,26 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
         scores, examples = task.scores(model, tokenizer, eval_rows, TaskOptions.of(args), prepared, trainer,
                                        _generation_kwargs(args, paper=args.paper_recipe))
         metrics.update(scores)
-    _record_card(model, args, metrics, procedure, label_smoothing)
+    _record_card(model, args, metrics, procedure, label_smoothing, _training_rows(args, task))
     publish(trainer, args.output, args.overwrite)
     _summary(procedure, metrics, started, args.output)
     return metrics, examples
 
 
 def cmd_pretrain(args):
-    from .training.data import load_table
-    from .training.run import check_output_free
     from .training.task_table import TaskOptions, pretraining_task
 
+    validate_args(args)
     started = time.perf_counter()
     task = pretraining_task(args.objective, args.nsp)
     label_smoothing = _label_smoothing(args, task)
-    check_output_free(args.output, args.overwrite)
+    _check_outputs(args, ("--data", args.data), ("--eval-data", args.eval_data), ("--tokenizer", args.tokenizer))
     set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
     tokenizer = _load_tokenizer(args.tokenizer)
     options = TaskOptions.of(args)
-    if task.running_text and Path(args.data).suffix == ".txt":
-        train_rows, eval_rows = _running_text(args.data, args.validation_fraction)
-    else:
-        train_rows, eval_rows = load_table(args.data, args.split), _eval_table(args)
+    train_rows, eval_rows = _pretraining_rows(args, task)
     config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
+    _fit_tokenizer_to_positions(tokenizer, config)
     model = task.auto_class().from_config(config)
     prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
     metrics, examples = _train_and_record(
@@ -463,19 +779,26 @@ def cmd_pretrain(args):
 
 
 def cmd_finetune(args):
+    from transformers import AutoConfig
+
     from .tokenization import check_tokenizer_fits
     from .training.data import UsageError, load_table
-    from .training.run import check_output_free
     from .training.task_table import TASKS, TaskOptions
 
+    validate_args(args)
     started = time.perf_counter()
     task = TASKS[args.task]
     label_smoothing = _label_smoothing(args, task)
-    check_output_free(args.output, args.overwrite)
-    set_seed(args.seed)  # before a new model or head is built
     if args.model is None and args.tokenizer is None:
         raise UsageError("Pass --model (a saved model to fine-tune) or --tokenizer (to train a new one).")
+    _check_outputs(args, ("--data", args.data), ("--eval-data", args.eval_data), ("--tokenizer", args.tokenizer),
+                   ("--model", args.model))
+    set_seed(args.seed)  # before a new model or head is built
     tokenizer = _load_tokenizer(args.tokenizer or args.model)
+    if args.model is not None:
+        if not (args.model / "config.json").is_file():
+            raise UsageError(f"No model in {args.model} (config.json missing): pass a folder a vaswani command wrote.")
+        _fit_lengths_to_positions(args, task, AutoConfig.from_pretrained(str(args.model)))
     options = TaskOptions.of(args)
     train_rows, eval_rows = load_table(args.data, args.split), _eval_table(args)
     prepared, labels = None, {}
@@ -485,11 +808,10 @@ def cmd_finetune(args):
         labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}} if names else {}
     auto = task.auto_class()
     if args.model is not None:
-        from transformers import AutoConfig
-
         model = auto.from_pretrained(str(args.model), config=AutoConfig.from_pretrained(str(args.model), **labels))
     else:
         config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options), **labels)
+        _fit_tokenizer_to_positions(tokenizer, config)
         model = auto.from_config(config)
     check_tokenizer_fits(model.config, tokenizer)
     if prepared is None:  # the collator may need the model (seq2seq's decoder inputs)
@@ -499,8 +821,9 @@ def cmd_finetune(args):
     return metrics
 
 
-def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: float = 0.0):
-    """Training facts for the model card the saved folder carries."""
+def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: float = 0.0,
+                 rows: str | None = None):
+    """Training facts for the model card the saved folder carries (`rows`: what of the data it trained on)."""
     from .training import recipe
 
     data = dict(model.config.model_card_data or {})
@@ -525,27 +848,47 @@ def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: fl
     length = f"{args.steps} steps" if args.steps else f"{args.epochs} epoch(s)"
     line = f"`vaswani {procedure}`: {length}, batch {args.batch_size}, {recipe_used}, seed {args.seed}."
     data["training_procedure"] = f"{history}\n\n{line}".strip()
-    held_out = getattr(args, "validation_fraction", None) if str(args.data).endswith(".txt") else None
-    rows = f"the first {1 - held_out:.0%} of the text" if held_out else f"split {getattr(args, 'split', 'train')!r}"
-    data["training_data"] = f"`{source}`, {rows}."
+    data["training_data"] = f"`{source}`, {rows or 'split ' + repr(getattr(args, 'split', 'train'))}."
     model.config.model_card_data = data
+
+
+def _write_json(path: Path, content) -> None:
+    """Write `content` as JSON to `path` whole or not at all (a temporary file beside it, then one rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
+                                         delete=False, encoding="utf-8")
+    try:
+        with handle:
+            handle.write(json.dumps(content, indent=2) + "\n")
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
 
 
 def cmd_evaluate(args):
     from transformers import TrainingArguments
 
     from .tokenization import check_tokenizer_fits
-    from .training.data import load_table
-    from .training.run import VaswaniTrainer
+    from .training.data import UsageError, is_text_file, load_table
+    from .training.run import VaswaniTrainer, check_writable_file
     from .training.task_table import TASKS, TaskOptions
 
+    validate_args(args)
     started = time.perf_counter()
     task = TASKS[args.task]
-    options = TaskOptions.of(args)
+    if args.json:
+        check_writable_file(args.json, "--json", args.overwrite)
+    running_text = task.running_text and is_text_file(args.data)
+    if running_text:
+        _refuse_row_options(args, ["split", "samples"])
     tokenizer = _load_tokenizer(args.model)
     model = _load_model(args.model, task.auto_class()).eval()
     check_tokenizer_fits(model.config, tokenizer)
-    if task.running_text and Path(args.data).suffix == ".txt":
+    _fit_lengths_to_positions(args, task, model.config)
+    options = TaskOptions.of(args)
+    if running_text:
         whole, tail = _running_text(args.data, args.validation_fraction)
         rows = (tail or "") if args.validation_fraction else whole  # the part pretrain held out, or all of it
     else:
@@ -566,21 +909,69 @@ def cmd_evaluate(args):
             metrics, _ = task.scores(model, tokenizer, rows, options, prepared, trainer, _generation_kwargs(args))
     _summary(f"evaluate {args.task} on {args.data} ({args.split})", metrics, started)
     if args.json:
-        args.json.write_text(json.dumps(metrics, indent=2) + "\n")
+        _write_json(args.json, metrics)
     return metrics
+
+
+def _fit_generation_to_positions(args, model, tokenizer) -> int:
+    """
+    Prompts and --max-new-tokens that the model can take, checked before generating: a prompt longer than the
+    tokenizer's `model_max_length` is refused (truncating would silently drop its end); with learned positions, a
+    causal prompt and its continuation must fit in `max_position_embeddings`, and so must a seq2seq source and its
+    translation, each. A --max-new-tokens that cannot fit is refused when given, and lowered (said aloud) when it is
+    the default. Returns the prompts' truncation length.
+    """
+    from .training.data import UsageError
+
+    config = model.config
+    limit = tokenizer.model_max_length
+    lengths = [len(ids) for ids in tokenizer(args.prompt, add_special_tokens=True)["input_ids"]]
+    if max(lengths) > limit:  # truncating would drop the end of the prompt, the part a continuation follows
+        number = lengths.index(max(lengths)) + 1
+        raise UsageError(f"--prompt number {number} has {max(lengths)} tokens, more than the {limit} the model's "
+                         f"tokenizer takes (model_max_length): shorten it.")
+    if config.position_embedding_type != "learned":
+        return limit
+    positions = config.max_position_embeddings
+    longest = max(lengths)
+    if config.is_encoder_decoder:  # the source has the encoder's positions; the decoder starts from one token
+        if longest > positions:
+            raise UsageError(f"--prompt of {longest} tokens runs past the model's {positions} learned positions: "
+                             f"shorten it.")
+        room, longest = positions - 1, 0
+    else:
+        room = positions - longest
+        if room < 1:
+            raise UsageError(f"--prompt of {longest} tokens fills the model's {positions} learned positions: shorten "
+                             f"it, leaving room for --max-new-tokens.")
+    if args.max_new_tokens > room:
+        prompt = f" after a prompt of {longest} tokens" if longest else ""
+        if "max_new_tokens" in given(args):
+            raise UsageError(f"--max-new-tokens {args.max_new_tokens} runs past the model's {positions} learned "
+                             f"positions{prompt}: pass --max-new-tokens {room} or less.")
+        _say(f"--max-new-tokens is {room} (not the default {args.max_new_tokens}): the model has {positions} learned "
+             f"positions{prompt}.")
+        args.max_new_tokens = room
+    return limit
 
 
 def cmd_generate(args):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    from .training.data import UsageError
     from .training.tasks import generate_texts
 
+    validate_args(args)
     config = AutoConfig.from_pretrained(str(args.model)) if (args.model / "config.json").is_file() else None
     auto = AutoModelForSeq2SeqLM if config is not None and config.is_encoder_decoder else AutoModelForCausalLM
     model = _load_model(args.model, auto)
     tokenizer = _load_tokenizer(args.model)
+    for number, ids in enumerate(tokenizer(args.prompt, add_special_tokens=False)["input_ids"], 1):
+        if not ids:
+            raise UsageError(f"--prompt number {number} ({args.prompt[number - 1]!r}) gives no tokens: give some text.")
+    limit = _fit_generation_to_positions(args, model, tokenizer)
     torch.manual_seed(args.seed)
-    texts = generate_texts(model, tokenizer, args.prompt, tokenizer.model_max_length, **_generation_kwargs(args))
+    texts = generate_texts(model, tokenizer, args.prompt, limit, **_generation_kwargs(args))
     for prompt, text in zip(args.prompt, texts):
         print(f">>> {prompt}\n{text if config.is_encoder_decoder else prompt + text}\n")
     return {"generated": texts}
@@ -591,6 +982,7 @@ def cmd_push(args):
 
     from .training.data import UsageError
 
+    validate_args(args)
     if not (args.model / "config.json").is_file():
         raise UsageError(f"No model in {args.model} (config.json missing).")
     api = hf_api()
@@ -605,15 +997,14 @@ def cmd_push(args):
 
 
 def cmd_convert(args):
-    import shutil
-
     from transformers import AutoTokenizer
 
     from .convert import ConversionError, convert
     from .training.data import UsageError
-    from .training.run import check_output_free
+    from .training.run import folder_written_whole
 
-    check_output_free(args.output, args.overwrite)
+    validate_args(args)
+    _check_outputs(args, ("--source", args.source))
     started = time.perf_counter()
     try:
         model = convert(args.source, architecture=args.architecture)
@@ -624,17 +1015,15 @@ def cmd_convert(args):
         tokenizer = AutoTokenizer.from_pretrained(args.source)
     except Exception:  # a checkpoint without a tokenizer converts all the same
         tokenizer = None
-    staging = args.output.parent / f".{args.output.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    if tokenizer is not None:
+        _fit_tokenizer_to_positions(tokenizer, model.config)
     try:
-        model.save_pretrained(staging)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
-        if args.output.exists():
-            shutil.rmtree(args.output)
-        os.replace(staging, args.output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with folder_written_whole(args.output, args.overwrite) as staging:
+            model.save_pretrained(staging)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+    except FileExistsError:
+        raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
     facts = {
         "source": args.source,
         "model": type(model).__name__,
@@ -657,28 +1046,57 @@ COMMANDS = {
 }
 
 
+def _one_line(error: BaseException) -> str:
+    """An error's message as one line (a multi-line message from a library is joined)."""
+    text = " ".join(part.strip() for part in str(error).strip().splitlines() if part.strip())
+    return text or type(error).__name__
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(error, RuntimeError) and "DefaultCPUAllocator" in str(error)
+    )
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # weight-loading bars; Trainer keeps its own progress bar
-    logging.getLogger("datasets").setLevel(logging.ERROR)
-    import datasets
-
-    datasets.disable_progress_bars()
-    import vaswani  # noqa: F401  (registers the family with the Auto classes)
-
-    from .training.data import UsageError
-
+    """
+    Run one command: exit code 0 when it is done, 2 (one line on stderr, nothing written) when what was asked for
+    is wrong, 130 (one line) on Ctrl-C, which keeps the checkpoints written so far and leaves any output folder as
+    it was, or whole.
+    """
+    command = "vaswani"
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as stop:  # argparse: --help (0), which exits as it does, or a usage error, said already
+            if not stop.code:
+                raise
+            return stop.code
+        command = f"vaswani {args.command}"
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # weight-loading bars; Trainer keeps its own progress bar
+        logging.getLogger("datasets").setLevel(logging.ERROR)
+        import datasets
+
+        datasets.disable_progress_bars()
+        import vaswani  # noqa: F401  (registers the family with the Auto classes)
+
         COMMANDS[args.command](args)
-    except UsageError as error:
-        print(f"vaswani {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        after_echo = "\n" if sys.stderr.isatty() else ""  # a terminal shows ^C where the line would start
+        print(f"{after_echo}{command}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except ValueError as error:  # UsageError, or a model or tokenizer refusing bad input: the user's to fix
+        print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as error:  # a model or tokenizer refusing bad input: still the user's to fix
-        print(f"vaswani {args.command}: error: {error}", file=sys.stderr)
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        print(f"{command}: error: out of memory ({_one_line(error)[:200]}): lower --batch-size, or the model's size "
+              f"(--d-model, --d-ff, --layers).", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

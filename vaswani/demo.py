@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     print("== 1. A character tokenizer for Tiny Shakespeare")
     code = cli.main(["train-tokenizer", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "1024",
-                     "--output", str(tokenizer_dir)])
+                     "--output", str(tokenizer_dir), "--overwrite"])
     if code:
         return code
 

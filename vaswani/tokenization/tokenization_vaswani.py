@@ -190,8 +190,20 @@ def config_from_tokenizer(tokenizer, config: VaswaniConfig | None = None, **over
 
 
 def check_tokenizer_fits(config: VaswaniConfig, tokenizer) -> None:
-    """Raise a `ValueError` naming every disagreement between a model config and a tokenizer."""
+    """
+    Raise a `ValueError` naming every disagreement between a model config and a tokenizer: a vocabulary larger than
+    the model's, special token ids that differ, and a `model_max_length` beyond the model's learned positions (the
+    tokenizer's truncation would let through inputs the model cannot take).
+    """
     problems = []
+    positions = config.max_position_embeddings
+    if config.position_embedding_type == "learned" and tokenizer.model_max_length > positions:
+        shown = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else "unbounded"
+        problems.append(
+            f"the tokenizer's `model_max_length` is {shown} but the model has {positions} learned positions "
+            f"(`max_position_embeddings`), so truncated inputs can be too long (set "
+            f"tokenizer.model_max_length = {positions} and save the tokenizer again)"
+        )
     if len(tokenizer) > config.vocab_size:
         problems.append(
             f"the tokenizer has {len(tokenizer)} tokens but the model's `vocab_size` is {config.vocab_size} "

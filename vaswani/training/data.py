@@ -4,6 +4,10 @@ Reading training and evaluation data: local text, CSV, TSV and JSON files (gzipp
 file, the column or the split, and what to do.
 """
 
+import bz2
+import gzip
+import json
+import lzma
 import os
 from pathlib import Path
 
@@ -20,17 +24,44 @@ class UsageError(ValueError):
     """A problem with what the user asked for (a file, a column, a setting): shown as one line, exit code 2."""
 
 
+# Compressed files are read through these (the README promises gzipped files; bzip2 and xz come free).
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
 def _suffixes(path: Path) -> list[str]:
     suffixes = [s.lower() for s in path.suffixes]
-    return suffixes[:-1] if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz", ".zst") else suffixes
+    return suffixes[:-1] if suffixes and suffixes[-1] in _OPENERS else suffixes
+
+
+def is_text_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is an existing `.txt` file, compressed or not (`x.txt`, `x.txt.gz`, ...)."""
+    path = Path(path)
+    return path.is_file() and _suffixes(path)[-1:] == [".txt"]
+
+
+def open_text(path: str | os.PathLike):
+    """`path` opened for reading text (UTF-8), decompressed when its name ends in .gz, .bz2 or .xz."""
+    path = Path(path)
+    opener = _OPENERS.get(path.suffix.lower())
+    return opener(path, "rt", encoding="utf-8") if opener else path.open(encoding="utf-8")
+
+
+def _read(path: Path) -> str:
+    try:
+        with open_text(path) as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8.") from None
+    except (OSError, EOFError, lzma.LZMAError) as error:  # a truncated or mislabelled archive
+        raise UsageError(f"Could not read {path}: {error}: is it really {path.suffix} compressed?") from None
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """A whole text file as one string (for language modelling on running text)."""
+    """A whole text file as one string (for language modelling on running text), decompressed when gzipped."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"File not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = _read(path)
     if not text.strip():
         raise UsageError(f"{path} is empty: there is nothing to train on.")
     return text
@@ -44,7 +75,13 @@ def load_table(source: str | os.PathLike, split: str | None = None) -> datasets.
     """
     path = Path(source)
     if path.is_dir():
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except FileNotFoundError:
+            raise UsageError(
+                f"{path} is a folder but not a dataset saved with `save_to_disk`: pass a data file (.txt, .csv, .tsv, "
+                f".json, .jsonl) or a folder written by `Dataset.save_to_disk`."
+            ) from None
         if isinstance(loaded, datasets.DatasetDict):
             if split is None or split not in loaded:
                 raise UsageError(f"{path} holds splits {sorted(loaded)}; choose one with --split (got {split!r}).")
@@ -55,14 +92,15 @@ def load_table(source: str | os.PathLike, split: str | None = None) -> datasets.
             try:
                 loaded = datasets.load_dataset(str(source), split=split or "train")
             except Exception as error:  # the Hub's many failure types all mean the same to the user
-                raise UsageError(f"Could not load the Hub dataset {source!r}: {error}") from None
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UsageError(f"Could not load the Hub dataset {source!r}: {first_line}") from None
             return _nonempty(loaded, str(source))
         raise UsageError(f"File not found: {source}")
     kind = _suffixes(path)
     kind = kind[-1] if kind else ".txt"
     try:
         if kind == ".txt":
-            lines = [line.rstrip("\r\n") for line in path.open(encoding="utf-8") if line.strip()]
+            lines = [line for line in _read(path).split("\n") if line.strip()]  # newlines are universal
             table = datasets.Dataset.from_dict({"text": lines})
         elif kind in (".csv", ".tsv"):
             table = datasets.load_dataset(
@@ -70,14 +108,80 @@ def load_table(source: str | os.PathLike, split: str | None = None) -> datasets.
                 keep_default_na=False,
             )
         elif kind in (".json", ".jsonl"):
-            table = datasets.load_dataset("json", data_files=str(path), split="train")
+            try:
+                table = datasets.load_dataset("json", data_files=str(path), split="train")
+            except Exception:
+                raise UsageError(_json_problem(path) or f"Could not read {path} as JSON.") from None
+            _check_one_type_per_column(table, path)
         else:
-            raise UsageError(f"Unsupported file type {''.join(path.suffixes)!r} for {path}: use .txt, .csv, .tsv or .json.")
+            raise UsageError(
+                f"Unsupported file type {''.join(path.suffixes)!r} for {path}: use .txt, .csv, .tsv, .json or .jsonl "
+                f"(gzipped too)."
+            )
     except UsageError:
         raise
     except Exception as error:
-        raise UsageError(f"Could not read {path}: {error}") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"Could not read {path}: {first_line}") from None
     return _select_split(table, split, path)
+
+
+def _json_problem(path: Path) -> str | None:
+    """What is wrong with a JSON or JSON Lines file, as one line naming the line (None if nothing is found)."""
+    text = _read(path)
+    try:  # one JSON document: an array of rows, or an object
+        json.loads(text)
+        return None
+    except ValueError:
+        pass
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            return f"Line {number} of {path} is not valid JSON ({error}): write one JSON object per line."
+        if not isinstance(row, dict):
+            return (f"Line {number} of {path} is a JSON {type(row).__name__}, not an object: write one object per "
+                    f"line, such as {{\"text\": \"...\", \"label\": 0}}.")
+    return None
+
+
+def _has_mixed_types(feature) -> bool:
+    """Whether a datasets feature is (or holds) `Json`: what `datasets` makes of a column whose rows' types differ."""
+    if isinstance(feature, datasets.features.Json):
+        return True
+    if isinstance(feature, dict):
+        return any(_has_mixed_types(f) for f in feature.values())
+    if isinstance(feature, (list, tuple)):
+        return any(_has_mixed_types(f) for f in feature)
+    inner = getattr(feature, "feature", None)
+    return inner is not None and _has_mixed_types(inner)
+
+
+def _type_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+def _check_one_type_per_column(table: datasets.Dataset, path: Path) -> None:
+    """Refuse a JSON column whose rows hold values of different types (a number here, a string there)."""
+    for column, feature in table.features.items():
+        if not _has_mixed_types(feature):
+            continue
+        first, seen = None, None
+        for number, value in enumerate(table[column], 1):
+            if first is None:
+                first = (number, _type_name(value))
+            elif _type_name(value) != first[1]:
+                seen = (number, _type_name(value))
+                break
+        where = (f" (row {first[0]} holds {first[1]}, row {seen[0]} {seen[1]})" if seen else
+                 " (its nested values differ in type)")
+        raise UsageError(
+            f"Column {column!r} of {path} mixes types{where}: give it the same type in every row."
+        )
 
 
 def _looks_like_hub_name(name: str) -> bool:
@@ -110,4 +214,15 @@ def require_columns(table: datasets.Dataset, columns, where: str) -> None:
         )
 
 
-__all__ = ["BIBLE", "DATA_DIR", "ROTTEN_TOMATOES", "SHAKESPEARE", "UsageError", "load_table", "read_text", "require_columns"]
+__all__ = [
+    "BIBLE",
+    "DATA_DIR",
+    "ROTTEN_TOMATOES",
+    "SHAKESPEARE",
+    "UsageError",
+    "is_text_file",
+    "load_table",
+    "open_text",
+    "read_text",
+    "require_columns",
+]

@@ -1,21 +1,34 @@
 """
 Training runs on `Trainer`: one function that trains, resumes, averages checkpoints and evaluates, and one that
-publishes a finished model folder atomically (the output folder appears complete, or not at all). Label smoothing
-is a training setting: the Trainers here pass `smoothing` to the model's forward in training steps only, so
-evaluation losses are never smoothed and the saved model carries no trace of it.
+publishes a finished model folder atomically (the output folder is always the old one or the new one, whole: an
+error, Ctrl-C or a kill at any moment loses neither). Label smoothing is a training setting: the Trainers here pass
+`smoothing` to the model's forward in training steps only, so evaluation losses are never smoothed and the saved
+model carries no trace of it.
+
+A test hook: with `VASWANI_INTERRUPT_AT=PHASE[:SIGNAL]` in the environment, the process sends itself SIGNAL (default
+SIGINT; SIGKILL, SIGTERM, ...) when a run reaches PHASE, so that tests can interrupt every phase of a run
+deterministically. The phases: `before-training` (the Trainer is built), `training` (the first optimizer step is
+done), `checkpoint` (a checkpoint is written), `saving` (the staging folder holds the weights, not yet the
+tokenizer), `swap` (the staging folder is complete and about to replace the output folder), `published` (the new
+folder is in place). Unset, it costs one dictionary look-up per phase.
 """
 
+import contextlib
 import functools
 import inspect
 import math
 import os
 import shutil
+import signal
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import Seq2SeqTrainer, Trainer, TrainingArguments
+from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainingArguments
 
+from ..hub.hub_vaswani import replace_folder, staging_folder
 from .data import UsageError
 from .recipe import LABEL_SMOOTHING, average_checkpoints, complete_checkpoints, paper_optimizer
 from .tasks import Prepared
@@ -51,17 +64,106 @@ class RunSettings:
     lr_scheduler: str = "linear"
     quiet: bool = False
     label_smoothing: float | None = None
+    overwrite: bool = False  # start afresh: an earlier run's checkpoints (without `resume`) are deleted
     extra: dict = field(default_factory=dict)
 
     @property
     def checkpoint_dir(self) -> Path:
-        return Path(str(self.output) + ".checkpoints")
+        return checkpoint_dir_of(self.output)
 
 
-def check_output_free(output: Path, overwrite: bool) -> None:
-    """Refuse to write over a finished model folder unless asked to."""
+def checkpoint_dir_of(output: Path) -> Path:
+    """Where a run writing `output` keeps its checkpoints: `<output>.checkpoints/`."""
+    return Path(str(output) + ".checkpoints")
+
+
+# -- Before any work: where the run will write -------------------------------------------------------------------------
+def check_writable_folder(path: Path, option: str = "--output") -> None:
+    """
+    Refuse, naming `option`, a path where no folder can be written: an existing file, a path below a file, or a
+    place this process may not write in. A folder is written beside `path` and then put in its place, so the test
+    is to make and remove a hidden folder in the nearest existing folder above `path`.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a folder: choose another {option}.")
+    _check_writable_place(path.absolute().parent, path, option)
+
+
+def _check_writable_place(folder: Path, path: Path, option: str) -> None:
+    """Refuse, naming `option` and `path`, when nothing can be written in `folder` or the nearest folder above it."""
+    ancestor = folder
+    while not ancestor.exists():
+        if ancestor.is_symlink():
+            raise UsageError(f"{option} {path}: {ancestor} is a broken link: choose another {option}.")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{option} {path}: {ancestor} is a file, not a folder: choose another {option}.")
+    try:
+        probe = tempfile.mkdtemp(prefix=".vaswani-probe-", dir=ancestor)
+        os.rmdir(probe)
+    except OSError as error:
+        raise UsageError(
+            f"{option} {path}: cannot write in {ancestor} ({error.strerror}): choose another {option}."
+        ) from None
+
+
+def check_writable_file(path: Path, option: str, overwrite: bool = False) -> None:
+    """Refuse, naming `option`, a file path that cannot be written, or an existing file without `overwrite`."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder: name a file.")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{option} {path} already exists: choose another {option} or pass --overwrite.")
+    _check_writable_place(path.absolute().parent, path, option)
+
+
+def check_output_free(output: Path, overwrite: bool, inputs=()) -> None:
+    """
+    Refuse, before any work, an --output the run could not write or must not replace: a file or an unwritable
+    place; an existing non-empty folder without `overwrite`; a folder that holds one of the run's `inputs` (data,
+    tokenizer, model), or the working directory, which replacing it would delete.
+    """
+    output = Path(output)
+    check_writable_folder(output)
+    if output.is_dir():
+        resolved = output.resolve()
+        for kind, given in (("the working directory", Path.cwd()), *inputs):
+            if given is None or _looks_remote(given):
+                continue
+            inside = Path(given).resolve()
+            if inside == resolved and kind in ("--model", "--tokenizer"):
+                continue  # a model fine-tuned in place: the new folder replaces the old one whole, after loading it
+            if inside == resolved or resolved in inside.parents:
+                raise UsageError(
+                    f"--output {output} holds {kind} ({given}): replacing the folder would delete it; choose "
+                    f"another --output."
+                )
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output} already exists and is not empty: choose another --output or pass --overwrite.")
+
+
+def _looks_remote(name) -> bool:
+    return not Path(name).exists()
+
+
+def check_checkpoints(output: Path, resume: bool, overwrite: bool) -> None:
+    """
+    Refuse, before any work, `--resume` without a complete checkpoint, and a fresh run over an earlier run's
+    checkpoints without `--overwrite` (which deletes them when training starts) or `--resume`.
+    """
+    from .recipe import complete_checkpoints
+
+    folder = checkpoint_dir_of(output)
+    if resume:
+        if not complete_checkpoints(folder):
+            raise UsageError(f"--resume: no complete checkpoint in {folder}: drop --resume to start afresh.")
+        return
+    if folder.is_dir() and any(folder.glob("checkpoint-*")) and not overwrite:
+        raise UsageError(
+            f"{folder} holds checkpoints of an earlier run: pass --resume to continue it, or --overwrite to start "
+            f"afresh (they are deleted)."
+        )
 
 
 class LabelSmoothingMixin:
@@ -162,13 +264,119 @@ def _arguments(settings: RunSettings, has_eval: bool, trainer_class, layer_class
     return TrainingArguments(**kwargs)
 
 
+# -- Interrupts --------------------------------------------------------------------------------------------------------
+INTERRUPT_AT = "VASWANI_INTERRUPT_AT"  # the test hook's environment variable (the module's docstring)
+PHASES = ("before-training", "training", "checkpoint", "saving", "swap", "published")
+
+
+def interruption_point(phase: str) -> None:
+    """The test hook: send this process the signal `VASWANI_INTERRUPT_AT` names for `phase` (nothing when unset)."""
+    wanted = os.environ.get(INTERRUPT_AT)
+    if not wanted:
+        return
+    name, _, signal_name = wanted.partition(":")
+    if name == phase:
+        os.kill(os.getpid(), getattr(signal, signal_name or "SIGINT"))
+
+
+class _InterruptionPoints(TrainerCallback):
+    """The test hook's `training` phase (after the first optimizer step) and `checkpoint` phase (after a checkpoint
+    is written); added to the Trainer only when the hook is set."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 1:
+            interruption_point("training")
+
+    def on_save(self, args, state, control, **kwargs):
+        interruption_point("checkpoint")
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """
+    Hold Ctrl-C (SIGINT) until the block is done, then act on it: for steps that must not be cut in two (putting a
+    finished folder in place). Only the main thread can; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def folder_written_whole(target: Path, overwrite: bool):
+    """
+    `hub_vaswani.atomic_folder` with Ctrl-C held while the finished folder is put in place: yields a staging folder
+    beside `target`, which then replaces it (`replace_folder`); an error or Ctrl-C before that deletes the staging
+    folder and leaves `target` as it was. Without `overwrite`, a non-empty `target` is a `FileExistsError`.
+    """
+    staging = staging_folder(target)
+    try:
+        yield staging
+        with interrupts_deferred():
+            replace_folder(staging, target, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _interruption_point_in_tokenizer_save(trainer):
+    """The test hook's `saving` phase: just before the Trainer saves the tokenizer beside the weights."""
+    tokenizer = trainer.processing_class
+    if not os.environ.get(INTERRUPT_AT) or tokenizer is None:
+        yield
+        return
+    save = tokenizer.save_pretrained
+
+    def save_pretrained(*args, **kwargs):
+        interruption_point("saving")
+        return save(*args, **kwargs)
+
+    tokenizer.save_pretrained = save_pretrained
+    try:
+        yield
+    finally:
+        del tokenizer.save_pretrained
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` when it holds no file at any depth (what Trainer makes before it saves anything)."""
+    if folder.is_dir() and not any(path.is_file() or path.is_symlink() for path in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_class=VaswaniTrainer):
     """
     Train `model` on `prepared` with `settings`; resume from the last complete checkpoint with `settings.resume`;
     with `settings.average_last`, end on the average of the last checkpoints. The training steps' loss is smoothed
     by `settings.label_smoothing` (`trainer_class` gains `LabelSmoothingMixin`); the evaluation loss is not.
     Returns the trainer, whose model is the final one, and the evaluation loss when there is an evaluation set.
+
+    The checkpoint folder (`settings.checkpoint_dir`) exists only while it holds checkpoints: a run that saves none,
+    or stops before its first, leaves none behind; an interrupted run keeps the checkpoints it wrote. With
+    `settings.overwrite` and without `settings.resume`, an earlier run's checkpoints are deleted first.
     """
+    created = not settings.checkpoint_dir.exists()
+    try:
+        return _train(model, tokenizer, prepared, settings, trainer_class)
+    except BaseException:
+        if (created or settings.overwrite) and is_main_process():
+            _remove_if_empty(settings.checkpoint_dir)
+        raise
+
+
+def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_class):
     label_smoothing = settings.label_smoothing
     if label_smoothing is None:
         label_smoothing = LABEL_SMOOTHING if settings.paper_recipe and takes_label_smoothing(model) else 0.0
@@ -189,6 +397,11 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
         per_step = settings.batch_size * settings.gradient_accumulation * world
         total = settings.steps or math.ceil(settings.epochs * math.ceil(len(prepared.train) / per_step))
         optimizers = paper_optimizer(model, model.config.d_model, total, settings.lr_scale)
+    if settings.overwrite and not resume_from and is_main_process():
+        for old in settings.checkpoint_dir.glob("checkpoint-*"):  # an earlier run's: this run starts afresh
+            shutil.rmtree(old)
+        _remove_if_empty(settings.checkpoint_dir)
+    created = not settings.checkpoint_dir.exists()
     trainer = trainer_class(
         model=model,
         args=arguments,
@@ -198,7 +411,11 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
         processing_class=tokenizer,
         optimizers=optimizers,
         label_smoothing=label_smoothing,
+        callbacks=[_InterruptionPoints()] if os.environ.get(INTERRUPT_AT) else None,
     )
+    if created and is_main_process():
+        _remove_if_empty(settings.checkpoint_dir)  # Trainer made it; a checkpoint makes it again when one is due
+    interruption_point("before-training")
     trainer.train(resume_from_checkpoint=resume_from)
     if settings.average_last > 1:
         checkpoints = complete_checkpoints(settings.checkpoint_dir)[-settings.average_last :]
@@ -212,29 +429,37 @@ def train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_c
 
 def publish(trainer, output: Path, overwrite: bool = False) -> Path:
     """
-    Write the finished model folder (weights, config, code, card, tokenizer) beside `output`, then move it into
-    place, so that `output` appears complete or not at all. Every process calls this (under FSDP the weights are
-    gathered from all of them); the main process writes.
+    Write the finished model folder (weights, config, code, card, tokenizer) into a staging folder beside `output`,
+    then put it in place in one step (`replace_folder`: an atomic exchange with an existing folder, whose old
+    contents are deleted only once the new ones are in place). `output` is thus always the old folder or the new
+    one, whole: an error or Ctrl-C while saving deletes the staging folder and leaves the old one; Ctrl-C during the
+    exchange is held until it is done. Without `overwrite`, a folder that appeared at `output` meanwhile is kept.
+    Every process calls this (under FSDP the weights are gathered from all of them); the main process writes.
     """
     output = Path(output)
-    staging = output.parent / f".{output.name}.partial"
     main = trainer.is_world_process_zero()
-    if main:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    staging = staging_folder(output) if main else None
     try:
-        trainer.save_model(str(staging))
+        if trainer.accelerator.num_processes > 1:  # every process saves to the main process's staging folder
+            from accelerate.utils import broadcast_object_list
+
+            staging = broadcast_object_list([staging])[0]
+        with _interruption_point_in_tokenizer_save(trainer):
+            trainer.save_model(str(staging))
         if main:
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not for a Hub folder
-            if output.exists():
-                if any(output.iterdir()) and not overwrite:
-                    raise UsageError(f"{output} appeared while training: choose another --output or pass --overwrite.")
-                shutil.rmtree(output)
-            os.replace(staging, output)
-    finally:
-        if main and staging.exists():
+            with interrupts_deferred():
+                interruption_point("swap")
+                replace_folder(staging, output, overwrite=overwrite)
+            interruption_point("published")
+    except FileExistsError:
+        if main:
             shutil.rmtree(staging, ignore_errors=True)
+        raise UsageError(f"{output} appeared while training: choose another --output or pass --overwrite.") from None
+    except BaseException:
+        if main and staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     trainer.accelerator.wait_for_everyone()
     return output
 
@@ -244,12 +469,21 @@ def is_main_process() -> bool:
 
 
 __all__ = [
+    "INTERRUPT_AT",
     "LabelSmoothingMixin",
+    "PHASES",
     "RunSettings",
     "VaswaniSeq2SeqTrainer",
     "VaswaniTrainer",
+    "check_checkpoints",
     "check_label_smoothing",
     "check_output_free",
+    "check_writable_file",
+    "check_writable_folder",
+    "checkpoint_dir_of",
+    "folder_written_whole",
+    "interruption_point",
+    "interrupts_deferred",
     "is_main_process",
     "publish",
     "takes_label_smoothing",
