@@ -38,7 +38,7 @@ def run(command: list[str], log: list[str]) -> dict:
 
 
 def shakespeare(work: Path, log: list[str]) -> dict:
-    run(["train-tokenizer", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "1024",
+    run(["train-tokenizer", "--overwrite", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "1024",
          "--output", str(work / "char-tokenizer")], log)
     metrics = run([
         "pretrain", "--objective", "clm", "--tokenizer", str(work / "char-tokenizer"), "--data", str(SHAKESPEARE),
@@ -53,7 +53,7 @@ def shakespeare(work: Path, log: list[str]) -> dict:
 
 
 def translation(work: Path, log: list[str], steps: int) -> dict:
-    run(["train-tokenizer", "--kind", "shared-bpe", "--data", str(BIBLE), "--columns", "en", "es", "--split",
+    run(["train-tokenizer", "--overwrite", "--kind", "shared-bpe", "--data", str(BIBLE), "--columns", "en", "es", "--split",
          "train", "--vocab-size", "8000", "--max-length", "128", "--output", str(work / "bible-tokenizer")], log)
     metrics = run([
         "pretrain", "--objective", "seq2seq", "--tokenizer", str(work / "bible-tokenizer"), "--data", str(BIBLE),
@@ -67,7 +67,7 @@ def translation(work: Path, log: list[str], steps: int) -> dict:
 
 
 def sentiment(work: Path, log: list[str], pretrain_steps: int, finetune_epochs: float) -> dict:
-    run(["train-tokenizer", "--kind", "wordpiece", "--data", str(ROTTEN_TOMATOES), "--columns", "text", "--split",
+    run(["train-tokenizer", "--overwrite", "--kind", "wordpiece", "--data", str(ROTTEN_TOMATOES), "--columns", "text", "--split",
          "train", "--vocab-size", "8000", "--max-length", "96", "--output", str(work / "rt-tokenizer")], log)
     architecture = ["--d-model", "256", "--num-heads", "4", "--d-ff", "1024", "--layers", "4",
                     "--positions", "learned", "--activation", "gelu", "--max-length", "96"]

@@ -1460,7 +1460,7 @@ def sharing():
             STEPS = 20 if FAST else 400
             tokenizer_folder, folder = Path(os.path.relpath(OUT / "tokenizer")), Path(os.path.relpath(OUT / "shakespeare-char"))
             assert cli.main(["train-tokenizer", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "129",
-                             "--output", str(tokenizer_folder)]) == 0
+                             "--output", str(tokenizer_folder), "--overwrite"]) == 0
             assert cli.main([
                 "pretrain", "--objective", "clm", "--tokenizer", str(tokenizer_folder), "--data", str(SHAKESPEARE),
                 "--validation-fraction", "0.1", "--block-size", "128", "--d-model", "64", "--num-heads", "4",
