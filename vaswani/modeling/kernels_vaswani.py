@@ -12,7 +12,6 @@ import platform
 
 import torch
 from torch import nn
-from transformers.utils import is_tracing
 
 
 def _onednn_outruns_mkl() -> bool:
@@ -39,6 +38,12 @@ _ONEDNN_MIN_WEIGHT = 1 << 18
 _ONEDNN_MIN_WORK = 1 << 22
 
 
+def _is_compiling() -> bool:
+    # Not transformers' `is_tracing` (which also asks about CUDA and XPU stream capture): this runs for every
+    # projection, and the two questions that matter on a CPU are cheap.
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def _is_dispatch_mode() -> bool:
     return torch._C._len_torch_dispatch_stack() > 0
 
@@ -62,7 +67,7 @@ def onednn_linear_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
         and torch.backends.mkldnn.enabled
         and not torch.is_autocast_enabled("cpu")
         # torch.compile's inductor lowers oneDNN's linear only on frozen weights: compiled code keeps nn.Linear's.
-        and not is_tracing()
+        and not _is_compiling()
         and not _is_dispatch_mode()  # FlopCounterMode and other modes see the plain product
     )
 

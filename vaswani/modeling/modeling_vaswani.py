@@ -45,7 +45,7 @@ from ..configuration.configuration_vaswani import VaswaniConfig
 from ..hub.hub_vaswani import VaswaniHubMixin
 from .cache_vaswani import VaswaniDynamicCache
 from .kernels_vaswani import VaswaniLinear
-from .validation_vaswani import check_attention_mask, check_batch, check_encoder_states, validate_inputs
+from .validation_vaswani import check_encoder_states, validate_inputs
 
 
 # transformers 5.24 renamed the cache argument `past_key_values` -> `cache`; the old name still works, with
@@ -551,15 +551,10 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix
         )
         if encoder_hidden_states is not None:
-            check_encoder_states(encoder_hidden_states, self.config, past_length)
-            check_batch(encoder_hidden_states.shape[0], input_ids if input_ids is not None else inputs_embeds,
-                        f"{prefix}input_ids" if input_ids is not None else f"{prefix}inputs_embeds", "the source")
-            if encoder_attention_mask is not None and encoder_attention_mask.dim() != 2:
-                raise ValueError(
-                    "The encoder's `attention_mask` also masks the decoder's attention over the source, which needs "
-                    "a 2D padding mask (batch_size, source_length) of 1/0; a 4D mask shapes one attention only."
-                )
-            check_attention_mask(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), 0, "attention_mask")
+            check_encoder_states(
+                encoder_hidden_states, encoder_attention_mask, self.config,
+                input_ids if input_ids is not None else inputs_embeds, past_length, prefix,
+            )
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
 
         self_attention_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache

@@ -195,8 +195,18 @@ def validate_inputs(
         )
 
 
-def check_encoder_states(states: torch.Tensor, config, past_length: int = 0, name: str = "encoder_hidden_states"):
-    """The encoder output a decoder attends over: (batch, source_length, d_model), finite."""
+def check_encoder_states(
+    states: torch.Tensor, attention_mask: torch.Tensor | None, config, decoder_inputs: torch.Tensor | None,
+    past_length: int = 0, prefix: str = "",
+):
+    """
+    The encoder output a decoder attends over: (batch, source_length, d_model), finite, of the decoder inputs' batch,
+    with a 2D padding mask of its size. generate()'s later steps reuse what its first step checked: nothing to do.
+    """
+    tracing = is_tracing()  # (dynamo cannot read a ContextVar: under compile only the static checks run)
+    if not tracing and _DECODING_OWN_TOKENS.get() and past_length > 0:
+        return
+    name = "encoder_hidden_states"
     if not isinstance(states, torch.Tensor) or not states.is_floating_point():
         raise ValueError(f"`{name}` must be a float tensor, got {getattr(states, 'dtype', type(states).__name__)}.")
     if states.dim() != 3 or states.shape[-1] != config.d_model or states.shape[1] == 0:
@@ -204,9 +214,15 @@ def check_encoder_states(states: torch.Tensor, config, past_length: int = 0, nam
             f"`{name}` must have shape (batch_size, source_length > 0, d_model={config.d_model}), got "
             f"{tuple(states.shape)}."
         )
-    if is_tracing() or (_DECODING_OWN_TOKENS.get() and past_length > 0):
-        return
-    if not bool(torch.isfinite(states).all()):
+    if decoder_inputs is not None:
+        check_batch(states.shape[0], decoder_inputs, f"{prefix}input_ids", "the source")
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise ValueError(
+            "The encoder's `attention_mask` also masks the decoder's attention over the source, which needs "
+            "a 2D padding mask (batch_size, source_length) of 1/0; a 4D mask shapes one attention only."
+        )
+    check_attention_mask(attention_mask, tuple(states.shape[:2]), 0, "attention_mask")
+    if not tracing and not bool(torch.isfinite(states).all()):
         raise ValueError(f"`{name}` holds NaN or infinite values: the decoder would give NaN for them.")
 
 
