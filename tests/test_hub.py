@@ -31,7 +31,6 @@ REMOTE_FILES = {
     "modeling_vaswani.py",
     "modeling_vaswani_heads.py",
     "cache_vaswani.py",
-    "kernels_vaswani.py",
     "validation_vaswani.py",
     "pipeline_vaswani.py",
     "hub_vaswani.py",

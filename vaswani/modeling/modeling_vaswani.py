@@ -14,9 +14,10 @@ The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class
     VaswaniModel             the stacks a config asks for: encoder-decoder, encoder-only or decoder-only
 
 What is not the paper lives beside this file, each concern in its own module (all ship in a saved folder's remote
-code): `kernels_vaswani.py` (`VaswaniLinear`, the learned projection xW^T + b, and the CPU kernel it may use),
-`cache_vaswani.py` (the decoding cache), `validation_vaswani.py` (named errors for bad input), and
+code): `cache_vaswani.py` (the decoding cache), `validation_vaswani.py` (named errors for bad input), and
 `hub/hub_vaswani.py` (saving self-contained folders, the Hub). The task heads live in `modeling_vaswani_heads.py`.
+Every learned projection (W^Q, W^K, W^V, W^O, W_1, W_2, the pre-softmax linear transformation) is exactly a
+`torch.nn.Linear`, so quantisers, PEFT and anything else that matches module types find them all.
 """
 
 import math
@@ -44,7 +45,6 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from ..configuration.configuration_vaswani import VaswaniConfig
 from ..hub.hub_vaswani import VaswaniHubMixin
 from .cache_vaswani import VaswaniDynamicCache
-from .kernels_vaswani import VaswaniLinear
 from .validation_vaswani import check_encoder_states, validate_inputs
 
 
@@ -206,10 +206,10 @@ class VaswaniAttention(nn.Module):
         self.head_dim = config.d_model // config.num_heads  # d_k = d_v = d_model / h
         self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
         self.attention_dropout = config.attention_dropout
-        self.q_proj = VaswaniLinear(config.d_model, config.d_model)
-        self.k_proj = VaswaniLinear(config.d_model, config.d_model)
-        self.v_proj = VaswaniLinear(config.d_model, config.d_model)
-        self.o_proj = VaswaniLinear(config.d_model, config.d_model)
+        self.q_proj = nn.Linear(config.d_model, config.d_model)
+        self.k_proj = nn.Linear(config.d_model, config.d_model)
+        self.v_proj = nn.Linear(config.d_model, config.d_model)
+        self.o_proj = nn.Linear(config.d_model, config.d_model)
 
     def forward(
         self,
@@ -261,9 +261,9 @@ class VaswaniFeedForward(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.fc1 = VaswaniLinear(config.d_model, config.d_ff)
+        self.fc1 = nn.Linear(config.d_model, config.d_ff)
         self.activation = activation_function(config.activation_function)
-        self.fc2 = VaswaniLinear(config.d_ff, config.d_model)
+        self.fc2 = nn.Linear(config.d_ff, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))

@@ -37,7 +37,6 @@ from transformers.loss.loss_utils import fixed_cross_entropy
 from ..configuration.configuration_vaswani import VaswaniConfig
 from ..hub.hub_vaswani import HEADS
 from .cache_vaswani import VaswaniDynamicCache
-from .kernels_vaswani import VaswaniLinear, onednn_linear_on_this_cpu
 from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel, accepts_past_key_values, activation_function
 from .validation_vaswani import (
     check_attention_mask,
@@ -97,7 +96,7 @@ class VaswaniPooler(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.dense = VaswaniLinear(config.d_model, config.d_model)
+        self.dense = nn.Linear(config.d_model, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(hidden_states[:, 0]))
@@ -108,10 +107,10 @@ class VaswaniMLMHead(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.dense = VaswaniLinear(config.d_model, config.d_model)
+        self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = activation_function(config.activation_function)
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.decoder = VaswaniLinear(config.d_model, config.vocab_size)
+        self.decoder = nn.Linear(config.d_model, config.vocab_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
@@ -241,10 +240,6 @@ class _CompiledGeneration:
         (transformers compiles generation by itself only on GPUs). The first call compiles (seconds); later calls
         with the same shapes reuse it. Greedy output is the same as without. `enable=False` undoes it. Returns the
         model.
-
-        On CPUs where `VaswaniLinear` multiplies through oneDNN (AMD), the compiled forward uses PyTorch's default
-        products instead (inductor lowers oneDNN's only for frozen weights), and uncompiled generation is the faster
-        (benchmarks/README.md has the measurements). A warning says so.
         """
         from transformers import CompileConfig
 
@@ -252,11 +247,6 @@ class _CompiledGeneration:
             self.generation_config.cache_implementation = None
             self.generation_config.compile_config = None
             return self
-        if self.device.type == "cpu" and onednn_linear_on_this_cpu():
-            logger.warning_once(
-                "compile_generation(): on this CPU the uncompiled generate() multiplies through oneDNN, which the "
-                "compiled forward cannot, so compiled generation is slower here (benchmarks/README.md)."
-            )
         compile_config = CompileConfig(
             fullgraph=True, dynamic=False, mode="reduce-overhead" if self.device.type == "cuda" else "default"
         )
@@ -279,7 +269,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.lm_head = VaswaniLinear(self.config.d_model, self.config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
         if self.config.final_logits_bias:
             # A fixed per-token offset of the logits (Marian's); a buffer, so training leaves it as loaded.
             self.register_buffer("final_logits_bias", torch.zeros(1, self.config.vocab_size))
@@ -400,7 +390,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.lm_head = VaswaniLinear(self.config.d_model, self.config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -551,7 +541,7 @@ class VaswaniForPreTraining(_VaswaniHead):
         super().__init__(config)
         self.lm_head = VaswaniMLMHead(self.config)
         self.pooler = VaswaniPooler(self.config)
-        self.nsp_head = VaswaniLinear(self.config.d_model, 2)
+        self.nsp_head = nn.Linear(self.config.d_model, 2)
         self.post_init()
         self.loss_type = "ForMaskedLM"  # its token loss is the masked-LM loss (transformers knows no "ForPreTraining")
 
@@ -609,7 +599,7 @@ class VaswaniForNextSentencePrediction(_VaswaniHead):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.pooler = VaswaniPooler(self.config)
-        self.nsp_head = VaswaniLinear(self.config.d_model, 2)
+        self.nsp_head = nn.Linear(self.config.d_model, 2)
         self.post_init()
 
     @can_return_tuple
@@ -647,7 +637,7 @@ class VaswaniForSequenceClassification(_VaswaniHead):
         super().__init__(config)
         self.pooler = VaswaniPooler(self.config)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.classifier = VaswaniLinear(self.config.d_model, self.config.num_labels)
+        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
         self.post_init()
 
     def _problem_type(self, labels: torch.Tensor) -> str:
@@ -716,7 +706,7 @@ class VaswaniForTokenClassification(_VaswaniHead):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.classifier = VaswaniLinear(self.config.d_model, self.config.num_labels)
+        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
         self.post_init()
 
     @can_return_tuple
@@ -756,7 +746,7 @@ class VaswaniForQuestionAnswering(_VaswaniHead):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.qa_outputs = VaswaniLinear(self.config.d_model, 2)
+        self.qa_outputs = nn.Linear(self.config.d_model, 2)
         self.post_init()
 
     @can_return_tuple
@@ -807,7 +797,7 @@ class VaswaniForMultipleChoice(_VaswaniHead):
         super().__init__(config)
         self.pooler = VaswaniPooler(self.config)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.classifier = VaswaniLinear(self.config.d_model, 1)
+        self.classifier = nn.Linear(self.config.d_model, 1)
         self.post_init()
 
     @can_return_tuple
