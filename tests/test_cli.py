@@ -1152,7 +1152,8 @@ BAD_VALUES = [
     ("train-tokenizer", "--vocab-size", "0"), ("train-tokenizer", "--vocab-size", "-1"),
     ("train-tokenizer", "--max-length", "0"), ("finetune", "--max-length", "0"), ("pretrain", "--average-last", "-1"),
     ("pretrain", "--lr", "-1e-3"), ("pretrain", "--lr", "nan"), ("pretrain", "--lr-scale", "inf"),
-    ("finetune", "--doc-stride", "-1"), ("pretrain", "--eval-samples", "0"), ("evaluate", "--samples", "0"),
+    ("finetune", "--doc-stride", "-1"), ("pretrain", "--max-eval-samples", "0"), ("evaluate", "--max-eval-samples", "0"),
+    ("pretrain", "--max-train-samples", "0"), ("finetune", "--max-train-samples", "-3"),
     ("pretrain", "--seed", "-1"), ("generate", "--seed", str(2**40)), ("generate", "--top-p", "0"),
     ("generate", "--temperature", "0"), ("generate", "--top-k", "0"), ("generate", "--length-penalty", "nan"),
     ("pretrain", "--dropout", "1"), ("pretrain", "--d-model", "0"), ("pretrain", "--num-heads", "-4"),
@@ -1485,14 +1486,15 @@ def test_generate_refuses_a_prompt_it_would_truncate(learned):
     assert "--prompt number 2 has 70 tokens" in run.err and "model_max_length" in run.err, run.err
 
 
-@pytest.mark.parametrize("option, value", [("--split", "train"), ("--eval-split", "test"), ("--eval-samples", "5")])
+@pytest.mark.parametrize("option, value", [("--split", "train"), ("--eval-split", "test"),
+                                           ("--max-eval-samples", "5"), ("--max-train-samples", "5")])
 def test_row_options_for_running_text_are_refused(option, value, data, tokenizers, runs):
     run = _clm_into(runs / "model", data, tokenizers, option, value)
     assert_refused(run, "pretrain", option, "running text", output=runs / "model")
 
 
 def test_evaluate_refuses_row_options_for_running_text(clm, data):
-    for option, value in (("--samples", "5"), ("--split", "validation")):
+    for option, value in (("--max-eval-samples", "5"), ("--split", "validation")):
         run = cli("evaluate", "--model", clm.folder, "--task", "clm", "--data", data.heldout, option, value)
         assert run.code == 2 and option in run.err and "running text" in run.err and run.out == "", run.err
 

@@ -70,7 +70,8 @@ TRAINING = {  # option: (range, extra arguments that make the option apply)
     "--eval-steps": (POSITIVE, []),
     "--logging-steps": (POSITIVE, []),
     "--seed": (whole(0, SEED_MAX), []),
-    "--eval-samples": (POSITIVE, []),
+    "--max-train-samples": (POSITIVE, []),
+    "--max-eval-samples": (POSITIVE, []),
 }
 ARCHITECTURE = {
     "--d-model": (POSITIVE, ["--num-heads", "1"]),
@@ -96,7 +97,7 @@ CASES[("pretrain clm", "--validation-fraction")] = (FRACTION, [])
 CASES[("finetune qa", "--doc-stride")] = (whole(0, 127), [])  # below the default --max-length 128
 CASES[("finetune qa", "--max-length")] = (whole(33), [])  # above the default --doc-stride 32
 CASES.update({("evaluate", option): case for option, case in GENERATION.items()})
-CASES[("evaluate", "--samples")] = (POSITIVE, [])
+CASES[("evaluate", "--max-eval-samples")] = (POSITIVE, [])
 CASES[("evaluate", "--batch-size")] = (POSITIVE, [])
 CASES[("evaluate", "--max-length")] = (POSITIVE, [])
 CASES[("evaluate clm", "--block-size")] = (POSITIVE, [])

@@ -4,6 +4,7 @@ import json
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from test_defaults import PROMPT, check_generated_text, first_calls
 from vaswani import demo
 
 
@@ -24,3 +25,6 @@ def test_demo_quick_mode_writes_a_reloadable_hub_folder(tmp_path, capsys):
     prompt = tokenizer("ROMEO:\n", return_tensors="pt")
     greedy = model.generate(**prompt, max_new_tokens=64 - prompt["input_ids"].shape[1], do_sample=False)
     assert "-- greedy --\n" + tokenizer.decode(greedy[0], skip_special_tokens=True) in printed
+    # A new user's first call, in a fresh process, with no argument beyond the folder.
+    [continuation], _ = first_calls([("text-generation", folder, PROMPT)], tmp_path)
+    check_generated_text(continuation)

@@ -142,7 +142,10 @@ def _add_data(parser):
     group.add_argument("--split", default="train", help="rows of this split (a `split` column or dataset split)")
     group.add_argument("--eval-data", help="evaluation data (default: the --data file's --eval-split rows)")
     group.add_argument("--eval-split", default="validation", help="split to evaluate on (default: validation)")
-    group.add_argument("--eval-samples", type=positive_int, help="evaluate on at most this many rows")
+    group.add_argument("--max-train-samples", type=positive_int,
+                       help="train on the first N rows of --data's --split (chosen before tokenization and packing)")
+    group.add_argument("--max-eval-samples", "--eval-samples", type=positive_int,
+                       help="evaluate on the first N rows of the evaluation data (before tokenization)")
     return group
 
 
@@ -317,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_argument_group("data")
     group.add_argument("--data", required=True, help="evaluation data: a file, a saved dataset folder or a Hub name")
     group.add_argument("--split", default="test", help="split to evaluate (default test)")
-    group.add_argument("--samples", type=positive_int, help="at most this many rows")
+    group.add_argument("--max-eval-samples", "--samples", type=positive_int,
+                       help="evaluate on the first N rows of --split (chosen before tokenization)")
     _add_task_options(group, tasks_of("evaluate"))
     group.add_argument("--validation-fraction", type=fraction,
                        help="clm on a .txt file: evaluate on the last fraction of the text only (as pretrain holds out)")
@@ -562,6 +566,24 @@ def _fit_tokenizer_to_positions(tokenizer, config) -> None:
         tokenizer.model_max_length = positions
 
 
+# What a generate() or pipeline call without a length makes, at most: transformers' text-generation pipeline default.
+DEFAULT_NEW_TOKENS = 256
+
+
+def _fit_generation_config(model) -> None:
+    """
+    A generating model with learned positions saves a generation length (`max_new_tokens`, at most its positions), so
+    that a generate() or pipeline call without one never asks for more than the positions hold (the pipelines add 256
+    new tokens only where the model's generation config names no length; generate() stops a default length at the
+    last learned position). A length the generation config has already is kept.
+    """
+    config, generation = model.config, getattr(model, "generation_config", None)
+    if generation is None or not model.can_generate() or config.position_embedding_type != "learned":
+        return
+    if generation.max_length is None and generation.max_new_tokens is None:
+        generation.max_new_tokens = min(DEFAULT_NEW_TOKENS, config.max_position_embeddings)
+
+
 def _fit_lengths_to_positions(args, task, config) -> None:
     """
     A saved model with learned positions takes at most `max_position_embeddings` tokens: a --max-length or
@@ -627,9 +649,16 @@ def _eval_table(args):
             return None
         if "split" not in table.column_names and not Path(args.data).is_dir():
             return None  # a file without splits: no held-out rows
-    if args.eval_samples:
-        table = table.select(range(min(args.eval_samples, len(table))))
-    return table
+    return _first_rows(table, args.max_eval_samples, "--max-eval-samples")
+
+
+def _first_rows(table, count: int | None, flag: str):
+    """The first `count` rows of `table` (all of them when `count` is None; fewer rows than asked for are said)."""
+    if count is None:
+        return table
+    if count > len(table):
+        _say(f"{flag} {count}: the data has {len(table):,} rows, all of them are used.")
+    return table.select(range(min(count, len(table))))
 
 
 def _summary(title: str, metrics: dict, started: float, output=None):
@@ -687,7 +716,8 @@ def _training_rows(args, task) -> str:
     from .training.data import is_text_file
 
     if not (task.running_text and is_text_file(args.data)):
-        return f"split {getattr(args, 'split', 'train')!r}"
+        split = f"split {getattr(args, 'split', 'train')!r}"
+        return f"the first {args.max_train_samples:,} rows of {split}" if args.max_train_samples else split
     if args.eval_data or not args.validation_fraction:
         return "the whole text"
     return f"the first {1 - args.validation_fraction:.0%} of the text"
@@ -705,13 +735,14 @@ def _refuse_row_options(args, dests) -> None:
 
 def _pretraining_rows(args, task):
     """Training and evaluation rows: a running text cut in two (or whole, with --eval-data), or tables."""
-    from .training.data import UsageError, is_text_file, load_table, read_text
+    from .training.data import UsageError, is_text_file, read_text
 
     if task.running_text and is_text_file(args.data):
         if args.eval_data and "validation_fraction" in given(args):
             raise UsageError("--validation-fraction and --eval-data both choose the evaluation text: pass one.")
         evaluation_is_text = not args.eval_data or is_text_file(args.eval_data)
-        _refuse_row_options(args, ["split"] + (["eval_split", "eval_samples"] if evaluation_is_text else []))
+        _refuse_row_options(args, ["split", "max_train_samples"]
+                            + (["eval_split", "max_eval_samples"] if evaluation_is_text else []))
         if args.eval_data:
             evaluation = read_text(args.eval_data) if evaluation_is_text else _eval_table(args)
             return read_text(args.data), evaluation
@@ -719,7 +750,14 @@ def _pretraining_rows(args, task):
     if "validation_fraction" in given(args):
         raise UsageError(f"--validation-fraction holds out the end of a .txt file, and {args.data} is a table: use "
                          f"its split column (--eval-split) or --eval-data.")
-    return load_table(args.data, args.split), _eval_table(args)
+    return _training_table(args), _eval_table(args)
+
+
+def _training_table(args):
+    """The training rows: --data's --split, its first --max-train-samples rows when given."""
+    from .training.data import load_table
+
+    return _first_rows(load_table(args.data, args.split), args.max_train_samples, "--max-train-samples")
 
 
 def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedure: str, started: float,
@@ -737,8 +775,9 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
     if args.eval_steps and prepared.eval is None:
         raise UsageError(f"--eval-steps {args.eval_steps}: there is no evaluation data (pass --eval-data, or data "
                          f"with an --eval-split): drop --eval-steps or give some.")
+    evaluation = f", {len(prepared.eval):,} evaluation examples" if prepared.eval is not None else ""
     _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
-                         examples=len(prepared.train)))
+                         examples=len(prepared.train), evaluation=evaluation))
     trainer, eval_loss = train(model, tokenizer, prepared, _settings(args, label_smoothing), task.trainer)
     model = trainer.model
     metrics = task.loss_metrics(eval_loss) if eval_loss is not None else {}
@@ -748,6 +787,7 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
                                        _generation_kwargs(args, paper=args.paper_recipe))
         metrics.update(scores)
     _record_card(model, args, metrics, procedure, label_smoothing, _training_rows(args, task))
+    _fit_generation_config(model)
     publish(trainer, args.output, args.overwrite)
     _summary(procedure, metrics, started, args.output)
     return metrics, examples
@@ -771,7 +811,7 @@ def cmd_pretrain(args):
     prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
     metrics, examples = _train_and_record(
         args, task, model, tokenizer, prepared, eval_rows, "pretrain " + args.objective, started, label_smoothing,
-        "Training {model}: {parameters:,} parameters, {examples:,} training examples.",
+        "Training {model}: {parameters:,} parameters, {examples:,} training examples{evaluation}.",
     )
     for source, prediction, reference in examples:
         _say(f"   source:     {source}\n   prediction: {prediction}\n   reference:  {reference}")
@@ -782,7 +822,7 @@ def cmd_finetune(args):
     from transformers import AutoConfig
 
     from .tokenization import check_tokenizer_fits
-    from .training.data import UsageError, load_table
+    from .training.data import UsageError
     from .training.task_table import TASKS, TaskOptions
 
     validate_args(args)
@@ -800,7 +840,7 @@ def cmd_finetune(args):
             raise UsageError(f"No model in {args.model} (config.json missing): pass a folder a vaswani command wrote.")
         _fit_lengths_to_positions(args, task, AutoConfig.from_pretrained(str(args.model)))
     options = TaskOptions.of(args)
-    train_rows, eval_rows = load_table(args.data, args.split), _eval_table(args)
+    train_rows, eval_rows = _training_table(args), _eval_table(args)
     prepared, labels = None, {}
     if task.labelled:  # the head's size and label names come from the data
         prepared = task.prepare(options, train_rows, eval_rows, tokenizer, seed=args.seed)
@@ -817,7 +857,7 @@ def cmd_finetune(args):
     if prepared is None:  # the collator may need the model (seq2seq's decoder inputs)
         prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
     metrics, _ = _train_and_record(args, task, model, tokenizer, prepared, eval_rows, "finetune " + args.task,
-                                   started, label_smoothing, "Fine-tuning {model} on {examples:,} examples.")
+                                   started, label_smoothing, "Fine-tuning {model} on {examples:,} examples{evaluation}.")
     return metrics
 
 
@@ -882,7 +922,7 @@ def cmd_evaluate(args):
         check_writable_file(args.json, "--json", args.overwrite)
     running_text = task.running_text and is_text_file(args.data)
     if running_text:
-        _refuse_row_options(args, ["split", "samples"])
+        _refuse_row_options(args, ["split", "max_eval_samples"])
     tokenizer = _load_tokenizer(args.model)
     model = _load_model(args.model, task.auto_class()).eval()
     check_tokenizer_fits(model.config, tokenizer)
@@ -892,9 +932,7 @@ def cmd_evaluate(args):
         whole, tail = _running_text(args.data, args.validation_fraction)
         rows = (tail or "") if args.validation_fraction else whole  # the part pretrain held out, or all of it
     else:
-        rows = load_table(args.data, args.split)
-        if args.samples:
-            rows = rows.select(range(min(args.samples, len(rows))))
+        rows = _first_rows(load_table(args.data, args.split), args.max_eval_samples, "--max-eval-samples")
     with tempfile.TemporaryDirectory() as scratch:  # Trainer makes its output_dir: nothing is written by the model
         prepared = trainer = None
         if task.scores_prepared:
@@ -907,7 +945,8 @@ def cmd_evaluate(args):
             metrics = task.loss_metrics(trainer.evaluate(prepared.eval)["eval_loss"])
         else:
             metrics, _ = task.scores(model, tokenizer, rows, options, prepared, trainer, _generation_kwargs(args))
-    _summary(f"evaluate {args.task} on {args.data} ({args.split})", metrics, started)
+    rows_used = args.split if running_text else f"{args.split}, {len(rows):,} rows"
+    _summary(f"evaluate {args.task} on {args.data} ({rows_used})", metrics, started)
     if args.json:
         _write_json(args.json, metrics)
     return metrics
@@ -999,7 +1038,7 @@ def cmd_push(args):
 def cmd_convert(args):
     from transformers import AutoTokenizer
 
-    from .convert import ConversionError, convert
+    from .convert import ConversionError, convert, copy_sentence_transformers_modules, sentence_transformers_modules
     from .training.data import UsageError
     from .training.run import folder_written_whole
 
@@ -1008,6 +1047,7 @@ def cmd_convert(args):
     started = time.perf_counter()
     try:
         model = convert(args.source, architecture=args.architecture)
+        sentence_modules = sentence_transformers_modules(args.source)  # pooling, normalisation, max length
     except ConversionError as error:
         raise UsageError(str(error)) from None
     model.config.model_card_data["name"] = args.output.name
@@ -1017,11 +1057,14 @@ def cmd_convert(args):
         tokenizer = None
     if tokenizer is not None:
         _fit_tokenizer_to_positions(tokenizer, model.config)
+    _fit_generation_config(model)
     try:
         with folder_written_whole(args.output, args.overwrite) as staging:
             model.save_pretrained(staging)
             if tokenizer is not None:
                 tokenizer.save_pretrained(staging)
+            if sentence_modules is not None:
+                copy_sentence_transformers_modules(*sentence_modules, staging)
     except FileExistsError:
         raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
     facts = {
@@ -1031,6 +1074,8 @@ def cmd_convert(args):
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the source",
     }
+    if sentence_modules is not None:
+        facts["sentence-transformers"] = ", ".join(sentence_modules[1])
     _summary("convert", facts, started, args.output)
     return facts
 

@@ -6,6 +6,8 @@ from .convert_vaswani import (
     config_from_marian,
     convert,
     convert_torch_transformer,
+    copy_sentence_transformers_modules,
+    sentence_transformers_modules,
 )
 
 
@@ -17,4 +19,6 @@ __all__ = [
     "config_from_marian",
     "convert",
     "convert_torch_transformer",
+    "copy_sentence_transformers_modules",
+    "sentence_transformers_modules",
 ]

@@ -15,8 +15,11 @@ conversion never half-succeeds.
 """
 
 import copy
+import json
 import logging
 import os
+import shutil
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -386,6 +389,58 @@ def convert(source, architecture: str | None = None, **load_kwargs):
     return model.to(dtype).train(source.training)
 
 
+# What makes a folder a sentence-transformers model, beside the Transformer module's own files (config, weights,
+# tokenizer) and the folders of the modules after it (pooling, normalisation, dense layers).
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def sentence_transformers_modules(source: str) -> tuple[Path, list[str]] | None:
+    """
+    Where a sentence-transformers source (a folder or a Hub name with a `modules.json`) keeps its module files, and
+    what of them a converted folder needs: the files of `SENTENCE_TRANSFORMERS_FILES` it has and the folders of its
+    modules after the Transformer (for all-MiniLM-L6-v2: mean pooling, normalisation, `max_seq_length` 256). None
+    for a source that is not a sentence-transformers model. The Transformer module must be the folder itself (path
+    ""), where the converted weights go; a source that keeps it in a subfolder is refused.
+    """
+    source = str(source)
+    if os.path.isdir(os.path.expanduser(source)):
+        root = Path(os.path.expanduser(source))
+        if not (root / "modules.json").is_file():
+            return None
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+    else:
+        from huggingface_hub import hf_hub_download, snapshot_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            modules = json.loads(Path(hf_hub_download(source, "modules.json")).read_text(encoding="utf-8"))
+        except EntryNotFoundError:
+            return None
+        paths = [module["path"] for module in modules if module.get("path")]
+        root = Path(snapshot_download(source, allow_patterns=[*SENTENCE_TRANSFORMERS_FILES, *(f"{p}/*" for p in paths)]))
+    transformers_modules = [m for m in modules if m.get("type", "").endswith(".Transformer")]
+    _require(
+        [m.get("path", "") for m in transformers_modules] == [""],
+        f"{source} is a sentence-transformers model whose Transformer module is not the folder itself (modules.json: "
+        f"{[m.get('path') for m in transformers_modules]}): convert that module's folder instead.",
+    )
+    names = [name for name in SENTENCE_TRANSFORMERS_FILES if (root / name).is_file()]
+    names += [m["path"] for m in modules if m.get("path") and (root / m["path"]).is_dir()]
+    return root, names
+
+
+def copy_sentence_transformers_modules(root: Path, names: list[str], folder) -> None:
+    """
+    Copy into `folder` (a converted model's) the module files `sentence_transformers_modules` found in `root`, so
+    that `SentenceTransformer(folder, trust_remote_code=True)` pools, normalises and truncates as the source does.
+    """
+    for name in names:
+        if (root / name).is_dir():
+            shutil.copytree(root / name, Path(folder) / name)
+        else:
+            shutil.copy2(root / name, Path(folder) / name)
+
+
 def _load_source(name: str, architecture: str | None, **load_kwargs) -> nn.Module:
     import transformers
     from transformers import AutoConfig
@@ -493,4 +548,6 @@ __all__ = [
     "config_from_marian",
     "convert",
     "convert_torch_transformer",
+    "copy_sentence_transformers_modules",
+    "sentence_transformers_modules",
 ]

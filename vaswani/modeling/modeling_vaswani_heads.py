@@ -9,6 +9,7 @@ the stacks it needs, so one config serves them all:
                      VaswaniForMultipleChoice (BERT-style)
 """
 
+import contextvars
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -183,13 +184,32 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         )
 
 
+# Set while a generate() call runs whose length comes from the model's generation config, not from the caller.
+_LENGTH_IS_DEFAULT = contextvars.ContextVar("vaswani_length_is_default", default=False)
+
+
 class _CompiledGeneration:
     """What the two generating heads add to `GenerationMixin` (which they inherit directly, as transformers wants)."""
 
     def generate(self, *args, **kwargs):
         # The steps after the first feed the model its own tokens: their value checks (a host sync each) are skipped.
-        with decoding_own_tokens():
-            return super().generate(*args, **kwargs)
+        # A length the caller did not ask for (the model's own default) stops at the end of learned positions.
+        given = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
+        asked = any(kwargs.get(name) is not None or getattr(given, name, None) is not None
+                    for name in ("max_length", "max_new_tokens"))
+        length_is_default = _LENGTH_IS_DEFAULT.set(not asked)
+        try:
+            with decoding_own_tokens():
+                return super().generate(*args, **kwargs)
+        finally:
+            _LENGTH_IS_DEFAULT.reset(length_is_default)
+
+    def _prepare_generated_length(self, generation_config, **kwargs):
+        generation_config = super()._prepare_generated_length(generation_config, **kwargs)
+        if _LENGTH_IS_DEFAULT.get() and self.config.position_embedding_type == "learned":
+            # max_length tokens read max_length - 1 positions (the last one made is never read)
+            generation_config.max_length = min(generation_config.max_length, self.config.max_position_embeddings + 1)
+        return generation_config
 
     def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
         # Counts transformers leaves unchecked in some modes (a beam width of 0 divides by zero deep in beam search).
@@ -197,22 +217,24 @@ class _CompiledGeneration:
             value = getattr(generation_config, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a whole number, 1 or more, got {value!r}.")
-        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
         # Learned positions end at max_position_embeddings: fail before the first step, not in the middle. The model
         # reads every token but the last one it makes, so max_length tokens need max_length - 1 positions.
-        limit, longest = self.config.max_position_embeddings, generation_config.max_length
-        if self.config.position_embedding_type == "learned" and longest - 1 > limit:
-            prompt = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
-            room = limit + 1 - input_ids_length
-            advice = (
-                f"ask for at most {room} new tokens (`max_new_tokens={room}`)"
-                if room > 0
-                else f"shorten the {prompt} to at most {limit} tokens"
+        learned, limit = self.config.position_embedding_type == "learned", self.config.max_position_embeddings
+        prompt = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
+        if learned and input_ids_length > limit:  # before transformers' check, whose advice is a longer max_length
+            raise ValueError(
+                f"The {prompt} has {input_ids_length} tokens, more than this model's {limit} learned positions "
+                f"(`max_position_embeddings`): shorten the {prompt} to at most {limit} tokens."
             )
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        longest = generation_config.max_length
+        if learned and longest - 1 > limit:
+            room = limit + 1 - input_ids_length  # 1 or more: the prompt fits
             raise ValueError(
                 f"generate() could make {longest} tokens ({input_ids_length} of the {prompt} and up to "
                 f"{longest - input_ids_length} new) and would read up to position {longest - 2}, but this model's "
-                f"learned positions stop at {limit - 1} (`max_position_embeddings`): {advice}."
+                f"learned positions stop at {limit - 1} (`max_position_embeddings`): ask for at most {room} new "
+                f"tokens (`max_new_tokens={room}`)."
             )
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, generation_mode, batch_size, max_cache_length):

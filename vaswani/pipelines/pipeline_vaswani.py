@@ -29,7 +29,8 @@ class VaswaniText2TextPipeline(Pipeline):
     ```
 
     Call arguments: `truncation` (cut sources longer than the model takes, default True), `return_tensors` (return
-    `generated_token_ids` instead of text), and any `generate()` argument (`max_new_tokens`, `num_beams`,
+    `generated_token_ids` instead of text), `clean_up_tokenization_spaces` (default: the tokenizer's own setting),
+    and any `generate()` argument (`max_new_tokens`, `num_beams`,
     `length_penalty`, `do_sample`, `num_return_sequences`, ...).
     """
 
@@ -67,7 +68,8 @@ class VaswaniText2TextPipeline(Pipeline):
         sequences = output.sequences if hasattr(output, "sequences") else output
         return {"output_ids": sequences}
 
-    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=True):
+    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
+        # None: the tokenizer's own setting (forcing True makes a BPE tokenizer warn that it ignores it, every process)
         records = []
         for ids in model_outputs["output_ids"]:
             if return_tensors:
