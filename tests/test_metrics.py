@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
+import vaswani
 import vaswani.metrics
 from vaswani.metrics import METRICS_DIR, available_metrics, load_metric, metric_path
 
@@ -140,6 +141,20 @@ def test_load_metric_forwards_kwargs(hf_home):
     accuracy = load_metric("accuracy", keep_in_memory=True, experiment_id="vaswani-test")
     assert accuracy.keep_in_memory and accuracy.experiment_id == "vaswani-test"
     assert accuracy.compute(predictions=[1, 0], references=[1, 1]) == {"accuracy": 0.5}
+
+
+def test_the_readmes_offline_metrics_snippet_runs(hf_home):
+    """The README's doctest block on loading the shipped metrics, run as written, offline."""
+    import doctest
+    import re
+
+    readme = (Path(vaswani.__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if ">>> import evaluate, vaswani.metrics" in b]
+    assert len(blocks) == 1, "the README has no (or more than one) offline metrics snippet"
+    test = doctest.DocTestParser().get_doctest(blocks[0], {}, "README offline metrics", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.tries >= 2 and runner.failures == 0
 
 
 # --- accuracy ----------------------------------------------------------------------------------------------

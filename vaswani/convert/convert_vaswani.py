@@ -408,21 +408,27 @@ def sentence_transformers_modules(source: str) -> tuple[Path, list[str]] | None:
         if not (root / "modules.json").is_file():
             return None
         modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
-    else:
-        from huggingface_hub import hf_hub_download, snapshot_download
-        from huggingface_hub.errors import EntryNotFoundError
+    else:  # a Hub name: its modules.json, if it has one, then the files it names
+        from huggingface_hub import snapshot_download
+        from transformers.utils import cached_file
 
-        try:
-            modules = json.loads(Path(hf_hub_download(source, "modules.json")).read_text(encoding="utf-8"))
-        except EntryNotFoundError:
+        found = cached_file(source, "modules.json", _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+        if found is None:
             return None
-        paths = [module["path"] for module in modules if module.get("path")]
-        root = Path(snapshot_download(source, allow_patterns=[*SENTENCE_TRANSFORMERS_FILES, *(f"{p}/*" for p in paths)]))
+        modules = json.loads(Path(found).read_text(encoding="utf-8"))
+        patterns = [*SENTENCE_TRANSFORMERS_FILES, *(f"{m['path']}/*" for m in modules if m.get("path"))]
+        try:
+            root = Path(snapshot_download(source, allow_patterns=patterns))
+        except Exception as error:  # offline and not cached, or the Hub's errors: one line
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ConversionError(f"Cannot fetch the sentence-transformers modules of {source}: {first_line}") from None
     transformers_modules = [m for m in modules if m.get("type", "").endswith(".Transformer")]
     _require(
         [m.get("path", "") for m in transformers_modules] == [""],
         f"{source} is a sentence-transformers model whose Transformer module is not the folder itself (modules.json: "
-        f"{[m.get('path') for m in transformers_modules]}): convert that module's folder instead.",
+        f"{[m.get('path') for m in transformers_modules]}): convert that module's folder (its pooling and "
+        f"normalisation are then not carried over).",
     )
     names = [name for name in SENTENCE_TRANSFORMERS_FILES if (root / name).is_file()]
     names += [m["path"] for m in modules if m.get("path") and (root / m["path"]).is_dir()]
