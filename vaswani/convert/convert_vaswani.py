@@ -408,6 +408,8 @@ def sentence_transformers_modules(source: str) -> tuple[Path, list[str]] | None:
         if not (root / "modules.json").is_file():
             return None
         modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+    elif source.startswith(("/", ".", "~")):  # a path, but no folder there: nothing to find
+        return None
     else:  # a Hub name: its modules.json, if it has one, then the files it names
         from huggingface_hub import snapshot_download
         from transformers.utils import cached_file
