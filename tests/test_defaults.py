@@ -130,11 +130,12 @@ def test_the_first_calls_of_a_new_user_answer_with_no_other_argument(models, tmp
 
 
 # -- Generation lengths that fit the positions ------------------------------------------------------------------------
-def test_a_saved_folder_with_learned_positions_names_a_generation_length_that_fits(models):
+def test_a_saved_folder_with_learned_positions_names_lengths_that_fit(models):
     for name in ("clm-learned", "seq2seq"):
         generation = json.loads((models[name] / "generation_config.json").read_text())
         positions = json.loads((models[name] / "config.json").read_text())["max_position_embeddings"]
         assert generation["max_new_tokens"] == min(DEFAULT_NEW_TOKENS, positions) and "max_length" not in generation
+        assert AutoTokenizer.from_pretrained(models[name]).model_max_length <= positions  # inputs fit too
     # Sinusoidal positions have no end: the pipelines' own default applies.
     generation = json.loads((models["clm"] / "generation_config.json").read_text())
     assert "max_new_tokens" not in generation and "max_length" not in generation

@@ -149,7 +149,8 @@ def test_the_readmes_offline_metrics_snippet_runs(hf_home):
     import re
 
     readme = (Path(vaswani.__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if ">>> import evaluate, vaswani.metrics" in b]
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    blocks = [block for block in blocks if ">>> import evaluate, vaswani.metrics" in block]
     assert len(blocks) == 1, "the README has no (or more than one) offline metrics snippet"
     test = doctest.DocTestParser().get_doctest(blocks[0], {}, "README offline metrics", "README.md", 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

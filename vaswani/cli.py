@@ -857,7 +857,8 @@ def cmd_finetune(args):
     if prepared is None:  # the collator may need the model (seq2seq's decoder inputs)
         prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
     metrics, _ = _train_and_record(args, task, model, tokenizer, prepared, eval_rows, "finetune " + args.task,
-                                   started, label_smoothing, "Fine-tuning {model} on {examples:,} examples{evaluation}.")
+                                   started, label_smoothing,
+                                   "Fine-tuning {model} on {examples:,} examples{evaluation}.")
     return metrics
 
 
