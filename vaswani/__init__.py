@@ -12,11 +12,32 @@ input validation), `hub/` (self-contained folders, the model card, the Hub, and 
 `metrics/`, and `cli.py` (the `vaswani` command).
 """
 
-import transformers
-from transformers import AutoConfig
-from transformers.pipelines import PIPELINE_REGISTRY
+import logging
 
-from . import modeling
+import torch
+
+
+class _CpuBuildNoise(logging.Filter):
+    """
+    transformers imports torchao when it is installed (the `tools` extra); on a CPU build of torch, torchao then logs
+    that its CUDA-only libraries do not load, and torch that torchao registers enums it no longer needs to: a few lines
+    on every import, meaning nothing here. Only those records are dropped, and only on a build without CUDA.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Failed to load") or "is an Enum subclass and is now natively supported" in message)
+
+
+if torch.version.cuda is None and torch.version.hip is None:
+    for _name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(_name).addFilter(_CpuBuildNoise())
+
+import transformers  # noqa: E402
+from transformers import AutoConfig  # noqa: E402
+from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
+
+from . import modeling  # noqa: E402
 from .configuration import PRESETS, VaswaniConfig
 from .hub import HEADS
 from .modeling import *  # noqa: F403  (the paper's classes and every head: `modeling.__all__`)
