@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from test_cli import cli, ok
+from test_cli import _block_losses, cli, ok
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration, config_from_tokenizer
 from vaswani.integrations.quantization import METHODS, quantize
 from vaswani.training.data import SHAKESPEARE
@@ -88,13 +88,9 @@ def test_evaluate_clm_loss_is_the_quantised_models_cross_entropy(folders):
     assert run.out.startswith("--quantize int8-weight-only: the model's 13 projections are int8.\n")
     # By hand: blocks of 33 characters, 32 next-character predictions each, through the quantised model.
     model, tokenizer = _quantized(folders["clm"], AutoModelForCausalLM, "int8-weight-only")
-    ids = tokenizer(folders["heldout"].read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
-    blocks = torch.tensor([ids[i : i + 33] for i in range(0, len(ids) - 32, 33)])
-    with torch.no_grad():
-        logits = model(input_ids=blocks).logits
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), blocks[:, 1:].reshape(-1))
-    assert run.metrics["loss"] == pytest.approx(loss.item(), abs=2e-4)
-    assert run.metrics["perplexity"] == pytest.approx(math.exp(loss.item()), rel=1e-3)
+    loss, _ = _block_losses(model, tokenizer, folders["heldout"].read_text(encoding="utf-8"), 32)
+    assert run.metrics["loss"] == pytest.approx(loss, abs=2e-4)
+    assert run.metrics["perplexity"] == pytest.approx(math.exp(loss), rel=1e-3)
     # The float model's loss is another number: the option changed the model that was measured.
     assert ok(*argv).metrics["loss"] != run.metrics["loss"]
 

@@ -19,7 +19,8 @@ its float table (a lookup needs float rows), so the tie is broken on purpose and
 quantised model is for inference in this process: keep (and save) the float model, and quantise after loading it;
 `save_pretrained` and `tie_weights()` (which would re-tie the float table) do not apply to it.
 
-torchao is imported only inside `quantize`, so `import vaswani` never loads it.
+This module imports torchao only inside `quantize` (transformers 5.24 itself imports torchao at start-up, through
+`transformers.quantizers`, whenever it is installed).
 """
 
 import logging
