@@ -25,9 +25,11 @@ test: setup
 quality: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/quality.py
 
-# Speed and memory against BERT, GPT-2 and Marian at identical shapes (benchmarks/README.md): about 15 minutes.
+# Speed and memory against BERT, GPT-2 and Marian at identical shapes, then int8 quantisation against float
+# (benchmarks/README.md): about 15 and 6 minutes.
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/quantization.py
 
 # Include the longer runs marked `slow`.
 test-all: setup

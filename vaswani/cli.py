@@ -271,6 +271,14 @@ def _add_generation(parser, beams_default=None):
                        help="sample from the smallest set with this total probability (with --do-sample)")
 
 
+def _add_quantize(parser):
+    from .integrations.quantization import METHODS
+
+    parser.add_argument("--quantize", choices=list(METHODS), metavar="METHOD",
+                        help="quantise the model's projections to int8 before use, on the CPU: "
+                        + "; ".join(f"{name} ({text})" for name, text in METHODS.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .training.task_table import tasks_of
 
@@ -328,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (default 32)")
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    _add_quantize(p)
     _add_generation(p)
 
     p = commands.add_parser("generate", help="continue or translate text with a saved model",
@@ -336,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--prompt", required=True, action="append", help="a prompt or source text (repeatable)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed of sampling (default 0)")
+    _add_quantize(p)
     _add_generation(p)
 
     p = commands.add_parser("push", help="upload a saved model folder to the Hub",
@@ -521,6 +531,18 @@ def _load_model(folder: Path, auto_class):
     if not (Path(folder) / "config.json").is_file():
         raise UsageError(f"No model in {folder} (config.json missing): pass a folder a vaswani command wrote.")
     return auto_class.from_pretrained(str(folder))
+
+
+def _quantized(model, args):
+    """The model with --quantize applied (in place), said aloud; the model as it is without the option."""
+    if args.quantize is None:
+        return model
+    from .integrations.quantization import float_projections, quantize
+
+    count = len(float_projections(model))
+    quantize(model, args.quantize)
+    _say(f"--quantize {args.quantize}: the model's {count} projections are int8.")
+    return model
 
 
 def _new_config(args, tokenizer, **defaults):
@@ -925,7 +947,7 @@ def cmd_evaluate(args):
     if running_text:
         _refuse_row_options(args, ["split", "max_eval_samples"])
     tokenizer = _load_tokenizer(args.model)
-    model = _load_model(args.model, task.auto_class()).eval()
+    model = _quantized(_load_model(args.model, task.auto_class()).eval(), args)
     check_tokenizer_fits(model.config, tokenizer)
     _fit_lengths_to_positions(args, task, model.config)
     options = TaskOptions.of(args)
@@ -939,8 +961,9 @@ def cmd_evaluate(args):
         if task.scores_prepared:
             known = [str(model.config.id2label[i]) for i in range(model.config.num_labels)] if task.labelled else None
             prepared = task.prepare(options, None, rows, tokenizer, model=model, known_labels=known)
-            trainer_args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=args.batch_size,
-                                             report_to=[], use_cpu=not torch.cuda.is_available())
+            # A quantised model is a CPU int8 model: the Trainer must not move it to a GPU.
+            trainer_args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=args.batch_size, report_to=[],
+                                             use_cpu=args.quantize is not None or not torch.cuda.is_available())
             trainer = VaswaniTrainer(model=model, args=trainer_args, data_collator=prepared.collator)  # unsmoothed
         if task.scores is None:  # a language model: its loss and perplexity say it all
             metrics = task.loss_metrics(trainer.evaluate(prepared.eval)["eval_loss"])
@@ -1004,7 +1027,7 @@ def cmd_generate(args):
     validate_args(args)
     config = AutoConfig.from_pretrained(str(args.model)) if (args.model / "config.json").is_file() else None
     auto = AutoModelForSeq2SeqLM if config is not None and config.is_encoder_decoder else AutoModelForCausalLM
-    model = _load_model(args.model, auto)
+    model = _quantized(_load_model(args.model, auto), args)
     tokenizer = _load_tokenizer(args.model)
     for number, ids in enumerate(tokenizer(args.prompt, add_special_tokens=False)["input_ids"], 1):
         if not ids:
