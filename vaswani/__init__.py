@@ -17,21 +17,30 @@ import logging
 import torch
 
 
-class _CpuBuildNoise(logging.Filter):
-    """
-    transformers imports torchao when it is installed (the `tools` extra); on a CPU build of torch, torchao then logs
-    that its CUDA-only libraries do not load, and torch that torchao registers enums it no longer needs to: a few lines
-    on every import, meaning nothing here. Only those records are dropped, and only on a build without CUDA.
-    """
+# Lines other packages log on every import that mean nothing here, by logger: transformers imports torchao when it is
+# installed (the `tools` extra), which on a CPU build of torch cannot load its CUDA-only libraries, and registers enums
+# torch no longer needs registered; peft imports bitsandbytes, whose CPU backend looks for a kernel on the Hub.
+_IMPORT_NOISE = {
+    "torchao": "Failed to load",
+    "torch.utils._pytree": "<enum ",
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+}
+
+
+class _ImportNoise(logging.Filter):
+    """Drops the records of one logger that begin with one text (`_IMPORT_NOISE`); every other record passes."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (message.startswith("Failed to load") or "is an Enum subclass and is now natively supported" in message)
+        return not record.getMessage().startswith(self.prefix)
 
 
-if torch.version.cuda is None and torch.version.hip is None:
-    for _name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(_name).addFilter(_CpuBuildNoise())
+for _name, _prefix in _IMPORT_NOISE.items():
+    if _name != "torchao" or (torch.version.cuda is None and torch.version.hip is None):  # on a GPU build it matters
+        logging.getLogger(_name).addFilter(_ImportNoise(_prefix))
 
 import transformers  # noqa: E402
 from transformers import AutoConfig  # noqa: E402

@@ -1,6 +1,7 @@
 """
-The tools users reach for around a model, a module each; none is imported by `import vaswani`, so their packages
-(peft, torchao, onnx, onnxruntime) load only when used:
+The tools users reach for around a model, a module each. `import vaswani` imports none of these modules, and they
+import their packages (peft, torchao, onnx, onnxruntime) only when a function needs them (transformers itself imports
+torchao at start-up when it is installed, and `Trainer` imports peft):
 
     vaswani.integrations.quantization   int8 quantisation on a CPU: torch's dynamic quantisation and torchao
     vaswani.integrations.adapters       PEFT: default target modules for model_type "vaswani", LoRA, IA3, prompt tuning
