@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import IA3Config, LoraConfig, PeftModel, PromptTuningConfig, get_peft_model
+from peft import (
+    AutoPeftModelForSequenceClassification,
+    IA3Config,
+    LoraConfig,
+    PeftModel,
+    PromptTuningConfig,
+    get_peft_model,
+)
 from peft.utils import constants
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
@@ -337,7 +344,11 @@ def test_finetune_lora_writes_an_adapter_folder_and_the_merged_model(lora_run):
         from_adapter = PeftModel.from_pretrained(
             AutoModelForSequenceClassification.from_pretrained(work / "mlm"), folder).eval()(**tokens).logits
         from_merged = AutoModelForSequenceClassification.from_pretrained(folder / "merged").eval()(**tokens).logits
+        # The folder alone, through the base it records: peft's AutoPeftModel and transformers' own PEFT loading.
+        alone = AutoPeftModelForSequenceClassification.from_pretrained(folder).eval()(**tokens).logits
+        by_transformers = AutoModelForSequenceClassification.from_pretrained(folder).eval()(**tokens).logits
     torch.testing.assert_close(from_merged, from_adapter, rtol=0, atol=1e-5)
+    assert torch.equal(alone, from_adapter) and torch.equal(by_transformers, from_adapter)
 
 
 def test_evaluate_takes_the_lora_output_folder(lora_run):
