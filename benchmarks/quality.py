@@ -149,10 +149,11 @@ def main(argv=None) -> int:
     import vaswani  # noqa: F401
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["machine"] = {
+    machine = {
         "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "cpu_count": os.cpu_count(),
     }
+    results.setdefault("machine", machine)  # the entries measured before the machine went into each entry
     experiments = {
         "shakespeare": lambda log: shakespeare(args.work_dir, log),
         "translation": lambda log: translation(args.work_dir, log, args.translation_steps),
@@ -163,6 +164,7 @@ def main(argv=None) -> int:
         log, started = [], time.perf_counter()
         figures = experiments[name](log)
         figures["minutes"] = round((time.perf_counter() - started) / 60, 1)
+        figures["machine"] = machine
         figures["commands"] = log
         results[name] = figures
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
