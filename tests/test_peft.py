@@ -151,6 +151,17 @@ def test_ia3_default_targets_scale_keys_values_and_the_feed_forward(head, task_t
     assert len(vectors) == len(keys_values) + len(feed_forward) and sum(vectors.values()) == expected
 
 
+@pytest.mark.parametrize("method", ["LoHaConfig", "LoKrConfig", "AdaLoraConfig", "VeraConfig", "OFTConfig"])
+def test_the_lora_like_tuners_find_the_same_defaults(method):
+    import peft
+
+    base = VaswaniForConditionalGeneration(tiny_config())
+    expected = set(linears(base, {"q_proj", "v_proj"}))
+    extra = {"AdaLoraConfig": {"total_step": 10}}.get(method, {})
+    model = get_peft_model(base, getattr(peft, method)(task_type="SEQ_2_SEQ_LM", **extra))
+    assert set(model.base_model.targeted_module_names) == expected and len(expected) == 12
+
+
 # -- Training with Trainer ---------------------------------------------------------------------------------------------
 class _Rows(torch.utils.data.Dataset):
     """A few fixed rows for a head: token ids with labels the head's loss takes."""
