@@ -39,6 +39,7 @@ from vaswani import (
 )
 from vaswani.integrations import adapters
 from vaswani.training.data import ROTTEN_TOMATOES
+from vaswani.training.recipe import complete_checkpoints
 
 
 # Each shape with the peft task types it serves, and the head modules peft trains whole for that task type.
@@ -362,6 +363,17 @@ def test_finetune_lora_writes_an_adapter_folder_and_the_merged_model(lora_run):
     assert torch.equal(alone, from_adapter) and torch.equal(by_transformers, from_adapter)
 
 
+def test_a_lora_runs_checkpoints_count_as_complete(tmp_path):
+    """Trainer's checkpoints of a PEFT model hold the adapter: --resume finds them."""
+    for step, weights in ((2, "adapter_model.safetensors"), (4, "model.safetensors"), (6, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text("{}")
+        if weights:
+            (folder / weights).write_bytes(b"")
+    assert complete_checkpoints(tmp_path) == [tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"]
+
+
 def test_evaluate_takes_the_lora_output_folder(lora_run):
     work, run = lora_run
     evaluated = ok("evaluate", "--model", work / "lora", "--task", "sequence-classification", "--data",
@@ -373,6 +385,7 @@ def test_evaluate_takes_the_lora_output_folder(lora_run):
     (["--lora-rank", "4"], "--lora-rank shapes LoRA adapters: add --lora"),
     (["--lora", "--tokenizer", "TOKENIZER"], "--lora adapts a saved model"),
     (["--lora", "--model", "MLM", "--save-steps", "2", "--average-last", "2"], "--average-last averages whole-model"),
+    (["--lora", "--model", "MLM", "--fsdp"], "--fsdp shards whole models"),
     (["--lora", "--model", "MLM", "--lora-rank", "0"], "--lora-rank: must be a whole number, 1 or more"),
 ])
 def test_finetune_lora_refuses_settings_that_do_not_fit(argv, said, lora_run, tmp_path):

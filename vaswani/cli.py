@@ -490,6 +490,9 @@ def _check_lora(args, chosen) -> None:
     if args.average_last > 1:
         raise UsageError("--average-last averages whole-model checkpoints, and --lora's hold the adapter only: drop "
                          "--average-last or --lora.")
+    if args.fsdp:
+        raise UsageError("--fsdp shards whole models, and --lora trains a few small matrices (the frozen base is "
+                         "not sharded for them): drop --fsdp; torchrun still trains --lora data-parallel.")
 
 
 def _check_outputs(args, *inputs) -> None:
