@@ -12,9 +12,11 @@ family's entries to those very tables. `import peft` takes seconds, so `import v
 The defaults follow peft's for BART, Llama and BERT, whose projections have the same roles: LoRA adapts the query and
 value projections (as the LoRA paper does) of every attention, self- and cross-; IA3 rescales keys, values and the
 input of the feed-forward's second projection (the IA3 paper's l_k, l_v, l_ff).
+
+`lora_model` and `save_merged` are what `vaswani finetune --lora` uses: LoRA on those defaults plus the head parts the
+base lacked, and the merged model written beside the adapter.
 """
 
-import importlib.util
 import sys
 
 MODEL_TYPE = "vaswani"
