@@ -30,6 +30,8 @@ BASES = {
     "pretrain clm": ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune": ["finetune", "--task", "seq2seq", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune qa": ["finetune", "--task", "question-answering", "--tokenizer", "t", "--data", "d", "--output", "o"],
+    "finetune lora": ["finetune", "--task", "sequence-classification", "--model", "m", "--lora", "--data", "d",
+                      "--output", "o"],
     "evaluate": ["evaluate", "--model", "m", "--task", "seq2seq", "--data", "d"],
     "evaluate clm": ["evaluate", "--model", "m", "--task", "clm", "--data", "d"],
     "evaluate qa": ["evaluate", "--model", "m", "--task", "question-answering", "--data", "d"],
@@ -96,6 +98,8 @@ CASES[("pretrain clm", "--block-size")] = (POSITIVE, [])
 CASES[("pretrain clm", "--validation-fraction")] = (FRACTION, [])
 CASES[("finetune qa", "--doc-stride")] = (whole(0, 127), [])  # below the default --max-length 128
 CASES[("finetune qa", "--max-length")] = (whole(33), [])  # above the default --doc-stride 32
+CASES[("finetune lora", "--lora-rank")] = (POSITIVE, [])
+CASES[("finetune lora", "--lora-alpha")] = (number(lambda v: v > 0), [])
 CASES.update({("evaluate", option): case for option, case in GENERATION.items()})
 CASES[("evaluate", "--max-eval-samples")] = (POSITIVE, [])
 CASES[("evaluate", "--batch-size")] = (POSITIVE, [])

@@ -49,6 +49,7 @@ from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
 from . import modeling  # noqa: E402
 from .configuration import PRESETS, VaswaniConfig
 from .hub import HEADS
+from .integrations import adapters
 from .modeling import *  # noqa: F403  (the paper's classes and every head: `modeling.__all__`)
 from .pipelines import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
 from .tokenization import check_tokenizer_fits, config_from_tokenizer, train_tokenizer
@@ -61,6 +62,8 @@ AUTO_CLASSES = {getattr(transformers, head.auto_class): getattr(modeling, name) 
 AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig, exist_ok=True)
 for _auto_class, _model_class in AUTO_CLASSES.items():
     _auto_class.register(VaswaniConfig, _model_class, exist_ok=True)
+
+adapters.install()  # peft's default target modules for model_type "vaswani", once peft is imported (not here)
 
 # The pipelines transformers 5 removed, under the family's own task names.
 PIPELINE_REGISTRY.register_pipeline(

@@ -318,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_options(_add_data(p), tasks_of("finetune"))
     _add_architecture(p)
     _add_training(p)
+    group = p.add_argument_group("adapters (PEFT)")
+    group.add_argument("--lora", action="store_true",
+                       help="train LoRA adapters on q_proj and v_proj (and the head parts --model lacks), the rest "
+                       "frozen; --output holds the adapter, and the merged model in merged/")
+    group.add_argument("--lora-rank", type=positive_int, default=8, help="rank r of the adapters (default 8)")
+    group.add_argument("--lora-alpha", type=positive_float, default=16.0,
+                       help="the adapters' scale is alpha / r (default 16)")
     _add_generation(p)
 
     p = commands.add_parser("evaluate", help="measure a saved model on data",
@@ -446,6 +453,8 @@ def validate_args(args) -> None:
                                      f"{_flag(dest)}, or drop --model to train a new model.")
         if command == "pretrain" or (command == "finetune" and args.model is None):
             _check_heads(args)
+        if command == "finetune":
+            _check_lora(args, chosen)
     if "validation_fraction" in chosen and (task is None or task.name != "clm"):
         raise UsageError(f"--validation-fraction holds out the end of a .txt file for clm, not for {task.name}: use "
                          f"--eval-data or a split instead.")
@@ -478,6 +487,26 @@ def _check_heads(args) -> None:
         said = " and ".join(f"{_flag(d)} {getattr(args, d)}" for d in ("d_model", "num_heads") if getattr(args, d))
         raise UsageError(f"{said}: d_model {d_model} must be a multiple of the {heads} heads: choose values that "
                          f"divide.")
+
+
+def _check_lora(args, chosen) -> None:
+    """--lora adapts a saved model, and its companions shape --lora only."""
+    from .training.data import UsageError
+
+    if not args.lora:
+        for dest in ("lora_rank", "lora_alpha"):
+            if dest in chosen:
+                raise UsageError(f"{_flag(dest)} shapes LoRA adapters: add --lora, or drop {_flag(dest)}.")
+        return
+    if args.model is None:
+        raise UsageError("--lora adapts a saved model, and there is none: add --model (e.g. a pretrain folder), or "
+                         "drop --lora to train a new model whole.")
+    if args.average_last > 1:
+        raise UsageError("--average-last averages whole-model checkpoints, and --lora's hold the adapter only: drop "
+                         "--average-last or --lora.")
+    if args.fsdp:
+        raise UsageError("--fsdp shards whole models, and --lora trains a few small matrices (the frozen base is "
+                         "not sharded for them): drop --fsdp; torchrun still trains --lora data-parallel.")
 
 
 def _check_outputs(args, *inputs) -> None:
@@ -525,10 +554,19 @@ def _load_tokenizer(folder: Path):
         raise UsageError(f"Could not load a tokenizer from {folder}: {first_line}") from None
 
 
+def _model_folder(folder: Path) -> Path:
+    """Where a folder's model is: `merged/` in an adapter folder (`finetune --lora`), else the folder itself."""
+    folder = Path(folder)
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        return folder / "merged"
+    return folder
+
+
 def _load_model(folder: Path, auto_class):
     from .training.data import UsageError
 
-    if not (Path(folder) / "config.json").is_file():
+    folder = _model_folder(folder)
+    if not (folder / "config.json").is_file():
         raise UsageError(f"No model in {folder} (config.json missing): pass a folder a vaswani command wrote.")
     return auto_class.from_pretrained(str(folder))
 
@@ -870,7 +908,8 @@ def cmd_finetune(args):
         labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}} if names else {}
     auto = task.auto_class()
     if args.model is not None:
-        model = auto.from_pretrained(str(args.model), config=AutoConfig.from_pretrained(str(args.model), **labels))
+        model, loading = auto.from_pretrained(str(args.model), config=AutoConfig.from_pretrained(str(args.model),
+                                              **labels), output_loading_info=True)
     else:
         config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options), **labels)
         _fit_tokenizer_to_positions(tokenizer, config)
@@ -878,6 +917,14 @@ def cmd_finetune(args):
     check_tokenizer_fits(model.config, tokenizer)
     if prepared is None:  # the collator may need the model (seq2seq's decoder inputs)
         prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
+    if args.lora:
+        from .integrations.adapters import lora_model
+
+        model.name_or_path = str(args.model.resolve())  # the base the adapter folder records
+        model = lora_model(model, args.lora_rank, args.lora_alpha, new_weights=loading["missing_keys"])
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        _say(f"LoRA (rank {args.lora_rank}, alpha {args.lora_alpha:g}): {trainable:,} of "
+             f"{sum(p.numel() for p in model.parameters()):,} parameters train.")
     metrics, _ = _train_and_record(args, task, model, tokenizer, prepared, eval_rows, "finetune " + args.task,
                                    started, label_smoothing,
                                    "Fine-tuning {model} on {examples:,} examples{evaluation}.")
@@ -1025,7 +1072,8 @@ def cmd_generate(args):
     from .training.tasks import generate_texts
 
     validate_args(args)
-    config = AutoConfig.from_pretrained(str(args.model)) if (args.model / "config.json").is_file() else None
+    folder = _model_folder(args.model)
+    config = AutoConfig.from_pretrained(str(folder)) if (folder / "config.json").is_file() else None
     auto = AutoModelForSeq2SeqLM if config is not None and config.is_encoder_decoder else AutoModelForCausalLM
     model = _quantized(_load_model(args.model, auto), args)
     tokenizer = _load_tokenizer(args.model)

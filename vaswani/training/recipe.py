@@ -48,11 +48,13 @@ def paper_optimizer(model: torch.nn.Module, d_model: int, total_steps: int, scal
 
 
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Trainer's `checkpoint-N` folders that were written to the end (a killed run can leave a partial one)."""
+    """Trainer's `checkpoint-N` folders that were written to the end (a killed run can leave a partial one); a PEFT
+    run's hold the adapter's weights."""
     found = []
     for folder in Path(run_dir).glob("checkpoint-*"):
         step = folder.name.split("-")[-1]
-        if step.isdigit() and (folder / "trainer_state.json").is_file() and (folder / "model.safetensors").is_file():
+        weights = any((folder / name).is_file() for name in ("model.safetensors", "adapter_model.safetensors"))
+        if step.isdigit() and (folder / "trainer_state.json").is_file() and weights:
             found.append((int(step), folder))
     return [folder for _, folder in sorted(found)]
 
