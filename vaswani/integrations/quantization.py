@@ -23,7 +23,6 @@ This module imports torchao only inside `quantize` (transformers 5.24 itself imp
 `transformers.quantizers`, whenever it is installed).
 """
 
-import logging
 import warnings
 
 import torch
@@ -81,15 +80,8 @@ def quantize(model: nn.Module, method: str) -> nn.Module:
 
 
 def _torchao():
-    """torchao's `quantize_` and the configs of the torchao methods, imported quietly: on a CPU build torchao warns
-    once per CUDA-only extension it cannot load, and torch once per enum torchao registers, at import."""
-    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    """torchao's `quantize_` and the configs of the torchao methods (its import-time noise on a CPU build is dropped by
+    `import vaswani`, which runs before this module)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+
     return quantize_, {"int8-weight-only": Int8WeightOnlyConfig, "int8-dynamic": Int8DynamicActivationInt8WeightConfig}
