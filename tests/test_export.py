@@ -39,7 +39,8 @@ def _model(head, **overrides):
     return head(tiny_config(**overrides)).eval()
 
 
-ONE_LAYER = {"num_hidden_layers": 1}  # half the graph, half the export time; generation tests keep two layers
+# Half the graph, half the export time: every export but one (two layers, the cache of each) has one layer.
+ONE_LAYER = {"num_hidden_layers": 1}
 
 
 def _other_shape(model) -> dict:
@@ -114,8 +115,12 @@ def test_forward_export_refuses_what_it_cannot_export():
         ex.export_forward(model, {"input_ids": random_ids(1, 5)})
     with pytest.raises(TypeError, match="dict of example tensors"):
         ex.export_forward(model, random_ids(2, 5))
+    with pytest.raises(ValueError, match="position_ids"):
+        ex.export_forward(model, {**inputs_for(model), "position_ids": torch.arange(7).expand(2, -1)})
     with pytest.raises(ValueError, match="eval"):
         ex.export_forward(model.train(), inputs_for(model))
+    with pytest.raises(ValueError, match="format"):
+        ex.write_export(model.eval(), ".", "tflite")
 
 
 # -- Generation: prefill and cached decoding step ---------------------------------------------------------------------
@@ -155,7 +160,7 @@ def test_exported_causal_programs_with_sinusoidal_positions_decode_as_generate()
 
 
 def test_exported_seq2seq_graphs_with_learned_positions_decode_as_generate(tmp_path):
-    model = _model(VaswaniForConditionalGeneration, position_embedding_type="learned")
+    model = _model(VaswaniForConditionalGeneration, position_embedding_type="learned", **ONE_LAYER)
     programs = ex.export_generation(model)
     ids = random_ids(3, 6)
     _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], True), model, ids)
@@ -166,9 +171,12 @@ def test_exported_seq2seq_graphs_with_learned_positions_decode_as_generate(tmp_p
     _check_decoding(ex.ExportedGeneration.from_onnx(*paths), model, ids)
 
 
-def test_generation_export_refuses_other_heads():
+def test_generation_export_refuses_other_heads_and_bad_lengths():
     with pytest.raises(TypeError, match="export_forward"):
         ex.export_generation(_model(VaswaniForMaskedLM))
+    graphs = ex.ExportedGeneration(None, None, False)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        ex.greedy_generate(graphs, random_ids(2, 3), max_new_tokens=0)
 
 
 # -- Exported folders: `vaswani export` -------------------------------------------------------------------------------
@@ -235,6 +243,22 @@ def test_exported_folder_holds_what_its_readme_says(saved, exported, name, fmt):
             assert f"| `{tensor}` | (" + ", ".join(map(str, shape)) + ") |" in readme
     assert ("onnxruntime.InferenceSession" if fmt == "onnx" else "torch.export.load") in readme
     assert manifest["graphs"]["decode"]["inputs"]["attention_mask"][0] == "batch"
+
+
+@pytest.mark.parametrize("name, fmt", FOLDERS, ids=["-".join(case) for case in FOLDERS])
+def test_exported_folders_readme_examples_run(exported, name, fmt, monkeypatch):
+    """The README's code blocks, run in order in the folder, as a user would paste them."""
+    folder = exported[name, fmt]
+    blocks = (folder / "README.md").read_text().split("```python\n")[1:]
+    assert len(blocks) == 2  # the forward, then greedy decoding
+    monkeypatch.chdir(folder)
+    namespace = {}
+    for block in blocks:
+        exec(block.split("```")[0], namespace)
+    logits = namespace["outputs"][0] if fmt == "onnx" else namespace["outputs"]["logits"]
+    assert tuple(logits.shape[:2]) == tuple(namespace["batch"]["decoder_input_ids" if name == "seq2seq" else "input_ids"].shape)
+    start = 1 if name == "seq2seq" else namespace["ids"].shape[1]
+    assert start < namespace["tokens"].shape[1] <= start + 20
 
 
 @pytest.mark.parametrize("name, fmt", FOLDERS, ids=["-".join(case) for case in FOLDERS])

@@ -1,25 +1,25 @@
 """
-Export of Vaswani models: `torch.export` programs and ONNX graphs (through `torch.onnx.export(..., dynamo=True)`,
-the exporter transformers defers to for custom models) of every head's forward, and of generation as two graphs, a
-prefill and a cached decoding step, with the cache as plain tensors in and out. onnx, onnxscript and onnxruntime
-are imported only by the functions that need them.
+Export of Vaswani models: `torch.export` programs and ONNX graphs (through `torch.onnx.export(..., dynamo=True)`; for
+a custom model transformers has no exporter of its own) of every head's forward, and of generation as two graphs, a
+prefill and a cached decoding step, with the cache as plain tensors in and out. onnx, onnxscript and onnxruntime are
+imported only by the functions that need them.
 
-    HeadForward           a head's forward as tensors in, its logits out (what `export_forward` exports)
-    Prefill, DecodeStep   the two graphs of generation; each calls the model itself with a transformers `Cache`
-                          rebuilt from the tensors, so the exported math is the model's own
-    export_forward        torch.export of a head's forward, batch and sequence dimensions dynamic
-    export_generation     torch.export of the prefill and decoding-step graphs of a causal LM or seq2seq model
-    to_onnx               one exported program as an ONNX file
-    greedy_generate       greedy decoding with the exported graphs (ExportedPrograms or ONNX Runtime sessions),
-                          the same tokens as `model.generate(do_sample=False)`
-    export_folder         what `vaswani export` writes: the graphs, the tokenizer and config, and a README
+    export_forward          torch.export of a head's forward (`HeadForward`), batch and lengths dynamic
+    export_generation       torch.export of generation: `CausalPrefill` and `CausalDecodeStep`, or `Seq2SeqPrefill`
+                            and `Seq2SeqDecodeStep`, each calling the model with a transformers `Cache` rebuilt from
+                            the tensors, so that the exported math is the model's own
+    to_onnx                 an exported program as an ONNX file
+    ExportedGeneration      the two generation graphs as callables: ExportedPrograms or ONNX Runtime sessions
+    greedy_generate         greedy decoding with them: the tokens of `model.generate(do_sample=False)`
+    export_folder           what `vaswani export` writes: the graphs, config, tokenizer, `export.json`, a README
 
-The cache of a decoding step, per decoder layer i, shaped (batch, num_heads, length, head_dim):
-causal LM: `past_key_values.{i}.key` / `.value` in, `present.{i}.key` / `.value` out (the past plus this step);
-seq2seq: `past_key_values.{i}.decoder.key` / `.value` (self-attention, grows) and `past_key_values.{i}.encoder.key` /
-`.value` (cross-attention over the source, computed once by the prefill), `present.{i}.decoder.*` out.
+Graphs are traced with the eager attention (`eager_attention`), batch and lengths dynamic up to
+`max_position_embeddings`. The cache of a decoding step, per decoder layer i, each (batch, num_heads, length,
+head_dim), is named in ONNX as in Hugging Face Optimum: causal LM `past_key_values.{i}.key` / `.value` in,
+`present.{i}.key` / `.value` out (the past and this step); seq2seq `past_key_values.{i}.decoder.*` (self-attention,
+grows) and `past_key_values.{i}.encoder.*` (cross-attention over the source, computed once by the prefill) in,
+`present.{i}.decoder.*` out. The torch programs take and give them as tuples of (key, value) per layer.
 """
-
 import contextlib
 import json
 from pathlib import Path
@@ -33,11 +33,17 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 _NOT_OUTPUTS = ("loss", "cache", "past_key_values")
 
 
+FORWARD_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids")
+
+
 def _model_inputs(model, inputs: dict) -> dict:
     """The example's tensors, checked: a forward export takes tensors only, and the model must be in eval mode."""
-    if not isinstance(inputs, dict) or not inputs:
-        raise TypeError(f"`inputs` must be a dict of example tensors (e.g. input_ids, attention_mask), got {inputs!r}.")
+    if not isinstance(inputs, dict) or "input_ids" not in inputs:
+        raise TypeError(f"`inputs` must be a dict of example tensors with input_ids (and attention_mask, ...), got "
+                        f"{type(inputs).__name__}.")
     for name, value in inputs.items():
+        if name not in FORWARD_INPUTS:
+            raise ValueError(f"`inputs[{name!r}]`: an exported forward takes {', '.join(FORWARD_INPUTS)}; drop {name}.")
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"`inputs[{name!r}]` must be a tensor, got {type(value).__name__}.")
     if model.training:
@@ -80,9 +86,8 @@ class HeadForward(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, decoder_input_ids=None):
         given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "decoder_input_ids": decoder_input_ids}
-        outputs = self.model(
-            input_ids=input_ids, **{k: v for k, v in given.items() if v is not None}, use_cache=False, return_dict=True
-        )
+        given = {name: value for name, value in given.items() if value is not None}
+        outputs = self.model(input_ids=input_ids, **given, use_cache=False, return_dict=True)
         return {name: outputs[name] for name in self.output_names}
 
 
@@ -120,11 +125,11 @@ def forward_dynamic_shapes(model, inputs: dict) -> dict:
 def export_forward(model, inputs: dict, dynamic: bool = True):
     """
     `torch.export` of `model`'s forward on the example `inputs` (a dict of tensors, as the model takes them),
-    returning an `ExportedProgram` whose module takes the same tensors (by name) and returns the main outputs (logits;
-    the bare model's hidden states) as a dict by name. With `dynamic`, the batch and sequence dimensions (and the choices of
-    multiple choice) are dynamic: the program then takes other sizes than the example's, lengths up to
-    `max_position_embeddings`. Every dimension of the example must be at least 2 then (torch.export specialises
-    sizes 0 and 1).
+    returning an `ExportedProgram` whose module takes the same tensors (by name) and returns the main outputs
+    (logits; the bare model's hidden states) as a dict by name. With `dynamic`, the batch and sequence dimensions
+    (and the choices of multiple choice) are dynamic: the program then takes other sizes than the example's, lengths
+    up to `max_position_embeddings`. Every dimension of the example must be at least 2 then (torch.export
+    specialises sizes 0 and 1).
     """
     inputs = _model_inputs(model, inputs)
     wrapper = HeadForward.of(model, inputs)
@@ -575,6 +580,8 @@ def write_export(model, folder, format: str, tokenizer=None) -> dict:
         "model": type(model).__name__,
         "is_encoder_decoder": bool(config.is_encoder_decoder),
         "max_position_embeddings": config.max_position_embeddings,
+        "vocab_size": config.vocab_size,
+        "decoder_start": config.decoder_start_token_id,
         "generation": {
             name: getattr(config, name, None) for name in ("eos_token_id", "pad_token_id", "decoder_start_token_id")
         },
@@ -604,6 +611,36 @@ def export_folder(model, output, format: str = "onnx", tokenizer=None, overwrite
         return write_export(model, staging, format, tokenizer)
 
 
+def _example(manifest: dict, has_tokenizer: bool) -> list[str]:
+    """A few lines that run the folder's forward graph on a batch of two texts (random ids without a tokenizer)."""
+    onnx = manifest["format"] == "onnx"
+    inputs = list(manifest["graphs"]["model"]["inputs"])
+    kind = "np" if onnx else "pt"
+    lines = (["import onnxruntime"] + ([] if has_tokenizer else ["import numpy as np"])) if onnx else ["import torch"]
+    if has_tokenizer:
+        lines += ["from transformers import AutoTokenizer", "", 'tokenizer = AutoTokenizer.from_pretrained(".")',
+                  f'batch = dict(tokenizer(["Hello there", "Hi"], padding=True, return_tensors="{kind}"))']
+    else:
+        random = "np.random.randint" if onnx else "torch.randint"
+        lines += ["", f"ids = {random}(0, {manifest['vocab_size']}, (2, 6))",
+                  f"batch = {{'input_ids': ids, 'attention_mask': {kind if onnx else 'torch'}.ones_like(ids)}}"]
+    if "token_type_ids" in inputs:
+        lines.append('batch.setdefault("token_type_ids", 0 * batch["input_ids"])')
+    if "decoder_input_ids" in inputs:
+        lines.append(f'batch["decoder_input_ids"] = 0 * batch["input_ids"][:, :1] + {manifest["decoder_start"]}')
+    if manifest["model"] == "VaswaniForMultipleChoice":  # (batch, choices, sequence): each text twice here
+        repeat = "np.repeat(v[:, None], 2, axis=1)" if onnx else "v[:, None].repeat(1, 2, 1)"
+        lines.append(f"batch = {{k: {repeat} for k, v in batch.items()}}")
+    feeds = f"{{name: batch[name] for name in {inputs!r}}}"
+    if onnx:
+        lines += ['session = onnxruntime.InferenceSession("model.onnx")',
+                  f"outputs = session.run(None, {feeds})  # {', '.join(manifest['graphs']['model']['outputs'])}"]
+    else:
+        lines += ['program = torch.export.load("model.pt2")',
+                  f"outputs = program.module()(**{feeds})  # a dict: {', '.join(manifest['graphs']['model']['outputs'])}"]
+    return lines + ["```", ""]
+
+
 def _shape_text(shape: list) -> str:
     return "(" + ", ".join(str(size) for size in shape) + ")"
 
@@ -611,9 +648,9 @@ def _shape_text(shape: list) -> str:
 def export_readme(manifest: dict, has_tokenizer: bool) -> str:
     """The README.md of an exported folder: its files, each graph's inputs and outputs, and how to run them."""
     onnx = manifest["format"] == "onnx"
-    kind = "ONNX (opset of torch.onnx, run with ONNX Runtime)" if onnx else "torch.export ExportedProgram"
+    kind = "ONNX graphs for ONNX Runtime" if onnx else "torch.export programs"
     lines = [
-        f"# {manifest['model']}, exported ({kind})",
+        f"# {manifest['model']}: {kind}",
         "",
         f"Written by `vaswani export --format {manifest['format']}`. Dimensions named below (batch, sequence, ...) are "
         f"dynamic; lengths go up to {manifest['max_position_embeddings']} (`max_position_embeddings`).",
@@ -651,55 +688,20 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
             "The programs take the arguments of the modules they were exported from, in the order listed; the cache is "
             "a tuple of (key, value) per layer, each (batch, num_heads, length, head_dim).",
         ]
-    lines += ["", "## Running it", "", "```python"]
-    inputs = list(manifest["graphs"]["model"]["inputs"])
-    if has_tokenizer:
-        lines += ["from transformers import AutoTokenizer", "", 'tokenizer = AutoTokenizer.from_pretrained(".")']
-        source = 'tokenizer(["Hello there", "Hi"], padding=True, return_tensors="{}")'
-    else:
-        lines += ["import torch", ""]
-        source = "{{'input_ids': torch.randint(0, 50, (2, 6)), 'attention_mask': torch.ones(2, 6, dtype=torch.long)}}"
-    if onnx:
-        lines += [
-            "import onnxruntime",
-            "",
-            'session = onnxruntime.InferenceSession("model.onnx")',
-            f"batch = {source.format('np')}" if has_tokenizer else f"batch = {{k: v.numpy() for k, v in {source.format()}.items()}}",
-        ]
-        if "token_type_ids" in inputs:
-            lines.append('batch.setdefault("token_type_ids", 0 * batch["input_ids"])')
-        if "decoder_input_ids" in inputs:
-            lines.append('batch["decoder_input_ids"] = batch["input_ids"][:, :1]')
-        lines += [
-            f"feeds = {{name: batch[name].astype('int64') for name in {inputs!r}}}",
-            "outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))",
-        ]
-    else:
-        lines += [
-            "import torch",
-            "",
-            'program = torch.export.load("model.pt2")',
-            f"batch = {source.format('pt')}",
-        ]
-        if "token_type_ids" in inputs:
-            lines.append('batch.setdefault("token_type_ids", torch.zeros_like(batch["input_ids"]))')
-        if "decoder_input_ids" in inputs:
-            lines.append('batch["decoder_input_ids"] = batch["input_ids"][:, :1]')
-        lines.append(f"outputs = program.module()(**{{name: batch[name] for name in {inputs!r}}})  # a dict")
-    if manifest["model"] == "VaswaniForMultipleChoice":
-        lines.append("# (multiple choice: input_ids and attention_mask are (batch, choices, sequence))")
-    lines += ["```", ""]
+    lines += ["", "## Running it", "", "```python", *_example(manifest, has_tokenizer)]
     if "prefill" in manifest["graphs"]:
         first = "input_ids" if not manifest["is_encoder_decoder"] else "input_ids (the source)"
         lines += [
-            "Greedy decoding with the prefill and decode graphs (the loop of `vaswani.integrations.export`, the same "
-            "tokens as `model.generate(do_sample=False)`):",
+            "Greedy decoding with the prefill and decode graphs (the loop of `vaswani.integrations.export`, with the "
+            "package installed: the tokens of `model.generate(do_sample=False)`), on the batch above:",
             "",
             "```python",
+            "import torch",
             "from vaswani.integrations.export import ExportedGeneration, greedy_generate",
             "",
             'graphs = ExportedGeneration.load(".")',
-            f"tokens = greedy_generate(graphs, {first.split()[0]}, attention_mask, max_new_tokens=20)",
+            'ids, mask = torch.as_tensor(batch["input_ids"]), torch.as_tensor(batch["attention_mask"])',
+            "tokens = greedy_generate(graphs, ids, mask, max_new_tokens=20)",
             "```",
             "",
             f"By hand: run `prefill` on {first} and attention_mask"
