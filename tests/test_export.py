@@ -3,8 +3,9 @@ Export (vaswani.integrations.export, `vaswani export`): torch.export programs an
 eager model's outputs within 1e-4, at a shape other than the export example's (the dimensions are dynamic), for every
 head; exported generation (prefill and cached decoding step) gives `generate()`'s greedy tokens, token for token.
 
-ONNX export with dynamo takes seconds per graph: each model is exported once per module (fixtures), and the heads
-beyond causal LM, seq2seq, masked LM and sequence classification run under `-m slow`.
+ONNX export with dynamo takes seconds per graph: each model is exported once per module (fixtures), most with one
+layer, and the forwards of the heads beyond seq2seq, masked LM and sequence classification run under `-m slow` (the
+causal LM's forward runs unmarked from its exported folder, with the generation checks).
 """
 
 import json
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from helpers import HEAD_CLASSES, inputs_for, random_ids, shakespeare_lines, tiny_config
-from test_cli import cli, ok
+from test_cli import _one_thread, cli, ok  # noqa: F401  (_one_thread: autouse, one thread in this module too)
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
 from vaswani.integrations import export as ex
 
@@ -21,17 +22,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 TOLERANCE = 1e-4  # float32 kernels of ORT and torch differ in summation order; far below any real disagreement
-# The causal LM's forward runs unmarked too, from its exported folder (test_exported_folder_runs_as_the_model).
 FAST_HEADS = {"VaswaniForConditionalGeneration", "VaswaniForMaskedLM", "VaswaniForSequenceClassification"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny graphs gain nothing from threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(head, **overrides):
@@ -47,13 +38,6 @@ def _other_shape(model) -> dict:
     """Inputs of another batch size and length than the export example's (2 x 7, target 5)."""
     torch.manual_seed(1)
     return inputs_for(model, batch=3, length=11, target_length=4)
-
-
-def _ort_outputs(path, inputs: dict) -> dict:
-    session = ex.onnx_session(path)
-    names = [output.name for output in session.get_outputs()]
-    arrays = session.run(None, {name: value.numpy() for name, value in inputs.items()})
-    return {name: torch.from_numpy(array) for name, array in zip(names, arrays)}
 
 
 def _eager(model, inputs: dict) -> dict:
@@ -106,7 +90,15 @@ def test_torch_export_of_every_head_takes_other_shapes(forward_exports, head):
 def test_onnx_runtime_gives_the_logits_of_every_head(forward_exports, head):
     model, _, path = forward_exports(head)
     inputs = _other_shape(model)
-    _assert_close(_ort_outputs(path, inputs), _eager(model, inputs))
+    _assert_close(ex.run_onnx(path, inputs), _eager(model, inputs))
+
+
+def test_an_export_that_disagrees_with_its_model_is_not_written(forward_exports, tmp_path):
+    _, program, _ = forward_exports(VaswaniForMaskedLM)
+    torch.manual_seed(1)
+    other = VaswaniForMaskedLM(tiny_config(**ONE_LAYER)).eval()  # the same shapes, other weights
+    with pytest.raises(RuntimeError, match="differs from the model"):
+        ex.check_export(other, tmp_path, "torch", {"model": program})
 
 
 def test_forward_export_refuses_what_it_cannot_export():
@@ -243,6 +235,8 @@ def test_exported_folder_holds_what_its_readme_says(saved, exported, name, fmt):
             assert f"| `{tensor}` | (" + ", ".join(map(str, shape)) + ") |" in readme
     assert ("onnxruntime.InferenceSession" if fmt == "onnx" else "torch.export.load") in readme
     assert manifest["graphs"]["decode"]["inputs"]["attention_mask"][0] == "batch"
+    assert manifest["checked"]["forward_max_abs_difference"] <= TOLERANCE
+    assert manifest["checked"]["greedy_tokens_as_generate"] == ex.CHECK_TOKENS and "gives `generate()`'s" in readme
 
 
 @pytest.mark.parametrize("name, fmt", FOLDERS, ids=["-".join(case) for case in FOLDERS])
@@ -272,7 +266,7 @@ def test_exported_folder_runs_as_the_model(saved, exported, name, fmt):
     manifest = json.loads((folder / "export.json").read_text())
     assert list(manifest["graphs"]["model"]["inputs"]) == list(batch)
     if fmt == "onnx":
-        got = _ort_outputs(folder / "model.onnx", batch)
+        got = ex.run_onnx(folder / "model.onnx", batch)
     else:
         got = torch.export.load(str(folder / "model.pt2")).module()(**batch)
     _assert_close(got, _eager(model, batch))
@@ -296,6 +290,17 @@ def test_exported_causal_decoding_skips_left_padding_as_generate(saved, exported
     assert torch.equal(got, expected)
 
 
+def test_export_help_says_what_it_writes(capsys):
+    from vaswani.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exit_.value.code == 0
+    for phrase in ("ONNX Runtime", "torch.export", "prefill", "--format", "--overwrite", "README"):
+        assert phrase in text, phrase
+
+
 def test_export_refuses_an_existing_output_and_bad_requests(saved, exported):
     work, folders = saved
     output = exported["causal", "onnx"]
@@ -309,3 +314,23 @@ def test_export_refuses_an_existing_output_and_bad_requests(saved, exported):
     assert run.code == 2 and "--format" in run.err and not (work / "x").exists()
     run = cli("export", "--model", work / "missing", "--format", "torch", "--output", work / "y")
     assert run.code == 2 and "config.json missing" in run.err and not (work / "y").exists()
+
+
+@pytest.mark.parametrize("head", [
+    pytest.param(head, id=head.__name__,
+                 marks=() if head.__name__ == "VaswaniForSequenceClassification" else pytest.mark.slow)
+    for head in HEAD_CLASSES
+])
+def test_export_folder_of_any_head_without_a_tokenizer(head, tmp_path, monkeypatch):
+    """The Python API's folder (torch format, no tokenizer): its README's example runs; it is never overwritten."""
+    model = _model(head, **ONE_LAYER)
+    output = tmp_path / "exported"
+    manifest = ex.export_folder(model, output, "torch")
+    assert list(manifest["graphs"]) == (["model", "prefill", "decode"] if model.can_generate() else ["model"])
+    monkeypatch.chdir(output)
+    namespace = {}
+    exec((output / "README.md").read_text().split("```python\n")[1].split("```")[0], namespace)
+    batch = {name: torch.as_tensor(value) for name, value in namespace["batch"].items()}
+    _assert_close(namespace["outputs"], _eager(model, batch))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        ex.export_folder(model, output, "torch")

@@ -1075,6 +1075,7 @@ def cmd_export(args):
         raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
     facts = {"model": architecture, "format": args.format,
              "graphs": ", ".join(graph["file"] for graph in manifest["graphs"].values()),
+             "max abs difference from the model": f"{manifest['checked']['forward_max_abs_difference']:.1e}",
              "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the folder"}
     _summary("export", facts, started, args.output)
     return facts

@@ -540,12 +540,65 @@ def _read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+CHECK_TOLERANCE = 1e-4  # float32: ORT's and torch's kernels sum in other orders (about 1e-7 seen)
+CHECK_TOKENS = 4
+
+
+def run_onnx(path, inputs: dict) -> dict:
+    """Run the ONNX graph at `path` in ONNX Runtime on `inputs` (tensors by name): its outputs, tensors by name."""
+    session = onnx_session(path)
+    names = [output.name for output in session.get_outputs()]
+    arrays = session.run(None, {name: value.detach().cpu().numpy() for name, value in inputs.items()})
+    return {name: torch.from_numpy(array) for name, array in zip(names, arrays)}
+
+
+def check_export(model, folder, format: str, programs: dict) -> dict:
+    """
+    Run the written graphs on inputs of another size than the export example's (batch 3, length 5): the forward's
+    outputs against the eager model's (within `CHECK_TOLERANCE`), and, for generation, greedy decoding of
+    `CHECK_TOKENS` tokens against `generate()`'s (plain greedy settings). `programs` are the ExportedPrograms that
+    were saved (format "torch"); ONNX graphs are read back from `folder`. Returns the figures; a disagreement is a
+    `RuntimeError`.
+    """
+    from transformers import GenerationConfig
+
+    folder = Path(folder)
+    inputs = example_inputs(model, batch=3, length=5)
+    with torch.no_grad():
+        expected = HeadForward.of(model, inputs)(**inputs)
+    got = run_onnx(folder / "model.onnx", inputs) if format == "onnx" else programs["model"].module()(**inputs)
+    difference = max((got[name] - value).abs().max().item() for name, value in expected.items())
+    if not difference <= CHECK_TOLERANCE:  # `not <=`: a NaN fails too
+        raise RuntimeError(f"The exported forward differs from the model by {difference:.3g} (more than "
+                           f"{CHECK_TOLERANCE}): not written. Please report it with the model's config.")
+    checks = {"forward_max_abs_difference": difference}
+    if not model.can_generate():
+        return checks
+    config = model.config
+    if format == "onnx":
+        graphs = ExportedGeneration.from_onnx(folder / "prefill.onnx", folder / "decode.onnx")
+    else:
+        graphs = ExportedGeneration.from_programs(programs["prefill"], programs["decode"], config.is_encoder_decoder)
+    ids = {name: getattr(config, name) for name in ("eos_token_id", "pad_token_id", "decoder_start_token_id")}
+    plain = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=CHECK_TOKENS, min_new_tokens=CHECK_TOKENS,
+                             bos_token_id=config.bos_token_id, **ids)
+    with torch.no_grad():
+        reference = model.generate(inputs["input_ids"], attention_mask=inputs["attention_mask"], generation_config=plain)
+    tokens = greedy_generate(graphs, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=CHECK_TOKENS,
+                             min_new_tokens=CHECK_TOKENS, **ids)
+    if not torch.equal(tokens, reference):
+        raise RuntimeError(f"Greedy decoding with the exported graphs gave {tokens.tolist()}, generate() "
+                           f"{reference.tolist()}: not written. Please report it with the model's config.")
+    checks["greedy_tokens_as_generate"] = CHECK_TOKENS
+    return checks
+
+
 def write_export(model, folder, format: str, tokenizer=None) -> dict:
     """
     Export `model` into the existing empty `folder`: its forward as `model.onnx` / `model.pt2`; for a causal LM or
     seq2seq model also `prefill.*` and `decode.*` (generation); the config (and generation config), the tokenizer when
-    given, `export.json` (the graphs' inputs and outputs, by name and shape) and a README.md. Each graph is checked
-    against the model on an input of another size than the example's before it is written. Returns the manifest.
+    given, `export.json` (the graphs' inputs and outputs, by name and shape) and a README.md. The written graphs are
+    checked against the model first (`check_export`: a `RuntimeError` if they disagree). Returns the manifest.
     """
     if format not in FORMATS:
         raise ValueError(f"`format` must be one of {FORMATS}, got {format!r}.")
@@ -574,6 +627,7 @@ def write_export(model, folder, format: str, tokenizer=None) -> dict:
             "inputs": dict(zip(input_names, input_shapes)),
             "outputs": dict(zip(output_names, output_shapes)),
         }
+    checks = check_export(model, folder, format, {name: program for name, program, *_ in exports})
     config = model.config
     manifest = {
         "format": format,
@@ -581,11 +635,11 @@ def write_export(model, folder, format: str, tokenizer=None) -> dict:
         "is_encoder_decoder": bool(config.is_encoder_decoder),
         "max_position_embeddings": config.max_position_embeddings,
         "vocab_size": config.vocab_size,
-        "decoder_start": config.decoder_start_token_id,
         "generation": {
             name: getattr(config, name, None) for name in ("eos_token_id", "pad_token_id", "decoder_start_token_id")
         },
         "graphs": graphs,
+        "checked": checks,
     }
     config.save_pretrained(folder)
     if model.can_generate() and model.generation_config is not None:
@@ -627,7 +681,7 @@ def _example(manifest: dict, has_tokenizer: bool) -> list[str]:
     if "token_type_ids" in inputs:
         lines.append('batch.setdefault("token_type_ids", 0 * batch["input_ids"])')
     if "decoder_input_ids" in inputs:
-        lines.append(f'batch["decoder_input_ids"] = 0 * batch["input_ids"][:, :1] + {manifest["decoder_start"]}')
+        lines.append(f'batch["decoder_input_ids"] = 0 * batch["input_ids"][:, :1] + {manifest["generation"]["decoder_start_token_id"]}')
     if manifest["model"] == "VaswaniForMultipleChoice":  # (batch, choices, sequence): each text twice here
         repeat = "np.repeat(v[:, None], 2, axis=1)" if onnx else "v[:, None].repeat(1, 2, 1)"
         lines.append(f"batch = {{k: {repeat} for k, v in batch.items()}}")
@@ -654,6 +708,11 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
         "",
         f"Written by `vaswani export --format {manifest['format']}`. Dimensions named below (batch, sequence, ...) are "
         f"dynamic; lengths go up to {manifest['max_position_embeddings']} (`max_position_embeddings`).",
+        "",
+        f"Checked when written, on inputs of another size than the export example's: the forward's outputs are the "
+        f"model's within {manifest['checked']['forward_max_abs_difference']:.1e} (max abs difference)"
+        + (f"; greedy decoding with `prefill` and `decode` gives `generate()`'s {CHECK_TOKENS} tokens exactly."
+           if "greedy_tokens_as_generate" in manifest["checked"] else "."),
         "",
         "## Files",
         "",
