@@ -15,6 +15,7 @@ import torch
 
 from helpers import HEAD_CLASSES, inputs_for, random_ids, shakespeare_lines, tiny_config
 from test_cli import _one_thread, cli, ok  # noqa: F401  (_one_thread: autouse, one thread in this module too)
+from test_hub import run_without_vaswani
 from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
 from vaswani.integrations import export as ex
 
@@ -240,7 +241,7 @@ def test_exported_folder_holds_what_its_readme_says(saved, exported, name, fmt):
 
 
 @pytest.mark.parametrize("name, fmt", FOLDERS, ids=["-".join(case) for case in FOLDERS])
-def test_exported_folders_readme_examples_run(exported, name, fmt, monkeypatch):
+def test_exported_folders_readme_examples_run(exported, name, fmt, monkeypatch, tmp_path):
     """The README's code blocks, run in order in the folder, as a user would paste them."""
     folder = exported[name, fmt]
     blocks = (folder / "README.md").read_text().split("```python\n")[1:]
@@ -250,6 +251,11 @@ def test_exported_folders_readme_examples_run(exported, name, fmt, monkeypatch):
     for block in blocks:
         exec(block.split("```")[0], namespace)
     logits = namespace["outputs"][0] if fmt == "onnx" else namespace["outputs"]["logits"]
+    if fmt == "onnx":  # what ONNX is for: running without the package (the folder's config names no code to run)
+        assert "auto_map" not in json.loads((folder / "config.json").read_text())
+        code = f"import os\nos.chdir({str(folder)!r})\n" + blocks[0].split("```")[0]
+        shape = run_without_vaswani(code + "print(json.dumps(list(outputs[0].shape)))", tmp_path)
+        assert shape == list(logits.shape)
     assert tuple(logits.shape[:2]) == tuple(namespace["batch"]["decoder_input_ids" if name == "seq2seq" else "input_ids"].shape)
     start = 1 if name == "seq2seq" else namespace["ids"].shape[1]
     assert start < namespace["tokens"].shape[1] <= start + 20

@@ -642,6 +642,11 @@ def write_export(model, folder, format: str, tokenizer=None) -> dict:
         "checked": checks,
     }
     config.save_pretrained(folder)
+    # The folder holds no model code: a config pointing at some (`auto_map`) would have AutoTokenizer ask whether to
+    # run it. Without, the config and tokenizer load with plain transformers (the package registers "vaswani").
+    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    saved.pop("auto_map", None)
+    (folder / "config.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if model.can_generate() and model.generation_config is not None:
         model.generation_config.save_pretrained(folder)
     if tokenizer is not None:
