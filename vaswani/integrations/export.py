@@ -418,6 +418,8 @@ class ExportedGeneration:
 
             def run(*args):
                 flat = torch.utils._pytree.tree_leaves(args)
+                if len(flat) != len(names):  # the graph's inputs are the flattened arguments, one for one
+                    raise ValueError(f"This graph takes {len(names)} tensors ({', '.join(names)}), got {len(flat)}.")
                 feeds = dict(zip(names, (t.detach().cpu().numpy() for t in flat)))
                 outputs = [torch.from_numpy(array) for array in session.run(None, feeds)]
                 head, rest = outputs[:leading], outputs[leading:]
