@@ -9,6 +9,7 @@
     vaswani generate          continue or translate text with a saved model
     vaswani push              upload a saved model folder to the Hugging Face Hub
     vaswani convert           turn a Hugging Face BERT, GPT-2 or Marian model into a Vaswani model folder
+    vaswani export            export a saved model as ONNX graphs or torch.export programs (generation included)
 
 Every command takes local .txt, .csv, .tsv or .json files (gzipped too), a folder saved with
 `datasets.Dataset.save_to_disk`, or a Hub dataset name where a network exists. `vaswani COMMAND --help` explains
@@ -370,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="the model to convert: a checkpoint folder or a Hub name")
     p.add_argument("--architecture", help="class to load the source as (default: its config's architectures[0])")
     p.add_argument("--output", required=True, type=Path, help="folder for the converted model (Hub-ready)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+
+    p = commands.add_parser("export", help="export a saved model as ONNX graphs or torch.export programs",
+                            description="Export a saved model folder: its forward, and for a causal LM or seq2seq "
+                            "model a prefill and a cached decoding step (generation), as ONNX graphs for ONNX Runtime "
+                            "or torch.export programs, with dynamic batch and lengths; the folder also holds the "
+                            "tokenizer, the config and a README saying what each file takes and gives.")
+    p.add_argument("--model", required=True, type=Path, help="a saved model folder")
+    p.add_argument("--format", required=True, choices=["onnx", "torch"],
+                   help="onnx (ONNX Runtime, through torch.onnx with dynamo) or torch (torch.export .pt2 programs)")
+    p.add_argument("--output", required=True, type=Path, help="folder for the exported graphs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     return parser
 
@@ -1152,6 +1164,40 @@ def cmd_convert(args):
     return facts
 
 
+def cmd_export(args):
+    import vaswani
+
+    from .integrations.export import write_export
+    from .training.data import UsageError
+    from .training.run import folder_written_whole
+
+    validate_args(args)
+    if args.output.resolve() == args.model.resolve():
+        raise UsageError(f"--output {args.output} is the --model folder, which the export would replace: choose "
+                         f"another --output.")
+    _check_outputs(args, ("--model", args.model))
+    started = time.perf_counter()
+    if not (args.model / "config.json").is_file():
+        raise UsageError(f"No model in {args.model} (config.json missing): pass a folder a vaswani command wrote.")
+    architecture = (json.loads((args.model / "config.json").read_text(encoding="utf-8")).get("architectures") or [""])[0]
+    if architecture not in vaswani.HEADS:
+        raise UsageError(f"{args.model} holds a {architecture or 'model of no named architecture'}, not a Vaswani "
+                         f"model: convert it first (vaswani convert).")
+    model = _load_model(args.model, getattr(vaswani, architecture)).eval()
+    tokenizer = _load_tokenizer(args.model) if (args.model / "tokenizer_config.json").is_file() else None
+    try:
+        with folder_written_whole(args.output, args.overwrite) as staging:
+            manifest = write_export(model, staging, args.format, tokenizer)
+    except FileExistsError:
+        raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
+    facts = {"model": architecture, "format": args.format,
+             "graphs": ", ".join(graph["file"] for graph in manifest["graphs"].values()),
+             "max abs difference from the model": f"{manifest['checked']['forward_max_abs_difference']:.1e}",
+             "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the folder"}
+    _summary("export", facts, started, args.output)
+    return facts
+
+
 COMMANDS = {
     "train-tokenizer": cmd_train_tokenizer,
     "pretrain": cmd_pretrain,
@@ -1160,6 +1206,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "push": cmd_push,
     "convert": cmd_convert,
+    "export": cmd_export,
 }
 
 
