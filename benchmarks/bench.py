@@ -52,7 +52,6 @@ from transformers import (
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
-from vaswani.modeling import kernels_vaswani
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -391,8 +390,9 @@ def figure(unit: str, higher_is_better: bool, vaswani: list[float], reference: l
 def matmul_peak(repeats: int) -> dict:
     """
     The faster fp32 product of two 2048 x 2048 matrices on this machine, GFLOP/s per repeat (the median is the MFU
-    denominator): torch.mm (MKL) and oneDNN's linear, the kernel VaswaniLinear uses in inference on AMD CPUs, where it
-    outruns MKL. Both kernels' figures are kept.
+    denominator): torch.mm (MKL) and oneDNN's linear, both in every PyTorch CPU build. On AMD CPUs MKL runs AVX2 code
+    and oneDNN the widest vector unit, about twice as fast (benchmarks/README.md, finding 10): the peak is what the
+    machine can do, whichever kernel reaches it. Both kernels' figures are kept.
     """
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     kernels = {"torch.mm": lambda: torch.mm(a, b)}
@@ -704,7 +704,6 @@ def machine() -> dict:
         "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
         "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-        "vaswani_linear_onednn": kernels_vaswani._ONEDNN_LINEAR,  # VaswaniLinear's inference products via oneDNN
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_start": os.getloadavg(),
     }
@@ -735,8 +734,6 @@ def markdown(report: dict) -> str:
         + "".join(f"; {name} {k['median']:.0f}" for name, k in peak.get("kernels", {}).items() if name != peak["kernel"])
         + f"), {report['mode']} run, {report.get('wall_seconds', 0) / 60:.1f} min"
         + (f"; allocator: {m['allocator']}" if "allocator" in m else "")
-        + (f"; VaswaniLinear through oneDNN in inference: {'yes' if m['vaswani_linear_onednn'] else 'no'}"
-           if "vaswani_linear_onednn" in m else "")
         + ("." if report.get("complete") else ", INCOMPLETE (interrupted or still running)."),
     ]
     if len(report.get("runs", [])) > 1:

@@ -6,7 +6,7 @@ Importing the package registers `VaswaniConfig` and every head with the Auto cla
 their Auto classes and their exports come from one table, `vaswani.hub.HEADS`.
 
 Where things live: `configuration/` (the config, its constants and presets), `modeling/` (the paper in
-`modeling_vaswani.py`, the heads in `modeling_vaswani_heads.py`, and a module each for the cache, the CPU kernel and
+`modeling_vaswani.py`, the heads in `modeling_vaswani_heads.py`, and a module each for the cache and
 input validation), `hub/` (self-contained folders, the model card, the Hub, and the table of heads),
 `tokenization/`, `pipelines/`, `training/` (data, the table of tasks, the paper's recipe, runs, metrics), `convert/`,
 `metrics/`, and `cli.py` (the `vaswani` command).
