@@ -2,11 +2,13 @@
 Quantisation reaches every projection of every head (issue 16): torch's `quantize_dynamic` leaves no float
 `nn.Linear`; torchao's int8 methods (through `vaswani.integrations.quantization.quantize`) give logits that agree with
 the float model's within a stated bound that a wrong quantisation breaks; `generate()` works after each method;
-transformers' bitsandbytes and fp8 replacement functions swap every projection (the replacement itself, no GPU), and
-a bitsandbytes 8-bit model loads and runs on the CPU through `from_pretrained`.
+transformers' bitsandbytes and fp8 replacement functions swap every projection (the replacement itself, no GPU; with
+bitsandbytes absent, transformers' function builds stand-in layers), and, with bitsandbytes installed, an 8-bit model
+loads and runs on the CPU through `from_pretrained`.
 """
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -230,10 +232,26 @@ def _check_replacement(model, replace, new_type, **kwargs):
 
 @heads
 @pytest.mark.parametrize("bits", [8, 4])
-def test_bitsandbytes_replacement_reaches_every_projection(head, bits):
-    bnb = pytest.importorskip("bitsandbytes")
+def test_bitsandbytes_replacement_reaches_every_projection(head, bits, monkeypatch):
     from transformers import BitsAndBytesConfig
+    from transformers.integrations import bitsandbytes as integration
     from transformers.integrations.bitsandbytes import replace_with_bnb_linear
+
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        # What is tested is transformers' choice of modules (it matches `type(module) is nn.Linear`), not the layers
+        # bitsandbytes builds: without the package, the function builds stand-ins taking the same arguments.
+        class Linear8bitLt(nn.Linear):
+            def __init__(self, in_features, out_features, bias, **options):
+                super().__init__(in_features, out_features, bias)
+
+        class Linear4bit(Linear8bitLt):
+            def __init__(self, in_features, out_features, bias, compute_dtype, **options):
+                super().__init__(in_features, out_features, bias)
+
+        bnb = SimpleNamespace(nn=SimpleNamespace(Linear8bitLt=Linear8bitLt, Linear4bit=Linear4bit))
+        monkeypatch.setattr(integration, "bnb", bnb, raising=False)
 
     config = BitsAndBytesConfig(**{f"load_in_{bits}bit": True})
     new_type = bnb.nn.Linear8bitLt if bits == 8 else bnb.nn.Linear4bit
