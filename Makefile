@@ -19,7 +19,7 @@ demo: setup
 	$(PY) -m vaswani.demo
 
 test: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # The README's quality figures (Shakespeare, English-Spanish, Rotten Tomatoes): about an hour on 2 cores.
 quality: setup
