@@ -164,7 +164,7 @@ def test_bert_and_gpt2_presets_have_their_namesakes_parameter_counts():
         (dict(d_model=32, num_heads=5), "num_heads"),
         (dict(d_model=30, num_heads=4), "d_model"),
         (dict(activation_function="tanh"), "activation_function"),
-        (dict(position_embedding_type="rotary"), "position_embedding_type"),
+        (dict(position_embedding_type="xpos"), "position_embedding_type"),
         (dict(stacks="decoder-encoder"), "stacks"),
         (dict(vocab_size=0), "vocab_size"),
         (dict(d_model=-8), "d_model"),

@@ -31,6 +31,7 @@ REMOTE_FILES = {
     "modeling_vaswani.py",
     "modeling_vaswani_heads.py",
     "cache_vaswani.py",
+    "positions_vaswani.py",
     "validation_vaswani.py",
     "pipeline_vaswani.py",
     "hub_vaswani.py",

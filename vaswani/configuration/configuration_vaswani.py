@@ -30,7 +30,11 @@ if tuple(int(part) for part in transformers.__version__.split(".")[:2]) < (5, 24
 STACKS = ("encoder-decoder", "encoder-only", "decoder-only")
 # ReLU is the paper's (eq. 2); the GELU variants are BERT's and GPT-2's, swish (SiLU) Marian's.
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "swish", "silu")
-POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
+# The paper's fixed sinusoids (3.5) and learned positions (BERT, GPT-2) are added to the embeddings; the paper's
+# descendants put position into attention: rotary (RoPE: GPT-NeoX, Llama), alibi (BLOOM, MPT) and relative (T5's
+# bucketed bias).
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "alibi", "relative")
+ATTENTION_POSITIONS = ("rotary", "alibi", "relative")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 
 # The paper's Table 3 (base and big), the two shapes that made its encoder and decoder famous alone, and the small
@@ -57,6 +61,23 @@ PRESETS: dict[str, dict] = {
         activation_function="gelu_new", position_embedding_type="learned", max_position_embeddings=1024,
         norm_first=True, scale_embedding=False,
         pad_token_id=None, bos_token_id=50256, eos_token_id=50256, decoder_start_token_id=None,
+    ),
+    # T5 (Raffel et al. 2020) at its small size: relative position bias, RMS norm, pre-LN, no projection biases.
+    "t5-small": dict(
+        stacks="encoder-decoder", vocab_size=32128, d_model=512, num_heads=8, d_ff=2048,
+        num_encoder_layers=6, num_decoder_layers=6, dropout=0.1, activation_function="relu",
+        position_embedding_type="relative", relative_attention_num_buckets=32, relative_attention_max_distance=128,
+        rms_norm=True, projection_bias=False, norm_first=True, final_layer_norm=True, scale_embedding=False,
+        layer_norm_eps=1e-6, pad_token_id=0, eos_token_id=1, bos_token_id=None, decoder_start_token_id=0,
+    ),
+    # Pythia-160M (GPT-NeoX): rotary positions on a quarter of each head, attention and MLP in parallel.
+    "pythia-160m": dict(
+        stacks="decoder-only", vocab_size=50304, d_model=768, num_heads=12, d_ff=3072,
+        num_encoder_layers=0, num_decoder_layers=12, dropout=0.0, activation_function="gelu",
+        position_embedding_type="rotary", rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.25}, max_position_embeddings=2048, norm_first=True, parallel_residual=True,
+        scale_embedding=False, tie_word_embeddings=False,
+        pad_token_id=None, bos_token_id=0, eos_token_id=0, decoder_start_token_id=None,
     ),
     "vaswani-small": dict(
         d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=4, num_decoder_layers=4, dropout=0.1,
@@ -104,7 +125,19 @@ class VaswaniConfig(PreTrainedConfig):
             `"gelu_new"` or `"gelu_pytorch_tanh"` (the tanh approximation, GPT-2), `"swish"` / `"silu"` (Marian).
         max_position_embeddings (`int`, defaults to 512): rows of the position table. Learned positions cannot go
             past it; sinusoidal positions can (the table is extended on the fly).
-        position_embedding_type (`str`, defaults to `"sinusoidal"`): `"sinusoidal"` (paper 3.5) or `"learned"`.
+        position_embedding_type (`str`, defaults to `"sinusoidal"`): how the model knows where a token is.
+            Added to the embeddings: `"sinusoidal"` (paper 3.5) or `"learned"` (BERT, GPT-2). Inside attention,
+            in every self-attention (cross-attention, as in T5, gets none): `"rotary"` (queries and keys rotated by
+            position, RoPE: GPT-NeoX, Llama), `"alibi"` (a penalty linear in the distance, fixed per head: BLOOM,
+            MPT) or `"relative"` (T5's learned bias per bucket of the distance).
+        rope_parameters (`dict`, *optional*): with `"rotary"` positions, transformers' RoPE parameters:
+            `rope_theta` (defaults to 10000.0), `rope_type` (`"default"`, `"linear"`, `"dynamic"`, `"yarn"`,
+            `"longrope"`, `"llama3"`, with their own keys), `partial_rotary_factor` (the fraction of each head that
+            rotates, defaults to 1.0; GPT-NeoX 0.25). Only rotary positions take it.
+        relative_attention_num_buckets (`int`, defaults to 32): with `"relative"` positions, buckets of the
+            distance (T5).
+        relative_attention_max_distance (`int`, defaults to 128): with `"relative"` positions, the distance from
+            which every distance shares the last bucket (T5).
         sinusoidal_layout (`str`, defaults to `"interleaved"`): where the sines and cosines sit in the encoding:
             `"interleaved"` is the paper's formula (sin at 2i, cos at 2i+1); `"concatenated"` puts all sines first,
             then all cosines (tensor2tensor and Marian). The same information, in another order.
@@ -116,6 +149,13 @@ class VaswaniConfig(PreTrainedConfig):
         embedding_layer_norm (`bool`, defaults to `False`): a LayerNorm over the summed embeddings, before dropout
             (BERT).
         layer_norm_eps (`float`, defaults to 1e-5): epsilon of every LayerNorm.
+        rms_norm (`bool`, defaults to `False`): every LayerNorm is an RMS norm instead: no mean subtracted and no
+            bias, x / RMS(x) * g (Zhang and Sennrich 2019; T5, Llama).
+        projection_bias (`bool`, defaults to `True`): the attention projections (W^Q, W^K, W^V, W^O) and the
+            feed-forward's (W_1, W_2) have biases, as in the paper's eq. 2; T5 has none.
+        parallel_residual (`bool`, defaults to `False`): with `norm_first`, self-attention and the feed-forward
+            network read the same input and both add to the residual, x + Attn(LN_1(x)) + FFN(LN_2(x)) (GPT-J,
+            GPT-NeoX); one-stack models only.
         scale_embedding (`bool`, defaults to `True`): multiply token embeddings by sqrt(d_model) (paper 3.4).
         tie_word_embeddings (`bool`, defaults to `True`): one matrix for source embedding, target embedding and the
             pre-softmax projection (paper 3.4).
@@ -164,11 +204,17 @@ class VaswaniConfig(PreTrainedConfig):
     activation_function: str = "relu"
     max_position_embeddings: int = 512
     position_embedding_type: str = "sinusoidal"
+    rope_parameters: dict | None = None
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
     sinusoidal_layout: str = "interleaved"
     norm_first: bool = False
     final_layer_norm: bool | None = None
     embedding_layer_norm: bool = False
     layer_norm_eps: float = 1e-5
+    rms_norm: bool = False
+    projection_bias: bool = True
+    parallel_residual: bool = False
     scale_embedding: bool = True
     tie_word_embeddings: bool = True
     type_vocab_size: int = 0
@@ -218,6 +264,25 @@ class VaswaniConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self._set_stack_flags()
         self.check()
+
+    def convert_rope_params_to_dict(self, **kwargs):
+        """
+        transformers' RoPE standardisation (defaults, the legacy `rope_scaling` / `rope_theta` names), for rotary
+        positions only: any other kind has no RoPE parameters, and is told so when given some.
+        """
+        if self.position_embedding_type == "rotary":
+            return super().convert_rope_params_to_dict(**kwargs)
+        given = [name for name in ("rope_scaling", "rope_theta", "partial_rotary_factor") if kwargs.get(name) is not None]
+        if self.rope_parameters is not None:
+            given.insert(0, "rope_parameters")
+        if given:
+            raise ValueError(
+                f"`{given[0]}` applies to rotary positions, but `position_embedding_type` is "
+                f"{self.position_embedding_type!r}: set position_embedding_type='rotary' or drop `{given[0]}`."
+            )
+        for name in ("rope_scaling", "rope_theta", "partial_rotary_factor"):
+            kwargs.pop(name, None)
+        return kwargs
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
@@ -306,9 +371,11 @@ class VaswaniConfig(PreTrainedConfig):
             raise ValueError(
                 f"`sinusoidal_layout` must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}."
             )
+        self._check_positions()
         for name in (
             "norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding",
-            "sparse_prediction", "tie_word_embeddings", "use_cache",
+            "sparse_prediction", "tie_word_embeddings", "use_cache", "rms_norm", "projection_bias",
+            "parallel_residual",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
@@ -331,6 +398,47 @@ class VaswaniConfig(PreTrainedConfig):
                         f"set it to an id below `vocab_size` or to None."
                     )
 
+    def _check_positions(self):
+        kind = self.position_embedding_type
+        if kind == "rotary":
+            if not isinstance(self.rope_parameters, dict) or "rope_type" not in self.rope_parameters:
+                raise ValueError(
+                    f"Rotary positions need `rope_parameters` (a dict with `rope_type` and `rope_theta`), got "
+                    f"{self.rope_parameters!r}: pass e.g. rope_parameters={{'rope_type': 'default', 'rope_theta': 10000.0}}."
+                )
+            self.validate_rope()
+            factor = self.rope_parameters.get("partial_rotary_factor", 1.0)
+            head_dim = self.d_model // self.num_heads
+            if not _is_real(factor) or not 0 < factor <= 1:
+                raise ValueError(f"`rope_parameters['partial_rotary_factor']` must be in (0, 1], got {factor!r}.")
+            if int(head_dim * factor) < 2 or int(head_dim * factor) % 2:
+                raise ValueError(
+                    f"Rotary positions turn pairs of features: {factor} of a head's {head_dim} features is "
+                    f"{int(head_dim * factor)}, which must be even and at least 2: change `partial_rotary_factor`, "
+                    f"`d_model` or `num_heads`."
+                )
+        elif self.rope_parameters is not None:
+            raise ValueError(
+                f"`rope_parameters` applies to rotary positions, but `position_embedding_type` is {kind!r}: set "
+                f"position_embedding_type='rotary' or rope_parameters=None."
+            )
+        for name in ("relative_attention_num_buckets", "relative_attention_max_distance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if kind == "relative":
+            if self.relative_attention_num_buckets < 4:
+                raise ValueError(
+                    f"`relative_attention_num_buckets` must be at least 4 (half for each direction, half of those "
+                    f"exact), got {self.relative_attention_num_buckets}."
+                )
+            if self.relative_attention_max_distance <= self.relative_attention_num_buckets // 2:
+                raise ValueError(
+                    f"`relative_attention_max_distance` ({self.relative_attention_max_distance}) must exceed half the "
+                    f"buckets ({self.relative_attention_num_buckets // 2}): distances below that are exact, the "
+                    f"buckets beyond grow up to it (T5 uses 32 buckets and 128)."
+                )
+
     def check_stacks(self):
         """Raise a `ValueError` when the stacks this config names cannot be built (heads call this for their shape)."""
         self.check()
@@ -341,6 +449,16 @@ class VaswaniConfig(PreTrainedConfig):
         if self.has_decoder and self.num_decoder_layers == 0:
             raise ValueError(
                 f"`stacks={self.stacks!r}` needs a decoder, but `num_decoder_layers` is 0: set it to at least 1."
+            )
+        if self.parallel_residual and not self.norm_first:
+            raise ValueError(
+                "`parallel_residual=True` sums attention and feed-forward over one normalised input: it needs "
+                "`norm_first=True` (pre-LN, as GPT-J and GPT-NeoX)."
+            )
+        if self.parallel_residual and self.is_encoder_decoder:
+            raise ValueError(
+                "`parallel_residual=True` is a one-stack layout (GPT-J, GPT-NeoX): a decoder layer with "
+                "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads."
             )
         if self.is_encoder_decoder and self.decoder_start_token_id is None:
             raise ValueError(
@@ -353,8 +471,8 @@ class VaswaniConfig(PreTrainedConfig):
         """
         A config from a named preset, with any field overridden.
 
-        Presets: `"transformer-base"` and `"transformer-big"` (paper, Table 3), `"bert-base"`, `"gpt2-small"` and
-        `"vaswani-small"` (the command line's default shape for a new model).
+        Presets: `"transformer-base"` and `"transformer-big"` (paper, Table 3), `"bert-base"`, `"gpt2-small"`,
+        `"t5-small"`, `"pythia-160m"` and `"vaswani-small"` (the command line's default shape for a new model).
         """
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")

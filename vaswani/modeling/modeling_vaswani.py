@@ -13,6 +13,9 @@ The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class
     VaswaniDecoder           N decoder layers over the embedded (shifted) target
     VaswaniModel             the stacks a config asks for: encoder-decoder, encoder-only or decoder-only
 
+The positions of the paper's descendants (rotary, ALiBi, T5's relative bias), which act inside attention rather
+than on the embeddings, are in `positions_vaswani.py`; each stack makes them once per forward for all its layers.
+
 What is not the paper lives beside this file, each concern in its own module (all ship in a saved folder's remote
 code): `cache_vaswani.py` (the decoding cache), `validation_vaswani.py` (named errors for bad input), and
 `hub/hub_vaswani.py` (saving self-contained folders, the Hub). The task heads live in `modeling_vaswani_heads.py`.
@@ -45,6 +48,16 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from ..configuration.configuration_vaswani import VaswaniConfig
 from ..hub.hub_vaswani import VaswaniHubMixin
 from .cache_vaswani import VaswaniDynamicCache
+from .positions_vaswani import (
+    BIAS_BACKENDS,
+    VaswaniAlibi,
+    VaswaniRelativePositionBias,
+    VaswaniRotaryEmbedding,
+    alibi_slopes,
+    apply_rotary,
+    key_positions,
+    merge_position_bias,
+)
 from .validation_vaswani import check_encoder_states, validate_inputs
 
 
@@ -88,8 +101,8 @@ def sinusoidal_positions(positions: torch.Tensor, d_model: int, layout: str = "i
 class VaswaniEmbeddings(nn.Module):
     """
     Input embedding of one stack (paper 3.4, 3.5): token embedding multiplied by sqrt(d_model), plus the positional
-    encoding (sinusoidal or learned), plus an optional segment embedding, then an optional LayerNorm (BERT) and
-    dropout (paper 5.4).
+    encoding (sinusoidal or learned; none when positions act inside attention), plus an optional segment embedding,
+    then an optional LayerNorm (BERT, BLOOM) and dropout (paper 5.4).
     """
 
     def __init__(self, config: VaswaniConfig, segments: bool = False):
@@ -97,9 +110,10 @@ class VaswaniEmbeddings(nn.Module):
         self.config = config
         self.word_embeddings = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.adds_positions = config.position_embedding_type in ("sinusoidal", "learned")
         if config.position_embedding_type == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.d_model)
-        else:
+        elif config.position_embedding_type == "sinusoidal":
             # A fixed table, not a parameter: it is rebuilt in `_init_weights` and never stored in checkpoints.
             self.register_buffer(
                 "sinusoidal_table",
@@ -113,7 +127,7 @@ class VaswaniEmbeddings(nn.Module):
         if self.type_vocab_size > 0:
             self.token_type_embeddings = nn.Embedding(self.type_vocab_size, config.d_model)
         if config.embedding_layer_norm:
-            self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+            self.layer_norm = layer_norm(config)
         self.dropout = config.dropout
 
     def position_encoding(self, position_ids: torch.Tensor) -> torch.Tensor:
@@ -136,7 +150,9 @@ class VaswaniEmbeddings(nn.Module):
             inputs_embeds = self.word_embeddings(input_ids)
         if self.embed_scale != 1.0:
             inputs_embeds = inputs_embeds * self.embed_scale
-        embeddings = inputs_embeds + self.position_encoding(position_ids).to(inputs_embeds.dtype)
+        embeddings = inputs_embeds
+        if self.adds_positions:
+            embeddings = embeddings + self.position_encoding(position_ids).to(inputs_embeds.dtype)
         if self.type_vocab_size > 0:
             # No segment ids means every token is in segment 0, as in BERT.
             if token_type_ids is None:
@@ -146,6 +162,13 @@ class VaswaniEmbeddings(nn.Module):
         if self.config.embedding_layer_norm:
             embeddings = self.layer_norm(embeddings)
         return F.dropout(embeddings, p=self.dropout, training=self.training)
+
+
+def layer_norm(config: VaswaniConfig) -> nn.Module:
+    """The normalisation of every sub-layer (paper 3.1: LayerNorm), or an RMS norm (T5, Llama) with `rms_norm`."""
+    if config.rms_norm:
+        return nn.RMSNorm(config.d_model, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
 
 
 def activation_function(name: str) -> nn.Module:
@@ -206,10 +229,11 @@ class VaswaniAttention(nn.Module):
         self.head_dim = config.d_model // config.num_heads  # d_k = d_v = d_model / h
         self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
         self.attention_dropout = config.attention_dropout
-        self.q_proj = nn.Linear(config.d_model, config.d_model)
-        self.k_proj = nn.Linear(config.d_model, config.d_model)
-        self.v_proj = nn.Linear(config.d_model, config.d_model)
-        self.o_proj = nn.Linear(config.d_model, config.d_model)
+        bias = config.projection_bias
+        self.q_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
+        self.k_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
+        self.v_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
+        self.o_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
 
     def forward(
         self,
@@ -217,11 +241,20 @@ class VaswaniAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         key_value_states: torch.Tensor | None = None,
         cache: Cache | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        position_bias: torch.Tensor | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""
+        position_embeddings: (cos, sin) of rotary positions, each (B, T, rotary_dim): queries and keys are rotated
+            before the keys are cached. position_bias: (B, h, T, S), for the flex back-end, which adds it in its
+            score_mod (eager and sdpa get the bias inside `attention_mask`).
+        """
         is_cross_attention = key_value_states is not None
         batch, length, _ = hidden_states.shape
         query = self.q_proj(hidden_states).view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, d_k)
+        if position_embeddings is not None:
+            query = apply_rotary(query, *position_embeddings)
 
         own_cache = cache
         if isinstance(cache, EncoderDecoderCache):
@@ -234,6 +267,8 @@ class VaswaniAttention(nn.Module):
             kv_shape = (batch, source.shape[1], -1, self.head_dim)
             key = self.k_proj(source).view(kv_shape).transpose(1, 2)  # (B, h, S, d_k)
             value = self.v_proj(source).view(kv_shape).transpose(1, 2)
+            if position_embeddings is not None:
+                key = apply_rotary(key, *position_embeddings)  # rotated once, then cached (RoPE)
             if own_cache is not None:
                 key, value = own_cache.update(key, value, self.layer_idx)
                 if is_cross_attention:
@@ -250,6 +285,7 @@ class VaswaniAttention(nn.Module):
             attention_mask,
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
+            **({"position_bias": position_bias} if position_bias is not None else {}),
             **kwargs,
         )
         output = output.reshape(batch, length, -1).contiguous()  # Concat(head_1, ..., head_h): (B, T, d_model)
@@ -261,9 +297,9 @@ class VaswaniFeedForward(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        self.fc1 = nn.Linear(config.d_model, config.d_ff)
+        self.fc1 = nn.Linear(config.d_model, config.d_ff, bias=config.projection_bias)
         self.activation = activation_function(config.activation_function)
-        self.fc2 = nn.Linear(config.d_ff, config.d_model)
+        self.fc2 = nn.Linear(config.d_ff, config.d_model, bias=config.projection_bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))
@@ -273,19 +309,22 @@ class VaswaniEncoderLayer(GradientCheckpointingLayer):
     """
     One encoder layer (paper 3.1): multi-head self-attention, then the feed-forward network. Each sub-layer is
     wrapped as LayerNorm(x + Dropout(Sublayer(x))) (post-LN, the paper), or x + Dropout(Sublayer(LayerNorm(x)))
-    with `norm_first`.
+    with `norm_first`; with `parallel_residual` both sub-layers read x: x + Attn(LN_1(x)) + FFN(LN_2(x)) (GPT-J).
     """
 
     def __init__(self, config: VaswaniConfig, layer_idx: int | None = None):
         super().__init__()
         self.norm_first = config.norm_first
+        self.parallel_residual = config.parallel_residual
         self.dropout = config.dropout
         self.self_attn = VaswaniAttention(config, layer_idx, is_causal=False)
-        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.self_attn_layer_norm = layer_norm(config)
         self.feed_forward = VaswaniFeedForward(config)
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.final_layer_norm = layer_norm(config)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        if self.parallel_residual:
+            return parallel_residual(self, hidden_states, attention_mask, **kwargs)
         residual = hidden_states
         if self.norm_first:
             hidden_states = self.self_attn_layer_norm(hidden_states)
@@ -308,20 +347,21 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
     """
     One decoder layer (paper 3.1): masked multi-head self-attention (a position sees only earlier positions),
     multi-head attention over the encoder output (only when there is an encoder), then the feed-forward network;
-    each sub-layer wrapped like the encoder's.
+    each sub-layer wrapped like the encoder's (`parallel_residual` too, when there is no encoder).
     """
 
     def __init__(self, config: VaswaniConfig, layer_idx: int | None = None):
         super().__init__()
         self.norm_first = config.norm_first
+        self.parallel_residual = config.parallel_residual
         self.dropout = config.dropout
         self.self_attn = VaswaniAttention(config, layer_idx, is_causal=True)
-        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.self_attn_layer_norm = layer_norm(config)
         if config.is_encoder_decoder:
             self.encoder_attn = VaswaniAttention(config, layer_idx, is_causal=False)
-            self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+            self.encoder_attn_layer_norm = layer_norm(config)
         self.feed_forward = VaswaniFeedForward(config)
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.final_layer_norm = layer_norm(config)
 
     def forward(
         self,
@@ -330,12 +370,18 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        position_bias: torch.Tensor | None = None,
         **kwargs,
     ) -> torch.Tensor:
+        # Positions (rotary, a bias) are the target's own: they go to self-attention only, never across.
+        positions = {"position_embeddings": position_embeddings, "position_bias": position_bias}
+        if self.parallel_residual:
+            return parallel_residual(self, hidden_states, attention_mask, cache=cache, **positions, **kwargs)
         residual = hidden_states
         if self.norm_first:
             hidden_states = self.self_attn_layer_norm(hidden_states)
-        hidden_states, _ = self.self_attn(hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
+        hidden_states, _ = self.self_attn(hidden_states, attention_mask=attention_mask, cache=cache, **positions, **kwargs)
         hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
         if not self.norm_first:
             hidden_states = self.self_attn_layer_norm(hidden_states)
@@ -363,6 +409,17 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
         if not self.norm_first:
             hidden_states = self.final_layer_norm(hidden_states)
         return hidden_states
+
+
+def parallel_residual(layer: nn.Module, hidden_states: torch.Tensor, attention_mask, **kwargs) -> torch.Tensor:
+    """
+    GPT-J's and GPT-NeoX's layer (`parallel_residual`): self-attention and the feed-forward network both read the
+    layer's input, each through its own norm, and both add to the residual: x + Attn(LN_1(x)) + FFN(LN_2(x)).
+    """
+    attention, _ = layer.self_attn(layer.self_attn_layer_norm(hidden_states), attention_mask=attention_mask, **kwargs)
+    feed_forward = layer.feed_forward(layer.final_layer_norm(hidden_states))
+    attention = F.dropout(attention, p=layer.dropout, training=layer.training)
+    return hidden_states + attention + F.dropout(feed_forward, p=layer.dropout, training=layer.training)
 
 
 class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
@@ -393,6 +450,8 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, nn.RMSNorm):
+            init.ones_(module.weight)
         if isinstance(getattr(module, "final_logits_bias", None), torch.Tensor):
             init.zeros_(module.final_logits_bias)  # loaded from the checkpoint when it has one
         if isinstance(module, VaswaniEmbeddings) and hasattr(module, "sinusoidal_table"):
@@ -403,6 +462,50 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
                     torch.arange(module.sinusoidal_table.shape[0]), self.config.d_model, self.config.sinusoidal_layout
                 ),
             )
+        if isinstance(module, VaswaniRotaryEmbedding):  # fixed frequencies, non-persistent: rebuilt, as the table
+            inv_freq, _ = module.rope_init_fn(module.config, module.inv_freq.device)
+            init.copy_(module.inv_freq, inv_freq)
+            init.copy_(module.original_inv_freq, inv_freq)
+        if isinstance(module, VaswaniAlibi):
+            init.copy_(module.slopes, alibi_slopes(self.config.num_heads))
+
+    def attention_positions(self, hidden_states, mask, attention_mask, position_ids, past_length: int):
+        """
+        The positions a stack's self-attention layers share, made once per forward: rotary cos and sin, or a bias
+        (ALiBi, T5's) merged into the mask for eager and sdpa and handed to flex's score_mod. Returns the mask the
+        layers get and their keyword arguments.
+        """
+        if self.rotary_embedding is not None:
+            return mask, {"position_embeddings": self.rotary_embedding(hidden_states, position_ids)}
+        if self.position_bias is None:
+            return mask, {}
+        implementation = self.config._attn_implementation
+        if implementation not in BIAS_BACKENDS:
+            raise ValueError(
+                f"`position_embedding_type={self.config.position_embedding_type!r}` adds a bias to the attention "
+                f"scores, which the {implementation!r} attention back-end cannot take: load the model with "
+                f"attn_implementation='sdpa' (or 'eager', 'flex_attention'), or use rotary positions."
+            )
+        if mask is None or isinstance(mask, torch.Tensor):
+            key_length = mask.shape[-1] if mask is not None else past_length + hidden_states.shape[1]
+        else:  # flex's BlockMask
+            key_length = mask.seq_lengths[1]
+        keys = key_positions(attention_mask, position_ids, key_length, past_length)
+        bias = self.position_bias(position_ids, keys).to(hidden_states.dtype)  # (B, h, T, S)
+        if implementation == "flex_attention":
+            return mask, {"position_bias": bias.expand(hidden_states.shape[0], -1, -1, -1)}
+        return merge_position_bias(mask, bias), {}
+
+    def _make_attention_positions(self, config: VaswaniConfig, bidirectional: bool):
+        """The stack's own position module for positions inside attention (none for sinusoidal or learned)."""
+        kind = config.position_embedding_type
+        self.rotary_embedding = VaswaniRotaryEmbedding(config) if kind == "rotary" else None
+        if kind == "alibi":
+            self.position_bias = VaswaniAlibi(config)
+        elif kind == "relative":
+            self.position_bias = VaswaniRelativePositionBias(config, bidirectional=bidirectional)
+        else:
+            self.position_bias = None
 
 
 def _stack_positions(embeddings, input_ids, inputs_embeds, attention_mask, position_ids, past_length, token_type_ids, prefix=""):
@@ -426,11 +529,12 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.embeddings = VaswaniEmbeddings(config, segments=True)
+        self._make_attention_positions(config, bidirectional=True)
         self.layers = nn.ModuleList(
             [VaswaniEncoderLayer(config, layer_idx=i) for i in range(config.num_encoder_layers)]
         )
         # Pre-LN leaves the residual stream un-normalised; a final LayerNorm closes the stack (`final_layer_norm`).
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_layer_norm else None
+        self.final_layer_norm = layer_norm(config) if config.final_layer_norm else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -462,10 +566,12 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         )
         hidden_states = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         mask = create_bidirectional_mask(
-            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask,
+            allow_is_bidirectional_skip=self.position_bias is None,  # a bias needs a mask to live in
         )
+        mask, positions = self.attention_positions(hidden_states, mask, attention_mask, position_ids, 0)
         for layer in self.layers:
-            hidden_states = layer(hidden_states, mask, **kwargs)
+            hidden_states = layer(hidden_states, mask, **positions, **kwargs)
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         return BaseModelOutput(last_hidden_state=hidden_states)
@@ -486,10 +592,11 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.embeddings = VaswaniEmbeddings(config)
+        self._make_attention_positions(config, bidirectional=False)
         self.layers = nn.ModuleList(
             [VaswaniDecoderLayer(config, layer_idx=i) for i in range(config.num_decoder_layers)]
         )
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_layer_norm else None
+        self.final_layer_norm = layer_norm(config) if config.final_layer_norm else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -564,6 +671,10 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             attention_mask=attention_mask,
             cache=self_attention_cache,
             position_ids=position_ids,
+            allow_is_causal_skip=self.position_bias is None,  # a bias needs a mask to live in
+        )
+        causal_mask, positions = self.attention_positions(
+            hidden_states, causal_mask, attention_mask, position_ids, past_length
         )
         if encoder_hidden_states is not None:
             encoder_attention_mask = create_bidirectional_mask(
@@ -579,6 +690,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
                 encoder_hidden_states,  # positional, so gradient checkpointing sees it
                 encoder_attention_mask=encoder_attention_mask,
                 cache=cache,
+                **positions,
                 **kwargs,
             )
         if self.final_layer_norm is not None:
