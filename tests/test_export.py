@@ -340,3 +340,19 @@ def test_export_folder_of_any_head_without_a_tokenizer(head, tmp_path, monkeypat
     _assert_close(namespace["outputs"], _eager(model, batch))
     with pytest.raises(FileExistsError, match="overwrite"):
         ex.export_folder(model, output, "torch")
+
+
+@pytest.mark.slow  # about 20-40 s each: the positions after the paper export like the paper's
+@pytest.mark.parametrize("kind", ["rotary", "alibi", "relative"])
+@pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForConditionalGeneration])
+def test_exported_generation_with_positions_inside_attention_decodes_as_generate(kind, head, tmp_path):
+    model = _model(head, position_embedding_type=kind)
+    programs = ex.export_generation(model)
+    ids = random_ids(3, 6)
+    is_encoder_decoder = model.config.is_encoder_decoder
+    _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], is_encoder_decoder), model, ids)
+    paths = []
+    for name in ("prefill", "decode"):
+        inputs, outputs = ex.graph_names(model, name)
+        paths.append(ex.to_onnx(programs[name], tmp_path / f"{name}.onnx", inputs, outputs))
+    _check_decoding(ex.ExportedGeneration.from_onnx(*paths), model, ids)

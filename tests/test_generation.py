@@ -684,3 +684,21 @@ def test_compiled_generation_with_a_static_cache_gives_the_same_tokens(head, tmp
     assert model.generation_config.cache_implementation == "static"  # saving left this process's choice alone
     model.compile_generation(False)
     assert model.generation_config.compile_config is None and model.generation_config.cache_implementation is None
+
+
+@pytest.mark.slow  # about 25 s each (compiling)
+@pytest.mark.parametrize("kind", ["rotary", "alibi", "relative"])
+@pytest.mark.parametrize("head", GENERATIVE_HEADS, ids=lambda h: h.__name__)
+def test_compiled_generation_with_positions_inside_attention_gives_the_same_tokens(head, kind):
+    """A static cache's unfilled slots and traced lengths reach the rotary angles and the biases too."""
+    torch.manual_seed(0)
+    model = head(tiny_config(position_embedding_type=kind)).eval()
+    ids = random_ids(2, 6)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # left padding: positions come from the mask
+    kwargs = dict(attention_mask=mask, do_sample=False, max_new_tokens=8, min_new_tokens=8)
+    expected = model.generate(ids, **kwargs)
+    assert torch.equal(model.generate(ids, **kwargs, cache_implementation="static"), expected)
+    model.compile_generation()
+    torch._dynamo.reset()
+    assert torch.equal(model.generate(ids, **kwargs), expected)

@@ -490,7 +490,7 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
             key_length = mask.shape[-1] if mask is not None else past_length + hidden_states.shape[1]
         else:  # flex's BlockMask
             key_length = mask.seq_lengths[1]
-        keys = key_positions(attention_mask, position_ids, key_length, past_length)
+        keys = key_positions(attention_mask, position_ids, key_length)
         bias = self.position_bias(position_ids, keys).to(hidden_states.dtype)  # (B, h, T, S)
         if implementation == "flex_attention":
             return mask, {"position_bias": bias.expand(hidden_states.shape[0], -1, -1, -1)}

@@ -167,14 +167,13 @@ def key_positions(
     attention_mask: torch.Tensor | None,
     query_positions: torch.Tensor,
     key_length: int,
-    past_length: int,
 ) -> torch.Tensor:
     """
     Positions of all `key_length` keys (the cached ones first), counted like the queries': with a 2D padding mask,
     padding does not count; without one, keys are numbered 0, 1, ... Without a cache the keys are the queries.
     Slots a static cache has not filled yet get positions past the text (the mask hides them).
     """
-    if past_length == 0 and query_positions.shape[-1] == key_length:
+    if query_positions.shape[-1] == key_length:  # no cache (a cache holds at least the new tokens and the past)
         return query_positions
     if attention_mask is not None and attention_mask.dim() == 2:
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, past + T)
