@@ -394,11 +394,7 @@ def card_facts(model) -> dict[str, str]:
         "d_ff": str(config.d_ff),
         "vocab_size": f"{config.vocab_size:,}",
         "parameters": f"{parameters:,}",
-        "positions": (
-            f"learned, at most {config.max_position_embeddings}"
-            if config.position_embedding_type == "learned"
-            else f"sinusoidal (table of {config.max_position_embeddings}, extended past it on the fly)"
-        ),
+        "positions": _positions(config),
         "normalisation": _normalisation(config),
         "architecture": _architecture(config, head),
         "max_length": (
@@ -406,6 +402,8 @@ def card_facts(model) -> dict[str, str]:
             if config.position_embedding_type == "learned"
             else f"the lengths it was trained on (sinusoids extend past {config.max_position_embeddings} tokens, "
             "quality need not)"
+            if config.position_embedding_type == "sinusoidal"
+            else "the lengths it was trained on (positions inside attention take any length, quality need not)"
         ),
         "activation": config.activation_function,
         "dropout": str(config.dropout),
@@ -415,12 +413,34 @@ def card_facts(model) -> dict[str, str]:
     }
 
 
+def _positions(config) -> str:
+    kind = config.position_embedding_type
+    if kind == "learned":
+        return f"learned, at most {config.max_position_embeddings}"
+    if kind == "sinusoidal":
+        return f"sinusoidal (table of {config.max_position_embeddings}, extended past it on the fly)"
+    if kind == "rotary":
+        rope = config.rope_parameters
+        factor = rope.get("partial_rotary_factor", 1.0)
+        share = "every feature" if factor == 1 else f"a fraction {factor:g} of the features"
+        return f"rotary (RoPE, {rope['rope_type']}, theta {rope['rope_theta']:g}, on {share} of each head), in self-attention"
+    if kind == "alibi":
+        return "ALiBi (a penalty linear in the distance, one slope per head), in self-attention"
+    return (
+        f"T5's relative bias ({config.relative_attention_num_buckets} buckets up to distance "
+        f"{config.relative_attention_max_distance}), in self-attention"
+    )
+
+
 def _normalisation(config) -> str:
-    parts = ["pre-LN (LayerNorm before each sub-layer)" if config.norm_first else "post-LN, as in the paper"]
+    norm = "RMSNorm" if config.rms_norm else "LayerNorm"
+    parts = [f"pre-LN ({norm} before each sub-layer)" if config.norm_first else f"post-LN ({norm}), as in the paper"]
+    if config.parallel_residual:
+        parts.append("attention and feed-forward in parallel on one residual (GPT-NeoX)")
     if config.final_layer_norm:
-        parts.append("a final LayerNorm after each stack")
+        parts.append(f"a final {norm} after each stack")
     if config.embedding_layer_norm:
-        parts.append("a LayerNorm on the embeddings")
+        parts.append(f"a {norm} on the embeddings")
     return ", ".join(parts)
 
 
@@ -438,14 +458,17 @@ def _architecture(config, head: str) -> str:
         "decoder-only": f"Decoder-only (GPT-style): {decoder}then the feed-forward network); a token attends only "
         "to the tokens before it.",
     }[config.stacks]
-    positions = (
-        "learned position embeddings"
-        if config.position_embedding_type == "learned"
-        else f"the paper's sinusoidal position encodings ({config.sinusoidal_layout})"
-    )
+    kind = config.position_embedding_type
+    positions = {
+        "learned": " plus learned position embeddings",
+        "sinusoidal": f" plus the paper's sinusoidal position encodings ({config.sinusoidal_layout})",
+        "rotary": "; positions rotate the queries and keys of self-attention (RoPE)",
+        "alibi": "; positions enter self-attention as ALiBi's distance penalty",
+        "relative": "; positions enter self-attention as T5's learned relative bias",
+    }[kind]
     scale = " multiplied by sqrt(d_model)" if config.scale_embedding else ""
     return (
-        f"{stacks} Inputs are token embeddings{scale} plus {positions}. Each of the {config.num_heads} attention "
+        f"{stacks} Inputs are token embeddings{scale}{positions}. Each of the {config.num_heads} attention "
         f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2); the "
         f"feed-forward network is {config.d_model} -> {config.d_ff} -> {config.d_model} with "
         f"{config.activation_function}. "
