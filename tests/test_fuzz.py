@@ -240,7 +240,14 @@ FIELD_VALUES = {
     "dropout": [0.0, 0.1, 1.0, -0.1, math.nan, "0.1"],
     "layer_norm_eps": [1e-5, 0.0, math.nan, math.inf],
     "activation_function": ["relu", "gelu_new", "swish", "tanh"],
-    "position_embedding_type": ["sinusoidal", "learned", "rotary-ish"],
+    "position_embedding_type": ["sinusoidal", "learned", "rotary", "alibi", "relative", "rotary-ish"],
+    "rope_parameters": [None, {"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5},
+                        {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}, {"rope_type": "spiral"}],
+    "relative_attention_num_buckets": [8, 32, 2],
+    "relative_attention_max_distance": [20, 3],
+    "rms_norm": [False, True, "yes"],
+    "projection_bias": [True, False],
+    "parallel_residual": [False, True],
     "norm_first": [False, True, "yes", 1],
     "pad_token_id": [0, None, 1.0, VOCAB],
     "vocab_size": [VOCAB, 5, 0],
@@ -262,11 +269,27 @@ def _config_is_valid(kwargs) -> bool:
         and kwargs.get("layer_norm_eps", 1e-5) > 0,
         kwargs.get("activation_function", "relu") != "tanh",
         kwargs.get("position_embedding_type", "sinusoidal") != "rotary-ish",
+        _rope_is_valid(kwargs),
+        kwargs.get("position_embedding_type") != "relative"
+        or (kwargs.get("relative_attention_num_buckets", 32) >= 4
+            and kwargs.get("relative_attention_max_distance", 128) > kwargs.get("relative_attention_num_buckets", 32) // 2),
+        isinstance(kwargs.get("rms_norm", False), bool),
         isinstance(kwargs.get("norm_first", False), bool),
         kwargs.get("pad_token_id", 0) is None or (isinstance(kwargs.get("pad_token_id", 0), int)
                                                  and kwargs.get("pad_token_id", 0) < kwargs.get("vocab_size", VOCAB)),
     ]
     return all(checks)
+
+
+def _rope_is_valid(kwargs) -> bool:
+    rope = kwargs.get("rope_parameters")
+    if kwargs.get("position_embedding_type", "sinusoidal") != "rotary":
+        return rope is None
+    if rope is None:
+        return True  # the defaults: rope_type "default", theta 10000, the whole head
+    d_model, heads = kwargs.get("d_model", 32), kwargs.get("num_heads", 4)
+    rotated = int(d_model // heads * rope.get("partial_rotary_factor", 1.0)) if isinstance(d_model, int) else 2
+    return rope["rope_type"] != "spiral" and rotated >= 2 and rotated % 2 == 0
 
 
 @st.composite
@@ -301,6 +324,9 @@ def _check_config(kwargs, head):
         return
     config = VaswaniConfig(**kwargs)
     torch.manual_seed(0)
+    if config.parallel_residual and (not config.norm_first or getattr(head, "stacks", config.stacks) == "encoder-decoder"):
+        _expect_named_error(lambda: head(config), [f"parallel_residual with {head.__name__}, {checked}"])
+        return
     model = head(config).eval()
     ids = torch.randint(0, config.vocab_size, (2, 4))
     extra = {"decoder_input_ids": torch.randint(0, config.vocab_size, (2, 3))} if model.config.is_encoder_decoder else {}

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import transformers
 from transformers import PreTrainedConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import logging
 
 
@@ -405,6 +406,12 @@ class VaswaniConfig(PreTrainedConfig):
                 raise ValueError(
                     f"Rotary positions need `rope_parameters` (a dict with `rope_type` and `rope_theta`), got "
                     f"{self.rope_parameters!r}: pass e.g. rope_parameters={{'rope_type': 'default', 'rope_theta': 10000.0}}."
+                )
+            rope_type = self.rope_parameters["rope_type"]
+            if rope_type != "default" and rope_type not in ROPE_INIT_FUNCTIONS:
+                raise ValueError(
+                    f"`rope_parameters['rope_type']` is {rope_type!r}; transformers knows "
+                    f"{['default', *ROPE_INIT_FUNCTIONS]}."
                 )
             self.validate_rope()
             factor = self.rope_parameters.get("partial_rotary_factor", 1.0)
