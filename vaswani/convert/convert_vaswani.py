@@ -1,13 +1,21 @@
 """
-Converters from Hugging Face's BERT, GPT-2 and Marian models, and from `torch.nn.Transformer`, into Vaswani models
-that compute the same numbers. Each of those architectures is the paper's Transformer with a few choices changed;
-the config names each choice (`embedding_layer_norm`, `type_vocab_size`, `activation_function`, `norm_first`,
-`final_layer_norm`, `sinusoidal_layout`, `final_logits_bias`, ...), and the weights are copied tensor by tensor:
+Converters from Hugging Face's BERT, GPT-2, Marian, GPT-NeoX, BLOOM and T5 models, and from `torch.nn.Transformer`,
+into Vaswani models that compute the same numbers. Each of those architectures is the paper's Transformer with a few
+choices changed; the config names each choice (`embedding_layer_norm`, `type_vocab_size`, `activation_function`,
+`norm_first`, `final_layer_norm`, `sinusoidal_layout`, `final_logits_bias`, `position_embedding_type`,
+`parallel_residual`, `rms_norm`, `projection_bias`, ...), and the weights are copied tensor by tensor:
 
     BertModel / BertForMaskedLM / BertForPreTraining   -> VaswaniModel / VaswaniForMaskedLM / VaswaniForPreTraining
     GPT2Model / GPT2LMHeadModel                        -> VaswaniModel / VaswaniForCausalLM
     MarianModel / MarianMTModel                        -> VaswaniModel / VaswaniForConditionalGeneration
+    GPTNeoXModel / GPTNeoXForCausalLM (Pythia)         -> VaswaniModel / VaswaniForCausalLM (rotary, parallel residual)
+    BloomModel / BloomForCausalLM                      -> VaswaniModel / VaswaniForCausalLM (ALiBi)
+    T5Model / T5ForConditionalGeneration               -> VaswaniModel / VaswaniForConditionalGeneration (relative bias)
+    T5EncoderModel                                     -> VaswaniModel (encoder-only)
     torch.nn.Transformer                               -> VaswaniModel (encoder-decoder; the embeddings are new)
+
+Fused projections (GPT-2's, GPT-NeoX's, BLOOM's q/k/v) are split; T5's two scalings that have no config switch are
+folded into weights (see `_t5_body` and `_head_weights`).
 
 `convert(source)` takes a model object, a checkpoint folder or a Hub name. Every weight of the Vaswani model must
 come from the source and every source weight must be used (or be a known leftover, named in a warning), so a
@@ -404,24 +412,25 @@ def _unfuse_heads(weight: torch.Tensor, bias: torch.Tensor | None, num_heads: in
 def _pre_ln_causal_body(sd: dict, config: VaswaniConfig, names: dict) -> dict:
     """Our body keys -> tensors of a pre-LN decoder-only model with a head-by-head fused q/k/v (GPT-NeoX, BLOOM)."""
     m = {"decoder.embeddings.word_embeddings.weight": sd[names["embeddings"]]}
-    _linear(m, "decoder.final_layer_norm", sd[names["final_norm"] + ".weight"], sd[names["final_norm"] + ".bias"])
-    if "embedding_norm" in names:
-        _linear(m, "decoder.embeddings.layer_norm", sd[names["embedding_norm"] + ".weight"], sd[names["embedding_norm"] + ".bias"])
+    norms = {"decoder.final_layer_norm": names["final_norm"], "decoder.embeddings.layer_norm": names.get("embedding_norm")}
+    for ours, theirs in norms.items():
+        if theirs is not None:
+            _linear(m, ours, sd[theirs + ".weight"], sd[theirs + ".bias"])
     for i in range(config.num_decoder_layers):
         src, dst = f"{names['layers']}.{i}.", f"decoder.layers.{i}."
-        qkv = src + names["qkv"]
-        zeros = torch.zeros(config.d_model)  # GPT-NeoX with attention_bias=False: exact zero biases
+        qkv, dense = src + names["qkv"], src + names["dense"]
         for (weight, bias), proj in zip(_unfuse_heads(sd[qkv + ".weight"], sd.get(qkv + ".bias"), config.num_heads),
                                         ("q_proj", "k_proj", "v_proj")):
             _linear(m, dst + "self_attn." + proj, weight, bias)
+        # GPT-NeoX with attention_bias=False: zero biases, exact (its feed-forward keeps its own).
+        _linear(m, dst + "self_attn.o_proj", sd[dense + ".weight"], sd.get(dense + ".bias", torch.zeros(config.d_model)))
         for ours, theirs in {
-            "self_attn.o_proj": names["dense"],
             "feed_forward.fc1": "mlp.dense_h_to_4h",
             "feed_forward.fc2": "mlp.dense_4h_to_h",
             "self_attn_layer_norm": "input_layernorm",
             "final_layer_norm": "post_attention_layernorm",
         }.items():
-            _linear(m, dst + ours, sd[f"{src}{theirs}.weight"], sd.get(f"{src}{theirs}.bias", zeros))
+            _linear(m, dst + ours, sd[f"{src}{theirs}.weight"], sd[f"{src}{theirs}.bias"])
     return m
 
 
@@ -449,8 +458,9 @@ def _t5_body(sd: dict, config: VaswaniConfig) -> dict:
     """
     unscale = math.sqrt(config.d_model // config.num_heads)
     m = {}
-    stacks = [("encoder", config.num_encoder_layers)] + ([("decoder", config.num_decoder_layers)] if config.has_decoder else [])
-    for stack, depth in stacks:
+    for stack, depth in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
+        if depth == 0:  # T5EncoderModel
+            continue
         m[f"{stack}.embeddings.word_embeddings.weight"] = sd[f"{stack}.embed_tokens.weight"]
         m[f"{stack}.position_bias.relative_attention_bias.weight"] = sd[
             f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
@@ -520,8 +530,11 @@ ARCHITECTURES = {
     "GPT2LMHeadModel": ("gpt2", VaswaniForCausalLM, "transformer"),
     "MarianModel": ("marian", VaswaniModel, None),
     "MarianMTModel": ("marian", VaswaniForConditionalGeneration, "model"),
+    "GPTNeoXModel": ("gpt_neox", VaswaniModel, None),
     "GPTNeoXForCausalLM": ("gpt_neox", VaswaniForCausalLM, "gpt_neox"),
+    "BloomModel": ("bloom", VaswaniModel, None),
     "BloomForCausalLM": ("bloom", VaswaniForCausalLM, "transformer"),
+    "T5Model": ("t5", VaswaniModel, None),
     "T5ForConditionalGeneration": ("t5", VaswaniForConditionalGeneration, None),
     "T5EncoderModel": ("t5-encoder", VaswaniModel, None),
 }
@@ -583,7 +596,8 @@ def _head_weights(architecture: str, sd: dict, source_config) -> dict:
         # T5 with tied embeddings multiplies the decoder's output by d_model^-0.5 before lm_head: folded into the
         # decoder's final RMS norm, whose output (our decoder's last_hidden_state) is therefore the scaled one.
         if getattr(source_config, "scale_decoder_outputs", source_config.tie_word_embeddings):
-            m["model.decoder.final_layer_norm.weight"] = sd["decoder.final_layer_norm.weight"] * source_config.d_model**-0.5
+            scale = source_config.d_model**-0.5
+            m["model.decoder.final_layer_norm.weight"] = sd["decoder.final_layer_norm.weight"] * scale
         return m
     if architecture == "MarianMTModel":
         return {"lm_head.weight": sd["lm_head.weight"], "final_logits_bias": sd["final_logits_bias"]}
@@ -592,11 +606,13 @@ def _head_weights(architecture: str, sd: dict, source_config) -> dict:
 
 def convert(source, architecture: str | None = None, **load_kwargs):
     """
-    Convert a Hugging Face BERT, GPT-2 or Marian model into the Vaswani model that computes the same numbers.
+    Convert a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into the Vaswani model that computes the
+    same numbers.
 
     Args:
-        source: a model object (`BertModel`, `BertForMaskedLM`, `BertForPreTraining`, `GPT2Model`,
-            `GPT2LMHeadModel`, `MarianModel`, `MarianMTModel`), or a checkpoint folder or Hub name holding one, or a
+        source: a model object (one of `ARCHITECTURES`: `BertModel`, `BertForMaskedLM`, `BertForPreTraining`,
+            `GPT2Model`, `GPT2LMHeadModel`, `MarianModel`, `MarianMTModel`, `GPTNeoXModel`, `GPTNeoXForCausalLM`,
+            `BloomModel`, `BloomForCausalLM`, `T5Model`, `T5ForConditionalGeneration`, `T5EncoderModel`), or a checkpoint folder or Hub name holding one, or a
             `torch.nn.Transformer` (then pass `vocab_size`; see `convert_torch_transformer`).
         architecture (`str`, *optional*): for a folder, the class to load it as (default: its config's
             `architectures[0]`).
@@ -604,7 +620,9 @@ def convert(source, architecture: str | None = None, **load_kwargs):
 
     Returns:
         The Vaswani model, in the source's dtype and train/eval mode, with the source's generation config and a
-        model card that names where it came from.
+        model card that names where it came from. A converted T5ForConditionalGeneration with tied embeddings has
+        T5's d_model^-0.5 output scaling inside its decoder's final norm, so its decoder `last_hidden_state` is the
+        scaled one (the logits are T5's).
     """
     if isinstance(source, nn.Transformer):
         return convert_torch_transformer(source, **load_kwargs)
@@ -817,8 +835,11 @@ __all__ = [
     "ARCHITECTURES",
     "ConversionError",
     "config_from_bert",
+    "config_from_bloom",
     "config_from_gpt2",
+    "config_from_gpt_neox",
     "config_from_marian",
+    "config_from_t5",
     "convert",
     "convert_torch_transformer",
     "copy_sentence_transformers_modules",
