@@ -253,12 +253,15 @@ def test_t5_encoder_gives_the_same_hidden_states(impl):
     vas = convert(t5)
     vas.set_attn_implementation(impl)
     assert type(vas) is VaswaniModel and vas.config.stacks == "encoder-only"
-    source, mask = t5_source()
-    with torch.no_grad():
-        expected = t5(input_ids=source, attention_mask=mask).last_hidden_state
-        actual = vas(input_ids=source, attention_mask=mask).last_hidden_state
-    real = mask.bool()
-    assert_close(actual[real], expected[real])
+    right = t5_source()
+    # Left padding too: T5 counts the pads, Vaswani does not, but a relative bias sees distances only.
+    left = (right[0].flip(-1), right[1].flip(-1))
+    for source, mask in (right, left):
+        with torch.no_grad():
+            expected = t5(input_ids=source, attention_mask=mask).last_hidden_state
+            actual = vas(input_ids=source, attention_mask=mask).last_hidden_state
+        real = mask.bool()
+        assert_close(actual[real], expected[real])
 
 
 BARE = {
