@@ -83,7 +83,7 @@ def assert_same_causal_logits(source, converted, impl):
     assert_close(actual[real], expected[real])
 
 
-# -- GPT-NeoX -----------------------------------------------------------------------------------------------------------
+# -- GPT-NeoX and BLOOM ------------------------------------------------------------------------------------------------
 def neox_config(**overrides) -> GPTNeoXConfig:
     settings = dict(
         vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
@@ -92,43 +92,61 @@ def neox_config(**overrides) -> GPTNeoXConfig:
     return GPTNeoXConfig(**{**settings, **overrides})
 
 
+def bloom_config(**overrides) -> BloomConfig:
+    settings = dict(
+        vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4, bos_token_id=EOS, eos_token_id=EOS,
+        pad_token_id=PAD, initializer_range=0.2,
+    )
+    return BloomConfig(**{**settings, **overrides})
+
+
 def rope(partial, rope_type="default", **extra):
     return {"rope_type": rope_type, "rope_theta": 10000.0, "partial_rotary_factor": partial, **extra}
 
 
-NEOX_VARIANTS = {
-    "parallel-quarter": dict(use_parallel_residual=True, rope_parameters=rope(0.25)),
-    "parallel-full": dict(use_parallel_residual=True, rope_parameters=rope(1.0)),
-    "sequential-quarter": dict(use_parallel_residual=False, rope_parameters=rope(0.25)),
-    "sequential-full-no-attention-bias": dict(use_parallel_residual=False, rope_parameters=rope(1.0),
-                                              attention_bias=False),
-    "linear-scaled": dict(rope_parameters=rope(0.5, "linear", factor=2.0)),
-    "tied": dict(tie_word_embeddings=True),
+CAUSAL_VARIANTS = {
+    "gpt-neox-parallel-quarter": neox_config(use_parallel_residual=True, rope_parameters=rope(0.25)),
+    "gpt-neox-parallel-full": neox_config(use_parallel_residual=True, rope_parameters=rope(1.0)),
+    "gpt-neox-sequential-quarter": neox_config(use_parallel_residual=False, rope_parameters=rope(0.25)),
+    "gpt-neox-sequential-full-no-attention-bias": neox_config(
+        use_parallel_residual=False, rope_parameters=rope(1.0), attention_bias=False
+    ),
+    "gpt-neox-linear-scaled": neox_config(rope_parameters=rope(0.5, "linear", factor=2.0)),
+    "gpt-neox-tied": neox_config(tie_word_embeddings=True),
+    "bloom-4-heads": bloom_config(),
+    "bloom-6-heads": bloom_config(hidden_size=36, n_head=6),  # not a power of two: ALiBi's interleaved extra slopes
+    "bloom-untied": bloom_config(tie_word_embeddings=False),
 }
 
 
-@pytest.fixture(scope="module", params=list(NEOX_VARIANTS))
-def neox_pair(request):
-    neox = tiny(GPTNeoXForCausalLM, neox_config(**NEOX_VARIANTS[request.param]))
-    return neox, convert(neox)
+@pytest.fixture(scope="module", params=list(CAUSAL_VARIANTS))
+def causal_pair(request):
+    config = CAUSAL_VARIANTS[request.param]
+    source = tiny(GPTNeoXForCausalLM if isinstance(config, GPTNeoXConfig) else BloomForCausalLM, config)
+    return source, convert(source)
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_gpt_neox_gives_the_same_logits(neox_pair, impl):
-    neox, vas = neox_pair
-    assert type(vas) is VaswaniForCausalLM and vas.config.position_embedding_type == "rotary"
-    assert vas.config.parallel_residual == neox.config.use_parallel_residual
-    assert vas.config.rope_parameters == neox.config.rope_parameters
-    assert vas.config.tie_word_embeddings == neox.config.tie_word_embeddings
+def test_causal_lms_give_the_same_logits(causal_pair, impl):
+    source, vas = causal_pair
+    assert type(vas) is VaswaniForCausalLM and vas.config.norm_first and vas.config.final_layer_norm
+    if isinstance(source, GPTNeoXForCausalLM):
+        assert vas.config.position_embedding_type == "rotary"
+        assert vas.config.parallel_residual == source.config.use_parallel_residual
+        assert vas.config.rope_parameters == source.config.rope_parameters
+    else:
+        assert vas.config.position_embedding_type == "alibi"
+        assert vas.config.embedding_layer_norm and vas.config.activation_function == "gelu_pytorch_tanh"
+    assert vas.config.tie_word_embeddings == source.config.tie_word_embeddings
     tied = vas.lm_head.weight.data_ptr() == vas.get_input_embeddings().weight.data_ptr()
-    assert tied == neox.config.tie_word_embeddings
-    assert_same_causal_logits(neox, vas, impl)
+    assert tied == source.config.tie_word_embeddings
+    assert_same_causal_logits(source, vas, impl)
 
 
-def test_gpt_neox_generation_is_identical(neox_pair):
-    neox, vas = neox_pair
+def test_causal_lm_generation_is_identical(causal_pair):
+    source, vas = causal_pair
     prompts, mask = left_padded([7, 3], pad=PAD, seed=4)
-    assert_same_generation(neox, vas, prompts, mask)
+    assert_same_generation(source, vas, prompts, mask)
 
 
 def test_gpt_neox_fused_qkv_is_unfused_head_by_head():
@@ -142,43 +160,6 @@ def test_gpt_neox_fused_qkv_is_unfused_head_by_head():
     assert torch.equal(attention.k_proj.weight[:head_dim], fused[head_dim : 2 * head_dim])
     assert torch.equal(attention.q_proj.weight[head_dim : 2 * head_dim], fused[3 * head_dim : 4 * head_dim])
     assert not torch.equal(attention.k_proj.weight, fused[32:64])
-
-
-# -- BLOOM --------------------------------------------------------------------------------------------------------------
-def bloom_config(**overrides) -> BloomConfig:
-    settings = dict(
-        vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4, bos_token_id=EOS, eos_token_id=EOS,
-        pad_token_id=PAD, initializer_range=0.2,
-    )
-    return BloomConfig(**{**settings, **overrides})
-
-
-BLOOM_VARIANTS = {
-    "4-heads": {},
-    "6-heads": dict(hidden_size=36, n_head=6),  # not a power of two: ALiBi's interleaved extra slopes
-    "untied": dict(tie_word_embeddings=False),
-}
-
-
-@pytest.fixture(scope="module", params=list(BLOOM_VARIANTS))
-def bloom_pair(request):
-    bloom = tiny(BloomForCausalLM, bloom_config(**BLOOM_VARIANTS[request.param]))
-    return bloom, convert(bloom)
-
-
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_bloom_gives_the_same_logits(bloom_pair, impl):
-    bloom, vas = bloom_pair
-    assert type(vas) is VaswaniForCausalLM and vas.config.position_embedding_type == "alibi"
-    assert vas.config.embedding_layer_norm and vas.config.activation_function == "gelu_pytorch_tanh"
-    assert vas.config.tie_word_embeddings == bloom.config.tie_word_embeddings
-    assert_same_causal_logits(bloom, vas, impl)
-
-
-def test_bloom_generation_is_identical(bloom_pair):
-    bloom, vas = bloom_pair
-    prompts, mask = left_padded([7, 3], pad=PAD, seed=4)
-    assert_same_generation(bloom, vas, prompts, mask)
 
 
 # -- T5 -----------------------------------------------------------------------------------------------------------------
@@ -266,7 +247,7 @@ def test_t5_encoder_gives_the_same_hidden_states(impl):
 
 BARE = {
     "GPTNeoXModel": lambda: tiny(GPTNeoXModel, neox_config()),
-    "BloomModel": lambda: tiny(BloomModel, bloom_config(hidden_size=36, n_head=6)),
+    "BloomModel": lambda: tiny(BloomModel, CAUSAL_VARIANTS["bloom-6-heads"]),
     "T5Model": lambda: tiny(T5Model, t5_config()),  # no output scaling: that is T5ForConditionalGeneration's
 }
 

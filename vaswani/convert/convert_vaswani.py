@@ -94,6 +94,26 @@ def config_from_bert(config) -> VaswaniConfig:
     )
 
 
+def _pre_ln_causal_config(config, **fields) -> VaswaniConfig:
+    """
+    What GPT-2, GPT-NeoX and BLOOM share: one decoder stack, pre-LN with a final LayerNorm, unscaled embeddings, the
+    source's token ids; `fields` are each one's own choices.
+    """
+    return VaswaniConfig(
+        stacks="decoder-only",
+        num_encoder_layers=0,
+        norm_first=True,
+        final_layer_norm=True,
+        scale_embedding=False,
+        init_std=config.initializer_range,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        decoder_start_token_id=None,
+        **fields,
+    )
+
+
 def config_from_gpt2(config) -> VaswaniConfig:
     """A `VaswaniConfig` (decoder-only) for a `GPT2Config`: pre-LN with a final LayerNorm, learned positions."""
     _require(config.scale_attn_weights, "GPT-2 with scale_attn_weights=False cannot be converted.")
@@ -107,29 +127,20 @@ def config_from_gpt2(config) -> VaswaniConfig:
             "GPT-2 embedding dropout (%s) differs from residual dropout (%s); the Vaswani model uses %s for both "
             "(no effect on inference).", config.embd_pdrop, config.resid_pdrop, config.resid_pdrop,
         )
-    return VaswaniConfig(
-        stacks="decoder-only",
+    return _pre_ln_causal_config(
+        config,
         vocab_size=config.vocab_size,
         d_model=config.n_embd,
         num_heads=config.n_head,
         d_ff=config.n_inner or 4 * config.n_embd,
-        num_encoder_layers=0,
         num_decoder_layers=config.n_layer,
         dropout=config.resid_pdrop,
         attention_dropout=config.attn_pdrop,
         activation_function=_activation(config.activation_function, "This GPT-2"),
         max_position_embeddings=config.n_positions,
         position_embedding_type="learned",
-        norm_first=True,
-        final_layer_norm=True,
-        scale_embedding=False,
         layer_norm_eps=config.layer_norm_epsilon,
-        init_std=config.initializer_range,
         tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
-        pad_token_id=config.pad_token_id,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        decoder_start_token_id=None,
     )
 
 
@@ -192,13 +203,12 @@ def config_from_gpt_neox(config) -> VaswaniConfig:
     on `partial_rotary_factor` of each head (its RoPE parameters, scaled types included, as they are), attention and
     feed-forward in parallel (`use_parallel_residual`), an untied output projection.
     """
-    return VaswaniConfig(
-        stacks="decoder-only",
+    return _pre_ln_causal_config(
+        config,
         vocab_size=config.vocab_size,
         d_model=config.hidden_size,
         num_heads=config.num_attention_heads,
         d_ff=config.intermediate_size,
-        num_encoder_layers=0,
         num_decoder_layers=config.num_hidden_layers,
         dropout=config.hidden_dropout,
         attention_dropout=config.attention_dropout,
@@ -209,16 +219,8 @@ def config_from_gpt_neox(config) -> VaswaniConfig:
         parallel_residual=config.use_parallel_residual,
         # attention_bias=False leaves the feed-forward's biases: the attention's become zeros (exact).
         projection_bias=True,
-        norm_first=True,
-        final_layer_norm=True,
-        scale_embedding=False,
         layer_norm_eps=config.layer_norm_eps,
-        init_std=config.initializer_range,
         tie_word_embeddings=getattr(config, "tie_word_embeddings", False),
-        pad_token_id=config.pad_token_id,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        decoder_start_token_id=None,
     )
 
 
@@ -238,29 +240,20 @@ def config_from_bloom(config) -> VaswaniConfig:
             "BLOOM has no embedding dropout; the Vaswani model applies hidden_dropout (%s) to the embeddings too (no "
             "effect on inference).", config.hidden_dropout,
         )
-    return VaswaniConfig(
-        stacks="decoder-only",
+    return _pre_ln_causal_config(
+        config,
         vocab_size=config.vocab_size,
         d_model=config.hidden_size,
         num_heads=config.n_head,
         d_ff=4 * config.hidden_size,
-        num_encoder_layers=0,
         num_decoder_layers=config.n_layer,
         dropout=config.hidden_dropout,
         attention_dropout=config.attention_dropout,
         activation_function="gelu_pytorch_tanh",  # BloomGelu: x/2 (1 + tanh(0.79788456 x (1 + 0.044715 x^2)))
         position_embedding_type="alibi",
         embedding_layer_norm=True,
-        norm_first=True,
-        final_layer_norm=True,
-        scale_embedding=False,
         layer_norm_eps=config.layer_norm_epsilon,
-        init_std=config.initializer_range,
         tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
-        pad_token_id=config.pad_token_id,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        decoder_start_token_id=None,
     )
 
 
