@@ -8,7 +8,7 @@
     vaswani evaluate          measure a saved model on data
     vaswani generate          continue or translate text with a saved model
     vaswani push              upload a saved model folder to the Hugging Face Hub
-    vaswani convert           turn a Hugging Face BERT, GPT-2 or Marian model into a Vaswani model folder
+    vaswani convert           turn a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into a Vaswani folder
     vaswani export            export a saved model as ONNX graphs or torch.export programs (generation included)
 
 Every command takes local .txt, .csv, .tsv or .json files (gzipped too), a folder saved with
@@ -363,11 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--commit-message", default="Upload Vaswani model")
 
-    p = commands.add_parser("convert", help="turn a BERT, GPT-2 or Marian model into a Vaswani model folder",
+    p = commands.add_parser("convert", help="turn a BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into a Vaswani "
+                            "model folder",
                             description="Convert a Hugging Face BertModel, BertForMaskedLM, BertForPreTraining, "
-                            "GPT2Model, GPT2LMHeadModel, MarianModel or MarianMTModel (a folder or Hub name) into "
-                            "the Vaswani model that computes the same numbers, and write a Hub-ready folder with "
-                            "the source's tokenizer.")
+                            "GPT2Model, GPT2LMHeadModel, MarianModel, MarianMTModel, GPTNeoXModel, GPTNeoXForCausalLM, "
+                            "BloomModel, BloomForCausalLM, T5Model, T5ForConditionalGeneration or T5EncoderModel (a "
+                            "folder or Hub name) into the Vaswani model that computes the same numbers, and write a "
+                            "Hub-ready folder with the source's tokenizer.")
     p.add_argument("--source", required=True, help="the model to convert: a checkpoint folder or a Hub name")
     p.add_argument("--architecture", help="class to load the source as (default: its config's architectures[0])")
     p.add_argument("--output", required=True, type=Path, help="folder for the converted model (Hub-ready)")

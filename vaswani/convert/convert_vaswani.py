@@ -1,13 +1,21 @@
 """
-Converters from Hugging Face's BERT, GPT-2 and Marian models, and from `torch.nn.Transformer`, into Vaswani models
-that compute the same numbers. Each of those architectures is the paper's Transformer with a few choices changed;
-the config names each choice (`embedding_layer_norm`, `type_vocab_size`, `activation_function`, `norm_first`,
-`final_layer_norm`, `sinusoidal_layout`, `final_logits_bias`, ...), and the weights are copied tensor by tensor:
+Converters from Hugging Face's BERT, GPT-2, Marian, GPT-NeoX, BLOOM and T5 models, and from `torch.nn.Transformer`,
+into Vaswani models that compute the same numbers. Each of those architectures is the paper's Transformer with a few
+choices changed; the config names each choice (`embedding_layer_norm`, `type_vocab_size`, `activation_function`,
+`norm_first`, `final_layer_norm`, `sinusoidal_layout`, `final_logits_bias`, `position_embedding_type`,
+`parallel_residual`, `rms_norm`, `projection_bias`, ...), and the weights are copied tensor by tensor:
 
     BertModel / BertForMaskedLM / BertForPreTraining   -> VaswaniModel / VaswaniForMaskedLM / VaswaniForPreTraining
     GPT2Model / GPT2LMHeadModel                        -> VaswaniModel / VaswaniForCausalLM
     MarianModel / MarianMTModel                        -> VaswaniModel / VaswaniForConditionalGeneration
+    GPTNeoXModel / GPTNeoXForCausalLM (Pythia)         -> VaswaniModel / VaswaniForCausalLM (rotary, parallel residual)
+    BloomModel / BloomForCausalLM                      -> VaswaniModel / VaswaniForCausalLM (ALiBi)
+    T5Model / T5ForConditionalGeneration               -> VaswaniModel / VaswaniForConditionalGeneration (relative bias)
+    T5EncoderModel                                     -> VaswaniModel (encoder-only)
     torch.nn.Transformer                               -> VaswaniModel (encoder-decoder; the embeddings are new)
+
+Fused projections (GPT-2's, GPT-NeoX's, BLOOM's q/k/v) are split; T5's two scalings that have no config switch are
+folded into weights (see `_t5_body` and `_head_weights`).
 
 `convert(source)` takes a model object, a checkpoint folder or a Hub name. Every weight of the Vaswani model must
 come from the source and every source weight must be used (or be a known leftover, named in a warning), so a
@@ -17,6 +25,7 @@ conversion never half-succeeds.
 import copy
 import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -85,6 +94,26 @@ def config_from_bert(config) -> VaswaniConfig:
     )
 
 
+def _pre_ln_causal_config(config, **fields) -> VaswaniConfig:
+    """
+    What GPT-2, GPT-NeoX and BLOOM share: one decoder stack, pre-LN with a final LayerNorm, unscaled embeddings, the
+    source's token ids; `fields` are each one's own choices.
+    """
+    return VaswaniConfig(
+        stacks="decoder-only",
+        num_encoder_layers=0,
+        norm_first=True,
+        final_layer_norm=True,
+        scale_embedding=False,
+        init_std=config.initializer_range,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        decoder_start_token_id=None,
+        **fields,
+    )
+
+
 def config_from_gpt2(config) -> VaswaniConfig:
     """A `VaswaniConfig` (decoder-only) for a `GPT2Config`: pre-LN with a final LayerNorm, learned positions."""
     _require(config.scale_attn_weights, "GPT-2 with scale_attn_weights=False cannot be converted.")
@@ -98,29 +127,20 @@ def config_from_gpt2(config) -> VaswaniConfig:
             "GPT-2 embedding dropout (%s) differs from residual dropout (%s); the Vaswani model uses %s for both "
             "(no effect on inference).", config.embd_pdrop, config.resid_pdrop, config.resid_pdrop,
         )
-    return VaswaniConfig(
-        stacks="decoder-only",
+    return _pre_ln_causal_config(
+        config,
         vocab_size=config.vocab_size,
         d_model=config.n_embd,
         num_heads=config.n_head,
         d_ff=config.n_inner or 4 * config.n_embd,
-        num_encoder_layers=0,
         num_decoder_layers=config.n_layer,
         dropout=config.resid_pdrop,
         attention_dropout=config.attn_pdrop,
         activation_function=_activation(config.activation_function, "This GPT-2"),
         max_position_embeddings=config.n_positions,
         position_embedding_type="learned",
-        norm_first=True,
-        final_layer_norm=True,
-        scale_embedding=False,
         layer_norm_eps=config.layer_norm_epsilon,
-        init_std=config.initializer_range,
         tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
-        pad_token_id=config.pad_token_id,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        decoder_start_token_id=None,
     )
 
 
@@ -174,6 +194,114 @@ def config_from_marian(config) -> VaswaniConfig:
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
         decoder_start_token_id=config.decoder_start_token_id,
+    )
+
+
+def config_from_gpt_neox(config) -> VaswaniConfig:
+    """
+    A `VaswaniConfig` (decoder-only) for a `GPTNeoXConfig` (Pythia): pre-LN with a final LayerNorm, rotary positions
+    on `partial_rotary_factor` of each head (its RoPE parameters, scaled types included, as they are), attention and
+    feed-forward in parallel (`use_parallel_residual`), an untied output projection.
+    """
+    return _pre_ln_causal_config(
+        config,
+        vocab_size=config.vocab_size,
+        d_model=config.hidden_size,
+        num_heads=config.num_attention_heads,
+        d_ff=config.intermediate_size,
+        num_decoder_layers=config.num_hidden_layers,
+        dropout=config.hidden_dropout,
+        attention_dropout=config.attention_dropout,
+        activation_function=_activation(config.hidden_act, "This GPT-NeoX"),
+        max_position_embeddings=config.max_position_embeddings,
+        position_embedding_type="rotary",
+        rope_parameters=copy.deepcopy(dict(config.rope_parameters)),
+        parallel_residual=config.use_parallel_residual,
+        # attention_bias=False leaves the feed-forward's biases: the attention's become zeros (exact).
+        projection_bias=True,
+        layer_norm_eps=config.layer_norm_eps,
+        tie_word_embeddings=getattr(config, "tie_word_embeddings", False),
+    )
+
+
+def config_from_bloom(config) -> VaswaniConfig:
+    """
+    A `VaswaniConfig` (decoder-only) for a `BloomConfig`: ALiBi (BLOOM's m_h j and Vaswani's -m_h |i - j| differ by a
+    constant per query, which softmax ignores), a LayerNorm over the embeddings, pre-LN with a final LayerNorm, GELU's
+    tanh approximation, a feed-forward 4 d_model wide, the output projection tied to the embedding.
+    """
+    _require(
+        not config.apply_residual_connection_post_layernorm,
+        "BLOOM with apply_residual_connection_post_layernorm=True cannot be converted: its residual is the normalised "
+        "input, and Vaswani layers add the sub-layer to the un-normalised one (norm_first) or normalise the sum.",
+    )
+    if config.hidden_dropout:
+        logger.warning(
+            "BLOOM has no embedding dropout; the Vaswani model applies hidden_dropout (%s) to the embeddings too (no "
+            "effect on inference).", config.hidden_dropout,
+        )
+    return _pre_ln_causal_config(
+        config,
+        vocab_size=config.vocab_size,
+        d_model=config.hidden_size,
+        num_heads=config.n_head,
+        d_ff=4 * config.hidden_size,
+        num_decoder_layers=config.n_layer,
+        dropout=config.hidden_dropout,
+        attention_dropout=config.attention_dropout,
+        activation_function="gelu_pytorch_tanh",  # BloomGelu: x/2 (1 + tanh(0.79788456 x (1 + 0.044715 x^2)))
+        position_embedding_type="alibi",
+        embedding_layer_norm=True,
+        layer_norm_eps=config.layer_norm_epsilon,
+        tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
+    )
+
+
+def config_from_t5(config, stacks: str = "encoder-decoder") -> VaswaniConfig:
+    """
+    A `VaswaniConfig` for a `T5Config`: T5's relative position bias (one table per stack), RMS norms, pre-LN with a
+    final norm per stack, no projection biases, no scaled embeddings. `stacks="encoder-only"` for `T5EncoderModel`.
+    T5's two scalings without a config switch are folded into the weights by `convert` (see `_t5_body`).
+    """
+    _require(
+        not config.is_gated_act,
+        f"T5 with feed_forward_proj={config.feed_forward_proj!r} cannot be converted: its gated feed-forward (T5 v1.1, "
+        f"Flan-T5) has a second input projection, and Vaswani's feed-forward is the paper's W_2 act(W_1 x).",
+    )
+    _require(
+        config.d_kv * config.num_heads == config.d_model,
+        f"T5 with d_kv * num_heads ({config.d_kv} * {config.num_heads}) != d_model ({config.d_model}) cannot be "
+        f"converted: Vaswani heads are d_model / num_heads wide.",
+    )
+    decoder_layers = config.num_decoder_layers if stacks == "encoder-decoder" else 0
+    return VaswaniConfig(
+        stacks=stacks,
+        vocab_size=config.vocab_size,
+        d_model=config.d_model,
+        num_heads=config.num_heads,
+        d_ff=config.d_ff,
+        num_encoder_layers=config.num_layers,
+        num_decoder_layers=decoder_layers,
+        dropout=config.dropout_rate,
+        attention_dropout=config.dropout_rate,
+        activation_function=_activation(config.dense_act_fn, "This T5"),
+        position_embedding_type="relative",
+        relative_attention_num_buckets=config.relative_attention_num_buckets,
+        relative_attention_max_distance=config.relative_attention_max_distance,
+        rms_norm=True,
+        projection_bias=False,
+        norm_first=True,
+        final_layer_norm=True,
+        scale_embedding=False,
+        layer_norm_eps=config.layer_norm_epsilon,
+        tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
+        pad_token_id=config.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=config.eos_token_id,
+        decoder_start_token_id=(
+            (config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id)
+            if decoder_layers else None
+        ),
     )
 
 
@@ -263,6 +391,91 @@ def _marian_body(sd: dict, config: VaswaniConfig) -> dict:
     return m
 
 
+def _unfuse_heads(weight: torch.Tensor, bias: torch.Tensor | None, num_heads: int) -> list[tuple]:
+    """
+    (weight, bias) of W^Q, W^K and W^V from a fused projection whose outputs are laid out head by head, each head's
+    query, key and value side by side (GPT-NeoX's view(B, T, h, 3 d_k), BLOOM's view(B, T, h, 3, d_k)).
+    """
+    d_in = weight.shape[1]
+    weight = weight.view(num_heads, 3, -1, d_in)
+    bias = bias.view(num_heads, 3, -1) if bias is not None else torch.zeros(num_heads, 3, weight.shape[2])
+    return [(weight[:, j].reshape(-1, d_in), bias[:, j].reshape(-1)) for j in range(3)]
+
+
+def _pre_ln_causal_body(sd: dict, config: VaswaniConfig, names: dict) -> dict:
+    """Our body keys -> tensors of a pre-LN decoder-only model with a head-by-head fused q/k/v (GPT-NeoX, BLOOM)."""
+    m = {"decoder.embeddings.word_embeddings.weight": sd[names["embeddings"]]}
+    norms = {"decoder.final_layer_norm": names["final_norm"], "decoder.embeddings.layer_norm": names.get("embedding_norm")}
+    for ours, theirs in norms.items():
+        if theirs is not None:
+            _linear(m, ours, sd[theirs + ".weight"], sd[theirs + ".bias"])
+    for i in range(config.num_decoder_layers):
+        src, dst = f"{names['layers']}.{i}.", f"decoder.layers.{i}."
+        qkv, dense = src + names["qkv"], src + names["dense"]
+        for (weight, bias), proj in zip(_unfuse_heads(sd[qkv + ".weight"], sd.get(qkv + ".bias"), config.num_heads),
+                                        ("q_proj", "k_proj", "v_proj")):
+            _linear(m, dst + "self_attn." + proj, weight, bias)
+        # GPT-NeoX with attention_bias=False: zero biases, exact (its feed-forward keeps its own).
+        _linear(m, dst + "self_attn.o_proj", sd[dense + ".weight"], sd.get(dense + ".bias", torch.zeros(config.d_model)))
+        for ours, theirs in {
+            "feed_forward.fc1": "mlp.dense_h_to_4h",
+            "feed_forward.fc2": "mlp.dense_4h_to_h",
+            "self_attn_layer_norm": "input_layernorm",
+            "final_layer_norm": "post_attention_layernorm",
+        }.items():
+            _linear(m, dst + ours, sd[f"{src}{theirs}.weight"], sd[f"{src}{theirs}.bias"])
+    return m
+
+
+def _gpt_neox_body(sd: dict, config: VaswaniConfig) -> dict:
+    """Our body keys -> tensors of a GPTNeoXModel state dict."""
+    return _pre_ln_causal_body(sd, config, {
+        "embeddings": "embed_in.weight", "final_norm": "final_layer_norm", "layers": "layers",
+        "qkv": "attention.query_key_value", "dense": "attention.dense",
+    })
+
+
+def _bloom_body(sd: dict, config: VaswaniConfig) -> dict:
+    """Our body keys -> tensors of a BloomModel state dict (ALiBi has no weights: the slopes are computed)."""
+    return _pre_ln_causal_body(sd, config, {
+        "embeddings": "word_embeddings.weight", "embedding_norm": "word_embeddings_layernorm", "final_norm": "ln_f",
+        "layers": "h", "qkv": "self_attention.query_key_value", "dense": "self_attention.dense",
+    })
+
+
+def _t5_body(sd: dict, config: VaswaniConfig) -> dict:
+    """
+    Our body keys -> tensors of a T5 state dict (T5Model, T5ForConditionalGeneration, T5EncoderModel). T5 keeps each
+    stack's relative bias table in its block 0; T5 does not divide scores by sqrt(d_k), so W^Q is multiplied by
+    sqrt(d_k) here (every attention, cross-attention too), which Vaswani attention's 1/sqrt(d_k) undoes.
+    """
+    unscale = math.sqrt(config.d_model // config.num_heads)
+    m = {}
+    for stack, depth in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
+        if depth == 0:  # T5EncoderModel
+            continue
+        m[f"{stack}.embeddings.word_embeddings.weight"] = sd[f"{stack}.embed_tokens.weight"]
+        m[f"{stack}.position_bias.relative_attention_bias.weight"] = sd[
+            f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+        ]
+        m[f"{stack}.final_layer_norm.weight"] = sd[f"{stack}.final_layer_norm.weight"]
+        for i in range(depth):
+            src, dst = f"{stack}.block.{i}.layer.", f"{stack}.layers.{i}."
+            sublayers = [("self_attn", "0.SelfAttention")]
+            if stack == "decoder":
+                sublayers.append(("encoder_attn", "1.EncDecAttention"))
+            for ours, theirs in sublayers:
+                m[f"{dst}{ours}.q_proj.weight"] = sd[f"{src}{theirs}.q.weight"] * unscale
+                for proj in ("k", "v", "o"):
+                    m[f"{dst}{ours}.{proj}_proj.weight"] = sd[f"{src}{theirs}.{proj}.weight"]
+                m[f"{dst}{ours}_layer_norm.weight"] = sd[f"{src}{theirs[0]}.layer_norm.weight"]
+            ff = f"{src}{len(sublayers)}."
+            m[f"{dst}feed_forward.fc1.weight"] = sd[ff + "DenseReluDense.wi.weight"]
+            m[f"{dst}feed_forward.fc2.weight"] = sd[ff + "DenseReluDense.wo.weight"]
+            m[f"{dst}final_layer_norm.weight"] = sd[ff + "layer_norm.weight"]
+    return m
+
+
 def _load_exactly(model: nn.Module, mapping: dict, source_name: str) -> nn.Module:
     """Copy `mapping` into `model`, insisting that it names every tensor of the model and nothing else."""
     ours = set(model.state_dict())
@@ -310,12 +523,51 @@ ARCHITECTURES = {
     "GPT2LMHeadModel": ("gpt2", VaswaniForCausalLM, "transformer"),
     "MarianModel": ("marian", VaswaniModel, None),
     "MarianMTModel": ("marian", VaswaniForConditionalGeneration, "model"),
+    "GPTNeoXModel": ("gpt_neox", VaswaniModel, None),
+    "GPTNeoXForCausalLM": ("gpt_neox", VaswaniForCausalLM, "gpt_neox"),
+    "BloomModel": ("bloom", VaswaniModel, None),
+    "BloomForCausalLM": ("bloom", VaswaniForCausalLM, "transformer"),
+    "T5Model": ("t5", VaswaniModel, None),
+    "T5ForConditionalGeneration": ("t5", VaswaniForConditionalGeneration, None),
+    "T5EncoderModel": ("t5-encoder", VaswaniModel, None),
 }
-_CONFIGS = {"bert": config_from_bert, "gpt2": config_from_gpt2, "marian": config_from_marian}
-_BODIES = {"bert": _bert_body, "gpt2": _gpt2_body, "marian": _marian_body}
+_CONFIGS = {
+    "bert": config_from_bert,
+    "gpt2": config_from_gpt2,
+    "marian": config_from_marian,
+    "gpt_neox": config_from_gpt_neox,
+    "bloom": config_from_bloom,
+    "t5": config_from_t5,
+    "t5-encoder": lambda config: config_from_t5(config, stacks="encoder-only"),
+}
+_BODIES = {
+    "bert": _bert_body,
+    "gpt2": _gpt2_body,
+    "marian": _marian_body,
+    "gpt_neox": _gpt_neox_body,
+    "bloom": _bloom_body,
+    "t5": _t5_body,
+    "t5-encoder": _t5_body,
+}
 
 
-def _head_weights(architecture: str, sd: dict) -> dict:
+class _ReadStateDict(dict):
+    """A state dict that remembers what a converter read: a tensor it un-fuses or rescales is used all the same."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = []
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.read.append(value)
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def _head_weights(architecture: str, sd: dict, source_config) -> dict:
     """Our head keys -> tensors of the source's full state dict."""
     if architecture in ("BertForMaskedLM", "BertForPreTraining"):
         m = {}
@@ -330,8 +582,16 @@ def _head_weights(architecture: str, sd: dict) -> dict:
             _linear(m, "pooler.dense", sd["bert.pooler.dense.weight"], sd["bert.pooler.dense.bias"])
             _linear(m, "nsp_head", sd["cls.seq_relationship.weight"], sd["cls.seq_relationship.bias"])
         return m
-    if architecture == "GPT2LMHeadModel":
+    if architecture in ("GPT2LMHeadModel", "GPTNeoXForCausalLM", "BloomForCausalLM"):
         return {"lm_head.weight": sd["lm_head.weight"]}
+    if architecture == "T5ForConditionalGeneration":
+        m = {"lm_head.weight": sd["lm_head.weight"]}
+        # T5 with tied embeddings multiplies the decoder's output by d_model^-0.5 before lm_head: folded into the
+        # decoder's final RMS norm, whose output (our decoder's last_hidden_state) is therefore the scaled one.
+        if getattr(source_config, "scale_decoder_outputs", source_config.tie_word_embeddings):
+            scale = source_config.d_model**-0.5
+            m["model.decoder.final_layer_norm.weight"] = sd["decoder.final_layer_norm.weight"] * scale
+        return m
     if architecture == "MarianMTModel":
         return {"lm_head.weight": sd["lm_head.weight"], "final_logits_bias": sd["final_logits_bias"]}
     return {}
@@ -339,11 +599,13 @@ def _head_weights(architecture: str, sd: dict) -> dict:
 
 def convert(source, architecture: str | None = None, **load_kwargs):
     """
-    Convert a Hugging Face BERT, GPT-2 or Marian model into the Vaswani model that computes the same numbers.
+    Convert a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into the Vaswani model that computes the
+    same numbers.
 
     Args:
-        source: a model object (`BertModel`, `BertForMaskedLM`, `BertForPreTraining`, `GPT2Model`,
-            `GPT2LMHeadModel`, `MarianModel`, `MarianMTModel`), or a checkpoint folder or Hub name holding one, or a
+        source: a model object (one of `ARCHITECTURES`: `BertModel`, `BertForMaskedLM`, `BertForPreTraining`,
+            `GPT2Model`, `GPT2LMHeadModel`, `MarianModel`, `MarianMTModel`, `GPTNeoXModel`, `GPTNeoXForCausalLM`,
+            `BloomModel`, `BloomForCausalLM`, `T5Model`, `T5ForConditionalGeneration`, `T5EncoderModel`), or a checkpoint folder or Hub name holding one, or a
             `torch.nn.Transformer` (then pass `vocab_size`; see `convert_torch_transformer`).
         architecture (`str`, *optional*): for a folder, the class to load it as (default: its config's
             `architectures[0]`).
@@ -351,7 +613,9 @@ def convert(source, architecture: str | None = None, **load_kwargs):
 
     Returns:
         The Vaswani model, in the source's dtype and train/eval mode, with the source's generation config and a
-        model card that names where it came from.
+        model card that names where it came from. A converted T5ForConditionalGeneration with tied embeddings has
+        T5's d_model^-0.5 output scaling inside its decoder's final norm, so its decoder `last_hidden_state` is the
+        scaled one (the logits are T5's).
     """
     if isinstance(source, nn.Transformer):
         return convert_torch_transformer(source, **load_kwargs)
@@ -364,7 +628,15 @@ def convert(source, architecture: str | None = None, **load_kwargs):
         )
     family, vaswani_class, body_attr = ARCHITECTURES[architecture]
     source_name = getattr(source, "name_or_path", "") or architecture
-    config = _CONFIGS[family](source.config)
+    try:
+        config = _CONFIGS[family](source.config)
+    except ConversionError:
+        raise
+    except ValueError as error:  # a setting the Vaswani config refuses (e.g. an odd rotary width)
+        raise ConversionError(f"Converting {source_name}: {error}") from None
+    output, embeddings = source.get_output_embeddings(), source.get_input_embeddings()
+    if output is not None and output.weight.data_ptr() != embeddings.weight.data_ptr():
+        config.tie_word_embeddings = False  # a source untied by hand (T5 always says it ties)
     config.model_card_data = {
         "name": f"vaswani-{str(source_name).rstrip('/').split('/')[-1]}",
         "tags": ["converted", family],
@@ -375,14 +647,18 @@ def convert(source, architecture: str | None = None, **load_kwargs):
         "training_procedure": f"Converted from `{source_name}` ({architecture}); no further training.",
     }
     model = vaswani_class(config)
-    full = source.state_dict()
-    body = {k[len(body_attr) + 1 :]: v for k, v in full.items() if k.startswith(body_attr + ".")} if body_attr else full
+    full = _ReadStateDict(source.state_dict())
+    body = (
+        _ReadStateDict({k[len(body_attr) + 1 :]: v for k, v in full.items() if k.startswith(body_attr + ".")})
+        if body_attr else full
+    )
     mapping = _BODIES[family](body, model.config)
     if vaswani_class is not VaswaniModel:
         mapping = {f"model.{key}": value for key, value in mapping.items()}
-    mapping.update(_head_weights(architecture, full))
+    mapping.update(_head_weights(architecture, full, source.config))
     _load_exactly(model, mapping, source_name)
-    _check_all_used(full, mapping.values(), source_name, ("pooler.", "bert.pooler.", "cls.predictions.bias"))
+    used = [*mapping.values(), *body.read, *full.read]
+    _check_all_used(dict(full), used, source_name, ("pooler.", "bert.pooler.", "cls.predictions.bias"))
     if getattr(source, "generation_config", None) is not None and hasattr(model, "generation_config"):
         model.generation_config = copy.deepcopy(source.generation_config)
     dtype = next(source.parameters()).dtype
@@ -552,8 +828,11 @@ __all__ = [
     "ARCHITECTURES",
     "ConversionError",
     "config_from_bert",
+    "config_from_bloom",
     "config_from_gpt2",
+    "config_from_gpt_neox",
     "config_from_marian",
+    "config_from_t5",
     "convert",
     "convert_torch_transformer",
     "copy_sentence_transformers_modules",
