@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import transformers
 from transformers import PreTrainedConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import logging
 
 
@@ -406,7 +407,16 @@ class VaswaniConfig(PreTrainedConfig):
                     f"Rotary positions need `rope_parameters` (a dict with `rope_type` and `rope_theta`), got "
                     f"{self.rope_parameters!r}: pass e.g. rope_parameters={{'rope_type': 'default', 'rope_theta': 10000.0}}."
                 )
-            self.validate_rope()
+            rope_type = self.rope_parameters["rope_type"]
+            if rope_type != "default" and rope_type not in ROPE_INIT_FUNCTIONS:
+                raise ValueError(
+                    f"`rope_type` in `rope_parameters` must be 'default' or one of {sorted(ROPE_INIT_FUNCTIONS)}, got "
+                    f"{rope_type!r}."
+                )
+            try:
+                self.validate_rope()
+            except KeyError as error:  # transformers' word for a missing key: here, a bad argument
+                raise ValueError(f"{error.args[0]}: add them to `rope_parameters`.") from error
             factor = self.rope_parameters.get("partial_rotary_factor", 1.0)
             head_dim = self.d_model // self.num_heads
             if not _is_real(factor) or not 0 < factor <= 1:
