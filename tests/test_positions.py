@@ -4,6 +4,8 @@ attention back-ends, save/load and remote code, the flash guard, gradient checkp
 `positions_vaswani.py` against transformers' own implementation (T5, BLOOM, Llama, GPT-NeoX), imported, never copied.
 """
 
+import copy
+
 import pytest
 import safetensors.torch
 import torch
@@ -62,7 +64,7 @@ def build(head, kind: str):
     A tiny `head` with positions `kind`, in eval mode. Weights drawn with std 0.2, not 0.02: at 0.02 attention is
     nearly uniform and T5's table nearly zero, so a wrong position would move the logits less than the tests' 1e-5.
     """
-    return head(tiny_config(**KINDS[kind], init_std=0.2)).eval()
+    return head(tiny_config(**copy.deepcopy(KINDS[kind]), init_std=0.2)).eval()  # a config may fill in its dict
 
 
 def stacks(model) -> list:
