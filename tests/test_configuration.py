@@ -20,6 +20,8 @@ from vaswani import (
 )
 from vaswani import PRESETS
 
+ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+
 
 def _count_parameters(model: torch.nn.Module) -> int:
     # `parameters()` yields a tied / shared parameter once.
@@ -190,11 +192,44 @@ def test_bert_and_gpt2_presets_have_their_namesakes_parameter_counts():
         (dict(embedding_layer_norm=1), "embedding_layer_norm"),
         (dict(final_logits_bias=None), "final_logits_bias"),
         (dict(sparse_prediction="yes"), "sparse_prediction"),
+        # Positions after the paper: RoPE's parameters belong to rotary positions only, and must make a rotation.
+        (dict(position_embedding_type="alibi", rope_parameters=ROPE), "rope_parameters"),
+        (dict(position_embedding_type="relative", rope_theta=10000.0), "rope_theta"),
+        (dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "rope_scaling"),
+        (dict(position_embedding_type="rotary", rope_parameters={**ROPE, "rope_type": "linear"}), "rope_parameters"),
+        (dict(position_embedding_type="rotary", rope_parameters={**ROPE, "rope_type": "xpos"}), "rope_type"),
+        (dict(position_embedding_type="rotary", rope_parameters={**ROPE, "partial_rotary_factor": 0.375}),
+         "partial_rotary_factor"),  # 3 of a head's 8 features: an odd rotary dimension
+        (dict(position_embedding_type="rotary", rope_parameters={**ROPE, "partial_rotary_factor": 0.1}),
+         "partial_rotary_factor"),  # no feature pair at all
+        (dict(position_embedding_type="relative", relative_attention_num_buckets=2), "relative_attention_num_buckets"),
+        (dict(relative_attention_num_buckets=0), "relative_attention_num_buckets"),
+        (dict(position_embedding_type="relative", relative_attention_num_buckets=8, relative_attention_max_distance=4),
+         "relative_attention_max_distance"),
+        (dict(rms_norm="yes"), "rms_norm"),
+        (dict(projection_bias=None), "projection_bias"),
+        (dict(parallel_residual=1), "parallel_residual"),
     ],
 )
 def test_invalid_config_is_a_value_error_naming_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"`{field}`"):
         tiny_config(**overrides)
+
+
+@pytest.mark.parametrize(
+    "head, overrides",
+    [
+        (VaswaniForCausalLM, dict(parallel_residual=True)),  # post-LN: no normalised input to share
+        (VaswaniForMaskedLM, dict(parallel_residual=True)),
+        (VaswaniForConditionalGeneration, dict(parallel_residual=True, norm_first=True)),  # cross-attention
+    ],
+    ids=["causal-post-ln", "encoder-post-ln", "encoder-decoder"],
+)
+def test_parallel_residual_needs_norm_first_and_one_stack(head, overrides):
+    with pytest.raises(ValueError, match="`parallel_residual=True`"):
+        head(tiny_config(**overrides))
+    if head is not VaswaniForConditionalGeneration:  # pre-LN, the one-stack heads take it
+        assert head(tiny_config(parallel_residual=True, norm_first=True)).config.parallel_residual
 
 
 def test_divisibility_error_suggests_a_head_count_that_works():

@@ -410,10 +410,13 @@ class VaswaniConfig(PreTrainedConfig):
             rope_type = self.rope_parameters["rope_type"]
             if rope_type != "default" and rope_type not in ROPE_INIT_FUNCTIONS:
                 raise ValueError(
-                    f"`rope_parameters['rope_type']` is {rope_type!r}; transformers knows "
-                    f"{['default', *ROPE_INIT_FUNCTIONS]}."
+                    f"`rope_type` in `rope_parameters` must be 'default' or one of {sorted(ROPE_INIT_FUNCTIONS)}, got "
+                    f"{rope_type!r}."
                 )
-            self.validate_rope()
+            try:
+                self.validate_rope()
+            except KeyError as error:  # transformers' word for a missing key: here, a bad argument
+                raise ValueError(f"{error.args[0]}: add them to `rope_parameters`.") from error
             factor = self.rope_parameters.get("partial_rotary_factor", 1.0)
             head_dim = self.d_model // self.num_heads
             if not _is_real(factor) or not 0 < factor <= 1:
