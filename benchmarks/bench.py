@@ -131,13 +131,14 @@ def build(pair: str, side: str, shape: dict, positions: int):
     d, h, f, n, v = shape["d_model"], shape["num_heads"], shape["d_ff"], shape["layers"], shape["vocab_size"]
     torch.manual_seed(SEED)
     if pair == "encoder":
-        # BERT: post-LN, learned positions, segment embeddings, exact GELU, no embedding scale, eps 1e-12.
+        # BERT: post-LN, learned positions, segment embeddings, a LayerNorm on the embeddings, exact GELU, no
+        # embedding scale, eps 1e-12.
         if side == "vaswani":
             config = VaswaniConfig(
                 vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.1,
                 attention_dropout=0.0, activation_function="gelu", position_embedding_type="learned",
                 max_position_embeddings=positions, type_vocab_size=2, scale_embedding=False, layer_norm_eps=1e-12,
-                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+                embedding_layer_norm=True, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
             )
             model = VaswaniForMaskedLM(config)
         else:
