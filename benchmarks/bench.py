@@ -4,6 +4,9 @@ Speed and memory of the Vaswani models against Hugging Face's own, at identical 
     encoder          VaswaniForMaskedLM               vs BertForMaskedLM
     decoder          VaswaniForCausalLM               vs GPT2LMHeadModel
     encoder-decoder  VaswaniForConditionalGeneration  vs MarianMTModel
+    rotary           VaswaniForCausalLM               vs GPTNeoXForCausalLM          (positions inside attention,
+    alibi            VaswaniForCausalLM               vs BloomForCausalLM             issue 17; BLOOM runs eager
+    relative         VaswaniForConditionalGeneration  vs T5ForConditionalGeneration   where the others run sdpa)
 
 Figures, per shape and pair (every one as the median over repeats with its spread, and as a ratio where > 1 means
 Vaswani is better: vaswani/reference for throughputs, reference/vaswani for memory and times):
@@ -44,11 +47,17 @@ import transformers
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    BloomConfig,
+    BloomForCausalLM,
     GenerationConfig,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     MarianConfig,
     MarianMTModel,
+    T5Config,
+    T5ForConditionalGeneration,
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
@@ -63,6 +72,7 @@ PAD, BOS, EOS, MASK = 0, 1, 2, 4  # special ids on both sides; sampled tokens li
 SHAPES = {
     "cpu": dict(d_model=256, num_heads=4, d_ff=1024, layers=4, vocab_size=8000, seq=128, batch=8),
     "base": dict(d_model=512, num_heads=8, d_ff=2048, layers=6, vocab_size=37000, seq=128, batch=8),
+    "toy": dict(d_model=64, num_heads=2, d_ff=256, layers=2, vocab_size=1000, seq=16, batch=2),  # quick mode, tests
 }
 
 # Repeats per shape. `iters` calls are timed together as one repeat.
@@ -86,13 +96,26 @@ QUICK = {
         scan_lengths=(8, 16, 32), scan_batches=(1, 8), scan_repeats=2, mem_repeats=1,
     ),
 }
+# The toy shape (tests/test_bench.py): one repeat of everything, a few tokens, so that a run takes seconds.
+QUICK["toy"] = dict(
+    warmup=1, inf_repeats=1, inf_iters=1, train_warmup=1, train_repeats=1, train_iters=1,
+    gen_batches=(1, 2), gen_prompt=4, gen_new=4, gen_repeats=1,
+    scan_lengths=(2, 4, 8), scan_batches=(1, 2), scan_repeats=1, mem_repeats=1,
+)
 
 PAIRS = {
     "encoder": ("VaswaniForMaskedLM", "BertForMaskedLM"),
     "decoder": ("VaswaniForCausalLM", "GPT2LMHeadModel"),
     "encoder-decoder": ("VaswaniForConditionalGeneration", "MarianMTModel"),
+    "rotary": ("VaswaniForCausalLM", "GPTNeoXForCausalLM"),
+    "alibi": ("VaswaniForCausalLM", "BloomForCausalLM"),
+    "relative": ("VaswaniForConditionalGeneration", "T5ForConditionalGeneration"),
 }
-GENERATIVE = ("decoder", "encoder-decoder")
+# The layout of each pair (one stack, two, or an encoder), which decides its inputs, its generation and its FLOPs.
+KIND = {"encoder": "encoder", "decoder": "decoder", "encoder-decoder": "encoder-decoder",
+        "rotary": "decoder", "alibi": "decoder", "relative": "encoder-decoder"}
+GENERATIVE = tuple(pair for pair, kind in KIND.items() if kind != "encoder")
+ROPE = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}  # GPT-NeoX's (Pythia's)
 SCALING_NAMES = ("short", "mid", "long")
 
 
@@ -108,13 +131,14 @@ def build(pair: str, side: str, shape: dict, positions: int):
     d, h, f, n, v = shape["d_model"], shape["num_heads"], shape["d_ff"], shape["layers"], shape["vocab_size"]
     torch.manual_seed(SEED)
     if pair == "encoder":
-        # BERT: post-LN, learned positions, segment embeddings, exact GELU, no embedding scale, eps 1e-12.
+        # BERT: post-LN, learned positions, segment embeddings, a LayerNorm on the embeddings, exact GELU, no
+        # embedding scale, eps 1e-12.
         if side == "vaswani":
             config = VaswaniConfig(
                 vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.1,
                 attention_dropout=0.0, activation_function="gelu", position_embedding_type="learned",
                 max_position_embeddings=positions, type_vocab_size=2, scale_embedding=False, layer_norm_eps=1e-12,
-                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+                embedding_layer_norm=True, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
             )
             model = VaswaniForMaskedLM(config)
         else:
@@ -141,6 +165,70 @@ def build(pair: str, side: str, shape: dict, positions: int):
                 layer_norm_epsilon=1e-5, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
             )
             model = GPT2LMHeadModel(config)
+    elif pair == "rotary":
+        # GPT-NeoX (Pythia): pre-LN, attention and MLP in parallel off one residual, rotary positions on a quarter of
+        # each head, exact GELU, biases everywhere, a final LayerNorm, an untied output projection.
+        if side == "vaswani":
+            config = VaswaniConfig(
+                vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.1,
+                attention_dropout=0.0, activation_function="gelu", position_embedding_type="rotary",
+                rope_parameters=dict(ROPE), max_position_embeddings=positions, norm_first=True,
+                parallel_residual=True, scale_embedding=False, tie_word_embeddings=False, layer_norm_eps=1e-5,
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+            )
+            model = VaswaniForCausalLM(config)
+        else:
+            config = GPTNeoXConfig(
+                vocab_size=v, hidden_size=d, num_attention_heads=h, intermediate_size=f, num_hidden_layers=n,
+                hidden_act="gelu", rope_parameters=dict(ROPE), max_position_embeddings=positions,
+                use_parallel_residual=True, attention_bias=True, hidden_dropout=0.1, attention_dropout=0.0,
+                tie_word_embeddings=False, layer_norm_eps=1e-5, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+            )
+            model = GPTNeoXForCausalLM(config)
+    elif pair == "alibi":
+        # BLOOM: pre-LN, ALiBi, a LayerNorm on the embeddings, tanh GELU, d_ff = 4 d_model (BLOOM's fixed width),
+        # tied output projection. Dropout 0 on both sides: BLOOM has none on the embeddings (and 0 is its default).
+        if f != 4 * d:
+            raise ValueError(f"the alibi pair needs d_ff = 4 d_model (BLOOM's MLP), got d_ff {f}, d_model {d}")
+        if side == "vaswani":
+            config = VaswaniConfig(
+                vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.0,
+                attention_dropout=0.0, activation_function="gelu_pytorch_tanh", position_embedding_type="alibi",
+                max_position_embeddings=positions, norm_first=True, embedding_layer_norm=True, scale_embedding=False,
+                tie_word_embeddings=True, layer_norm_eps=1e-5, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+            )
+            model = VaswaniForCausalLM(config)
+        else:
+            config = BloomConfig(
+                vocab_size=v, hidden_size=d, n_head=h, n_layer=n, hidden_dropout=0.0, attention_dropout=0.0,
+                layer_norm_epsilon=1e-5, tie_word_embeddings=True, pad_token_id=PAD, bos_token_id=BOS,
+                eos_token_id=EOS,
+            )
+            model = BloomForCausalLM(config)
+    elif pair == "relative":
+        # T5 (v1.0 layout, ReLU): pre-LN with RMS norms, T5's bucketed relative bias in each stack's self-attention,
+        # no biases, no embedding scale, a final norm per stack, one tied vocabulary. Dropout 0 on both sides: T5's
+        # one rate also drops attention probabilities and the FFN's inner activations, which Vaswani does not.
+        if side == "vaswani":
+            config = VaswaniConfig(
+                vocab_size=v, d_model=d, num_heads=h, d_ff=f, num_hidden_layers=n, dropout=0.0,
+                attention_dropout=0.0, activation_function="relu", position_embedding_type="relative",
+                relative_attention_num_buckets=32, relative_attention_max_distance=128, rms_norm=True,
+                projection_bias=False, norm_first=True, final_layer_norm=True, scale_embedding=False,
+                tie_word_embeddings=True, layer_norm_eps=1e-6, max_position_embeddings=positions,
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
+            )
+            model = VaswaniForConditionalGeneration(config)
+        else:
+            config = T5Config(
+                vocab_size=v, d_model=d, d_kv=d // h, d_ff=f, num_layers=n, num_decoder_layers=n, num_heads=h,
+                relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
+                layer_norm_epsilon=1e-6, feed_forward_proj="relu", pad_token_id=PAD, eos_token_id=EOS,
+                bos_token_id=BOS, decoder_start_token_id=BOS,
+            )
+            # T5 v1.0 scales the decoder output by d_model^-0.5 before its tied projection; Vaswani does not.
+            config.scale_decoder_outputs = False
+            model = T5ForConditionalGeneration(config)
     else:
         # Marian (the paper's layout): post-LN, sinusoidal positions, embeddings x sqrt(d_model), ReLU (paper eq. 2),
         # one shared vocabulary for source, target and the output projection.
@@ -165,15 +253,23 @@ def build(pair: str, side: str, shape: dict, positions: int):
     return model.float()
 
 
-def set_attention(model, implementation: str):
+def set_attention(model, implementation: str) -> str:
+    """
+    Switch every module of the model to `implementation`, or to eager where the model has no sdpa back-end (BLOOM
+    computes its attention itself); returns the one its modules now use.
+    """
+    if implementation == "sdpa" and not model._supports_sdpa:
+        implementation = "eager"
     model.set_attn_implementation(implementation)
     found = {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")}
     if found != {implementation}:
         raise RuntimeError(f"{type(model).__name__}: asked for {implementation}, modules use {found}")
+    return implementation
 
 
 def count_parameters(model) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    """Trainable parameters, each shared (tied) one once; Marian's fixed sinusoid table is not one."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
 
 
 # -- Inputs -------------------------------------------------------------------------------------------------------------
@@ -187,13 +283,13 @@ def forward_inputs(pair: str, shape: dict, labels: bool) -> dict:
     b, t, v = shape["batch"], shape["seq"], shape["vocab_size"]
     ids = tokens(generator, b, t, v)
     inputs = {"input_ids": ids, "attention_mask": torch.ones(b, t, dtype=torch.long)}
-    if pair == "encoder":
+    if KIND[pair] == "encoder":
         if labels:
             # BERT's objective: 15% of positions are masked and predicted, the rest ignored (-100).
             chosen = torch.rand(b, t, generator=generator) < 0.15
             inputs["labels"] = ids.masked_fill(~chosen, -100)
             inputs["input_ids"] = ids.masked_fill(chosen, MASK)
-    elif pair == "decoder":
+    elif KIND[pair] == "decoder":
         if labels:
             inputs["labels"] = ids  # shifted inside both models
     else:
@@ -217,7 +313,7 @@ def generation_config(pair: str, new_tokens: int) -> GenerationConfig:
     # Exactly `new_tokens` greedy tokens on both sides: no end-of-sequence token, no forced or banned tokens.
     return GenerationConfig(
         do_sample=False, num_beams=1, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
-        pad_token_id=PAD, bos_token_id=BOS, decoder_start_token_id=BOS if pair == "encoder-decoder" else None,
+        pad_token_id=PAD, bos_token_id=BOS, decoder_start_token_id=BOS if KIND[pair] == "encoder-decoder" else None,
         forced_eos_token_id=None, forced_bos_token_id=None, use_cache=True,
     )
 
@@ -234,9 +330,9 @@ def forward_flops(pair: str, shape: dict, batch: int, length: int) -> int:
     """One forward over `batch` sequences of `length` tokens (encoder-decoder: source and target both `length`)."""
     d, n, v = shape["d_model"], shape["layers"], shape["vocab_size"]
     t = length
-    if pair == "encoder":
+    if KIND[pair] == "encoder":
         per_seq = t * n * (_layer_linear(shape) + 4 * t * d) + t * (2 * d * d + 2 * d * v)  # + MLM head on all
-    elif pair == "decoder":
+    elif KIND[pair] == "decoder":
         per_seq = t * n * (_layer_linear(shape) + 4 * t * d) + t * 2 * d * v
     else:
         encoder = t * n * (_layer_linear(shape) + 4 * t * d)
@@ -250,7 +346,7 @@ def generation_flops(pair: str, shape: dict, batch: int, prompt: int, new_tokens
     """Greedy generation with a cache: the prompt (or the source through the encoder) once, then one token a step."""
     d, n, v = shape["d_model"], shape["layers"], shape["vocab_size"]
     lin = _layer_linear(shape)
-    if pair == "decoder":
+    if KIND[pair] == "decoder":
         total = prompt * n * (lin + 4 * prompt * d) + 2 * d * v  # prefill; logits of the last position only
         for step in range(1, new_tokens):
             context = prompt + step
@@ -421,7 +517,7 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(pair: str, side: str, shape: dict, positions: int) -> dict:
+def memory_child(pair: str, side: str, shape: dict, positions: int, threads: int = THREADS) -> dict:
     """
     In a fresh process: peak resident memory of one steady-state training step, over the resident memory before
     the model was built. Large blocks are mmapped (fixed glibc threshold), so freed tensors leave the resident set
@@ -434,7 +530,7 @@ def memory_child(pair: str, side: str, shape: dict, positions: int) -> dict:
         malloc_fixed = True
     except (OSError, AttributeError):
         malloc_fixed = False
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     inputs = forward_inputs(pair, shape, labels=True)
     gc.collect()
     base = _rss_kib("VmRSS")
@@ -487,7 +583,9 @@ def memory_pool():
     """A forkserver with torch, transformers and the models imported: each measurement forks a fresh child fast."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "transformers", "vaswani", "transformers.models.bert.modeling_bert",
-                                    "transformers.models.gpt2.modeling_gpt2", "transformers.models.marian.modeling_marian"])
+                                    "transformers.models.gpt2.modeling_gpt2", "transformers.models.marian.modeling_marian",
+                                    "transformers.models.gpt_neox.modeling_gpt_neox",
+                                    "transformers.models.bloom.modeling_bloom", "transformers.models.t5.modeling_t5"])
     return context.Pool(1, maxtasksperchild=1)
 
 
@@ -509,6 +607,10 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
         "config": {side: {k: v for k, v in m.config.to_diff_dict().items() if not isinstance(v, (dict, list))}
                    for side, m in models.items()},
     }
+    # A guard on the configs: the two models of a pair must be the same network, weight for weight.
+    if len(set(info["parameters"].values())) != 1:
+        raise RuntimeError(f"{pair}: the two models differ in size: {info['parameters']}")
+    log(f"  {pair:16s} {info['parameters']['vaswani']:,} trainable parameters on both sides")
 
     # 1. Inference forward, eval and no_grad, with each attention implementation on both sides.
     inputs = forward_inputs(pair, shape, labels=False)
@@ -519,9 +621,7 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
         **{side: counted_forward_flops(m.eval(), one) / t for side, m in models.items()},
     }
     for implementation in ("sdpa", "eager"):
-        for m in models.values():
-            set_attention(m, implementation)
-            m.eval()
+        backends = {side: set_attention(m.eval(), implementation) for side, m in models.items()}
 
         def runner(model):
             def run():
@@ -533,16 +633,16 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
         tv, tr, load = alternate(runner(v_model), runner(r_model), settings["inf_repeats"], settings["warmup"])
         work = b * t * settings["inf_iters"]
         v_tps, r_tps = [work / x for x in tv], [work / x for x in tr]
-        figures[f"inference_{implementation}"] = figure("tokens/s", True, v_tps, r_tps, attn_implementation=implementation,
-                                                         contention=load)
+        figures[f"inference_{implementation}"] = figure(
+            "tokens/s", True, v_tps, r_tps, attn_implementation=implementation, backends=backends, contention=load
+        )
         per_token = fwd_flops / (b * t)
         figures[f"mfu_inference_{implementation}"] = figure(
             "% of peak", True, [100 * x * per_token / peak / 1e9 for x in v_tps],
             [100 * x * per_token / peak / 1e9 for x in r_tps], flops_per_token=per_token, contention=load,
         )
         log(f"  {pair:16s} inference {implementation}: {_brief(figures[f'inference_{implementation}'])}")
-    for m in models.values():
-        set_attention(m, "sdpa")
+    backends = {side: set_attention(m, "sdpa") for side, m in models.items()}  # training and generation
 
     # 2. Training step: forward with labels, backward, fused AdamW (what Trainer uses), train mode (dropout 0.1).
     train_inputs = forward_inputs(pair, shape, labels=True)
@@ -568,14 +668,15 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
     )
     work = b * t * settings["train_iters"]
     v_tps, r_tps = [work / x for x in tv], [work / x for x in tr]
-    figures["training"] = figure("tokens/s", True, v_tps, r_tps, attn_implementation="sdpa", contention=load)
+    figures["training"] = figure("tokens/s", True, v_tps, r_tps, attn_implementation="sdpa", backends=backends,
+                                 contention=load)
     per_token = 3 * fwd_flops / (b * t)
     figures["mfu_training"] = figure(
         "% of peak", True, [100 * x * per_token / peak / 1e9 for x in v_tps],
         [100 * x * per_token / peak / 1e9 for x in r_tps], flops_per_token=per_token, contention=load,
     )
     log(f"  {pair:16s} training: {_brief(figures['training'])}")
-    if pair == "encoder":
+    if KIND[pair] == "encoder":
         # The same step with `sparse_prediction` (an option of VaswaniForMaskedLM): only the labelled 15% of the
         # positions go through the MLM head; same loss, logits only where there are labels. BERT as above.
         def sparse():
@@ -603,7 +704,7 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
         def generator(model, batch, new_tokens):
             gen_inputs = generation_inputs(pair, batch, prompt, vocab)
             config = generation_config(pair, new_tokens)
-            expected = (prompt if pair == "decoder" else 1) + new_tokens
+            expected = (prompt if KIND[pair] == "decoder" else 1) + new_tokens
 
             def run():
                 with torch.no_grad():
@@ -619,7 +720,7 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
             v_tps, r_tps = [batch * new / x for x in tv], [batch * new / x for x in tr]
             name = f"generation_b{batch}"
             figures[name] = figure("new tokens/s", True, v_tps, r_tps, batch=batch, prompt_tokens=prompt,
-                                   new_tokens=new, attn_implementation="sdpa", contention=load)
+                                   new_tokens=new, attn_implementation="sdpa", backends=backends, contention=load)
             flops = generation_flops(pair, shape, batch, prompt, new)
             figures[f"mfu_{name}"] = figure(
                 "% of peak", True, [100 * flops / x / peak / 1e9 for x in tv],
@@ -656,7 +757,7 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
     results = {"vaswani": [], "reference": []}
     for i in range(settings["mem_repeats"]):
         for side in ("vaswani", "reference") if i % 2 == 0 else ("reference", "vaswani"):
-            results[side].append(pool.apply(memory_child, (pair, side, shape, positions)))
+            results[side].append(pool.apply(memory_child, (pair, side, shape, positions, torch.get_num_threads())))
     figures["memory"] = figure(
         "MiB", False, [x["peak_mib"] for x in results["vaswani"]], [x["peak_mib"] for x in results["reference"]],
         detail={side: {key: statistics.median(x[key] for x in runs) for key in ("resident_before_step_mib", "step_increase_mib")}
@@ -754,6 +855,13 @@ def markdown(report: dict) -> str:
             figures = pair_report["figures"]
             cells = [f"{figures[name]['ratio']:.2f}" if name in figures else "-" for name, _ in SUMMARY]
             lines.append(f"| {shape_name} | {pair} | " + " | ".join(cells) + " |")
+    for shape_name, shape_report in report["shapes"].items():
+        for pair, pair_report in shape_report["pairs"].items():
+            used = {fig["backends"]["reference"] for fig in pair_report["figures"].values() if "backends" in fig
+                    and fig["backends"]["reference"] != fig["backends"]["vaswani"]}
+            if used:
+                lines.append(f"\n{shape_name}/{pair}: {pair_report['reference']} has no sdpa back-end; it ran "
+                             f"{', '.join(sorted(used))} wherever Vaswani ran sdpa (both eager in `inference eager`).")
     lines += [
         "",
         "Each cell: median [min-max] over alternating repeats. Load: the most CPU (in cores) other processes took "
@@ -774,6 +882,8 @@ def markdown(report: dict) -> str:
             for name in ordered_figures(pair_report["figures"]):
                 fig = pair_report["figures"][name]
                 title = name
+                if fig.get("backends", {}).get("reference", fig.get("attn_implementation")) != fig.get("attn_implementation"):
+                    title = f"{name} (reference: {fig['backends']['reference']})"
                 if name.startswith("gen_scaling") and not name.endswith("growth"):
                     title = f"{name} ({fig['new_tokens']} new)"
                 cells = [_cell(fig[side]) for side in ("vaswani", "reference")]
@@ -792,7 +902,7 @@ def _cell(s: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default="cpu,base", help="comma-separated: cpu, base (quick mode: cpu only)")
+    parser.add_argument("--shapes", help="comma-separated: cpu, base (default both); quick mode: cpu (default) or toy")
     parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated: " + ", ".join(PAIRS))
     parser.add_argument("--quick", action="store_true", help="few repeats, short generations, the cpu shape")
     parser.add_argument("--max-wait", type=float, help="seconds a figure may wait for other processes to quieten "
@@ -800,6 +910,8 @@ def main(argv=None):
     parser.add_argument("--wait-budget", type=float, default=1800, help="seconds of waiting in all (default 1800)")
     parser.add_argument("--busy-threshold", type=float, default=0.5, help="cores other processes may take during "
                         "a repeat pair before it is re-run (default 0.5)")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads (default {THREADS}); 1 measures "
+                        "more steadily on cores other processes share (each figure records it)")
     parser.add_argument("--merge", action="store_true", help="keep the pairs already in --out that this run does not "
                         "measure (e.g. re-measure one pair, or finish an interrupted run); each pair records its run")
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/bench.json; the Markdown "
@@ -810,9 +922,7 @@ def main(argv=None):
             parser.error("--quick needs --out: the committed results are the full run's")
         args.out = RESULTS / "bench.json"
     table = FULL if not args.quick else QUICK
-    shapes = [s for s in args.shapes.split(",") if s]
-    if args.quick:
-        shapes = ["cpu"]
+    shapes = [s for s in (args.shapes or ("cpu" if args.quick else "cpu,base")).split(",") if s]
     pairs = [p for p in args.pairs.split(",") if p]
     for name in shapes:
         if name not in table:
@@ -824,7 +934,9 @@ def main(argv=None):
     max_wait = args.max_wait if args.max_wait is not None else (0.0 if args.quick else 120.0)
     CONTENTION.threshold, CONTENTION.max_wait, CONTENTION.budget = args.busy_threshold, max_wait, args.wait_budget
     started = time.perf_counter()
-    torch.set_num_threads(THREADS)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     pool = memory_pool()  # started before the allocator setting below, which it does not share
     report = {"machine": machine(), "code": code_version(), "mode": "quick" if args.quick else "full",
@@ -865,7 +977,8 @@ def main(argv=None):
     report["machine"]["load_average_end"] = os.getloadavg()
     report["wall_seconds"] = time.perf_counter() - started
     report["runs"][-1].update(finished=True, wall_seconds=report["wall_seconds"])
-    expected = {(s, p) for s in table for p in PAIRS} if not args.quick else {("cpu", p) for p in PAIRS}
+    # Complete: a full run has every shape and pair; a quick run (never committed) what it was asked for.
+    expected = {(s, p) for s in table for p in PAIRS} if not args.quick else {(s, p) for s in shapes for p in pairs}
     present = {(s, p) for s, shape_report in report["shapes"].items() for p in shape_report["pairs"]}
     report["complete"] = expected <= present
     report["shapes"] = {s: report["shapes"][s] for s in SHAPES if s in report["shapes"]}

@@ -16,6 +16,12 @@ PAIRS = {
     "decoder": ("VaswaniForCausalLM", "GPT2LMHeadModel"),
     "encoder-decoder": ("VaswaniForConditionalGeneration", "MarianMTModel"),
 }
+# Positions inside attention, each against the Hugging Face model it comes from; BLOOM has no sdpa back-end.
+POSITION_PAIRS = {
+    "rotary": ("VaswaniForCausalLM", "GPTNeoXForCausalLM", "sdpa"),
+    "alibi": ("VaswaniForCausalLM", "BloomForCausalLM", "eager"),
+    "relative": ("VaswaniForConditionalGeneration", "T5ForConditionalGeneration", "sdpa"),
+}
 EVERY_PAIR = ["inference_sdpa", "inference_eager", "training", "memory",
               "mfu_inference_sdpa", "mfu_inference_eager", "mfu_training"]
 GENERATIVE = [
@@ -35,7 +41,8 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(out)], env=env, capture_output=True, text=True,
+        [sys.executable, str(BENCH), "--quick", "--pairs", ",".join(PAIRS), "--out", str(out)], env=env,
+        capture_output=True, text=True,
         timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -106,3 +113,52 @@ def test_markdown_table(report):
     for vaswani, reference in PAIRS.values():
         assert f"{vaswani} vs {reference}" in table
     assert "| pair | figure | unit | Vaswani | reference | ratio |" in table
+
+
+@pytest.fixture(scope="module")
+def position_report(tmp_path_factory):
+    """The three position pairs at the toy shape, one repeat of everything, one thread (seconds, not minutes)."""
+    out = tmp_path_factory.mktemp("bench") / "positions.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--shapes", "toy", "--threads", "1", "--pairs",
+         ",".join(POSITION_PAIRS), "--out", str(out)], env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_position_pairs_build_the_same_network_and_measure_every_figure(position_report):
+    data, stdout = position_report
+    assert data["complete"] is True and data["machine"]["threads"] == 1
+    shape = data["shapes"]["toy"]
+    settings, pairs = shape["settings"], shape["pairs"]
+    assert set(pairs) == set(POSITION_PAIRS)
+    generation = [
+        *(f"{prefix}generation_b{b}" for b in settings["gen_batches"] for prefix in ("", "mfu_")),
+        *(f"gen_scaling_b{b}_{part}" for b in settings["scan_batches"] for part in ("short", "mid", "long", "growth")),
+    ]
+    for pair, (vaswani, reference, backend) in POSITION_PAIRS.items():
+        info = pairs[pair]
+        assert (info["vaswani"], info["reference"]) == (vaswani, reference)
+        # The bench refuses a pair whose sides differ in size, and says the count.
+        assert info["parameters"]["vaswani"] == info["parameters"]["reference"] > 0, info["parameters"]
+        assert f"{info['parameters']['vaswani']:,} trainable parameters on both sides" in stdout
+        assert set(info["figures"]) == set(EVERY_PAIR + generation), (pair, sorted(info["figures"]))
+        for name, fig in info["figures"].items():
+            for side in ("vaswani", "reference"):
+                assert all(positive(x) for x in fig[side]["values"]), (pair, name, side)
+        # Each timed figure says which back-end each side ran: the one asked for, or eager where there is no sdpa.
+        assert info["figures"]["inference_sdpa"]["backends"] == {"vaswani": "sdpa", "reference": backend}
+        assert info["figures"]["inference_eager"]["backends"] == {"vaswani": "eager", "reference": "eager"}
+        assert info["figures"]["generation_b1"]["backends"] == {"vaswani": "sdpa", "reference": backend}
+        for side in ("vaswani", "reference"):
+            assert info["forward_flops_per_token"][side] == pytest.approx(info["forward_flops_per_token"]["analytic"],
+                                                                          rel=0.02), (pair, side)
+
+
+def test_bench_refuses_a_pair_it_does_not_know(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCH), "--quick", "--pairs", "rotary,nope", "--out",
+                             str(tmp_path / "x.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "unknown pair 'nope'" in result.stderr
+    assert not (tmp_path / "x.json").exists()
