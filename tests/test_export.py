@@ -152,16 +152,23 @@ def test_exported_causal_programs_with_sinusoidal_positions_decode_as_generate()
     _check_decoding(graphs, model, random_ids(3, 6))  # the example had batch 2 and 3 tokens
 
 
-def test_exported_seq2seq_graphs_with_learned_positions_decode_as_generate(tmp_path):
-    model = _model(VaswaniForConditionalGeneration, position_embedding_type="learned", **ONE_LAYER)
+def _check_programs_and_onnx(model, folder):
+    """The exported programs, then their ONNX graphs, decode as generate() does."""
     programs = ex.export_generation(model)
     ids = random_ids(3, 6)
-    _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], True), model, ids)
+    seq2seq = model.config.is_encoder_decoder
+    _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], seq2seq), model, ids)
     paths = []
     for name in ("prefill", "decode"):
         inputs, outputs = ex.graph_names(model, name)
-        paths.append(ex.to_onnx(programs[name], tmp_path / f"{name}.onnx", inputs, outputs))
+        paths.append(ex.to_onnx(programs[name], folder / f"{name}.onnx", inputs, outputs))
     _check_decoding(ex.ExportedGeneration.from_onnx(*paths), model, ids)
+
+
+def test_exported_seq2seq_graphs_with_learned_positions_decode_as_generate(tmp_path):
+    _check_programs_and_onnx(
+        _model(VaswaniForConditionalGeneration, position_embedding_type="learned", **ONE_LAYER), tmp_path
+    )
 
 
 def test_generation_export_refuses_other_heads_and_bad_lengths():
@@ -346,13 +353,4 @@ def test_export_folder_of_any_head_without_a_tokenizer(head, tmp_path, monkeypat
 @pytest.mark.parametrize("kind", ["rotary", "alibi", "relative"])
 @pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForConditionalGeneration])
 def test_exported_generation_with_positions_inside_attention_decodes_as_generate(kind, head, tmp_path):
-    model = _model(head, position_embedding_type=kind)
-    programs = ex.export_generation(model)
-    ids = random_ids(3, 6)
-    is_encoder_decoder = model.config.is_encoder_decoder
-    _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], is_encoder_decoder), model, ids)
-    paths = []
-    for name in ("prefill", "decode"):
-        inputs, outputs = ex.graph_names(model, name)
-        paths.append(ex.to_onnx(programs[name], tmp_path / f"{name}.onnx", inputs, outputs))
-    _check_decoding(ex.ExportedGeneration.from_onnx(*paths), model, ids)
+    _check_programs_and_onnx(_model(head, position_embedding_type=kind), tmp_path)
