@@ -94,17 +94,19 @@ def positions_commands(work: Path, steps: int = 2000, data: Path = SHAKESPEARE, 
 
 
 def positions(work: Path, log: list[str], steps: int, data: Path = SHAKESPEARE, kinds=POSITION_KINDS,
-              lengths=CONTEXT_LENGTHS) -> dict:
+              lengths=CONTEXT_LENGTHS, machine: dict | None = None) -> dict:
+    """Each kind's losses by window length, with its own minutes and commands (kinds can be run apart and merged)."""
     char_tokenizer(work, log, data)
     figures = {}
     for kind, pretrain, evaluate in positions_commands(work, steps, data, kinds, lengths):
-        started = time.perf_counter()
-        trained = run(pretrain, log)
-        losses = {str(length): run(command, log)["loss"] for length, command in evaluate.items()}
-        figures[kind] = {"validation_loss": losses, "training_validation_loss": trained["loss"],
-                         "minutes": round((time.perf_counter() - started) / 60, 1)}
-    figures.update(steps=steps, trained_block_size=64, learned_max_positions=LEARNED_POSITIONS,
-                   nanogpt_reported=1.88)
+        started, kind_log = time.perf_counter(), []
+        trained = run(pretrain, kind_log)
+        losses = {str(length): run(command, kind_log)["loss"] for length, command in evaluate.items()}
+        figures[kind] = {"validation_loss": losses, "training_validation_loss": trained["loss"], "steps": steps,
+                         "minutes": round((time.perf_counter() - started) / 60, 1), "machine": machine,
+                         "commands": log[:1] + kind_log}
+        log.extend(kind_log)
+    figures.update(trained_block_size=64, learned_max_positions=LEARNED_POSITIONS, nanogpt_reported=1.88)
     return figures
 
 
@@ -195,6 +197,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mlm-steps", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=3)
     parser.add_argument("--positions-steps", type=int, default=2000)
+    parser.add_argument("--positions-kinds", nargs="+", choices=POSITION_KINDS, default=list(POSITION_KINDS),
+                        help="the kinds to (re)measure; the others' figures already in --results are kept")
+    parser.add_argument("--positions-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file the figures go in")
     args = parser.parse_args(argv)
     import os
@@ -214,7 +219,8 @@ def main(argv=None) -> int:
         "translation": lambda log: translation(args.work_dir, log, args.translation_steps),
         "sentiment": lambda log: sentiment(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
         "lora": lambda log: lora(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
-        "positions": lambda log: positions(args.work_dir, log, args.positions_steps),
+        "positions": lambda log: positions(args.work_dir, log, args.positions_steps, args.positions_data,
+                                           args.positions_kinds, machine=machine),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()
@@ -222,6 +228,13 @@ def main(argv=None) -> int:
         figures["minutes"] = round((time.perf_counter() - started) / 60, 1)
         figures["machine"] = machine
         figures["commands"] = log
+        if name == "positions":  # kinds measured apart (--positions-kinds) join those already there
+            results = json.loads(args.results.read_text()) if args.results.exists() else results
+            kept = {k: v for k, v in results.get(name, {}).items() if k in POSITION_KINDS and k not in figures}
+            figures = {**kept, **figures}
+            figures["commands"] = list(dict.fromkeys(line for kind in POSITION_KINDS if kind in figures
+                                                     for line in figures[kind]["commands"]))
+            figures["minutes"] = round(sum(figures[kind]["minutes"] for kind in POSITION_KINDS if kind in figures), 1)
         results[name] = figures
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=2) + "\n")
