@@ -400,10 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 # -- Settings that fit together: checked before any work ---------------------------------------------------------------
 GENERATION_OPTIONS = ("max_new_tokens", "num_beams", "length_penalty", "do_sample", "temperature", "top_k", "top_p")
 SAMPLING_OPTIONS = ("temperature", "top_k", "top_p")
-# AdamW's settings: the paper's recipe brings its own optimiser and schedule (`recipe.paper_optimizer`).
 # Each position kind's own settings: they apply only when the new model has that kind (`_check_positions`).
 POSITION_OPTIONS = {"rope_theta": "rotary", "partial_rotary_factor": "rotary", "relative_buckets": "relative",
                     "relative_max_distance": "relative"}
+# AdamW's settings: the paper's recipe brings its own optimiser and schedule (`recipe.paper_optimizer`).
 ADAMW_OPTIONS = ("lr", "warmup", "lr_scheduler", "weight_decay", "adam_beta2")
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "num_heads", "d_ff", "layers", "dropout", "positions", "activation",
                         "norm_first", "no_embedding_scale", *POSITION_OPTIONS, "max_positions")
@@ -512,7 +512,11 @@ def _positions_of(args) -> str:
 
 
 def _check_positions(args, chosen) -> None:
-    """Each position kind's options only with that kind, and --max-positions that holds the task's inputs."""
+    """
+    Each position kind's options only with that kind, values its config accepts (buckets against the distance, the
+    rotated share of a head), and --max-positions that holds the task's inputs.
+    """
+    from .configuration import VaswaniConfig
     from .training.data import UsageError
 
     kind = _positions_of(args)
@@ -520,6 +524,14 @@ def _check_positions(args, chosen) -> None:
         if dest in chosen and kind != needs:
             raise UsageError(f"{_flag(dest)} sets {needs} positions, but the new model has {kind} positions: add "
                              f"--positions {needs}, or drop {_flag(dest)}.")
+    preset = args.preset or DEFAULT_PRESET
+    settings = {k: v for k, v in (("d_model", args.d_model), ("num_heads", args.num_heads)) if v is not None}
+    try:  # the shape alone (no tokenizer yet): what the config refuses in these options, before any work
+        VaswaniConfig.from_preset(preset, **settings, position_embedding_type=kind,
+                                  **_position_settings(args, VaswaniConfig.from_preset(preset)))
+    except ValueError as error:
+        given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in POSITION_OPTIONS if d in chosen)
+        raise UsageError(f"{given_}: {error}") from None
     if args.max_positions is not None and kind == "learned":
         task = _task_of(args)
         dest, needed = ("block_size", args.block_size + 1) if task.name == "clm" else ("max_length", args.max_length)
