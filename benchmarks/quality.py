@@ -8,8 +8,10 @@ The README's quality figures, measured with the `vaswani` command line on the sh
     sentiment    Rotten Tomatoes: accuracy on the test split after MLM pre-training then fine-tuning, and from scratch
     lora         Rotten Tomatoes: the sentiment entry's MLM model fine-tuned whole and with LoRA (`finetune --lora`),
                  the same data and epochs: accuracy, trainable parameters, minutes
+    positions    the shakespeare model trained once per position kind (sinusoidal, learned, rotary, alibi, relative)
+                 at block 64, then its validation loss on held-out windows of 64, 128, 256 and 512 characters
 
-    python benchmarks/quality.py [--only shakespeare translation sentiment lora] [--work-dir outputs/quality]
+    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions] [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
 """
@@ -40,19 +42,72 @@ def run(command: list[str], log: list[str]) -> dict:
     return COMMANDS[args.command](args)
 
 
-def shakespeare(work: Path, log: list[str]) -> dict:
-    run(["train-tokenizer", "--overwrite", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "1024",
+def char_tokenizer(work: Path, log: list[str], data: Path = SHAKESPEARE) -> Path:
+    run(["train-tokenizer", "--overwrite", "--kind", "char", "--data", str(data), "--max-length", "1024",
          "--output", str(work / "char-tokenizer")], log)
-    metrics = run([
-        "pretrain", "--objective", "clm", "--tokenizer", str(work / "char-tokenizer"), "--data", str(SHAKESPEARE),
+    return work / "char-tokenizer"
+
+
+def shakespeare_pretrain(work: Path, output: Path, positions: str, steps: int = 2000,
+                         data: Path = SHAKESPEARE) -> list[str]:
+    """nanoGPT's CPU settings for Tiny Shakespeare at character level, with `positions` (block 64, last 10% held out)."""
+    return [
+        "pretrain", "--objective", "clm", "--tokenizer", str(work / "char-tokenizer"), "--data", str(data),
         "--validation-fraction", "0.1", "--block-size", "64", "--d-model", "128", "--num-heads", "4", "--layers", "4",
-        "--d-ff", "512", "--positions", "learned", "--activation", "gelu", "--norm-first", "--no-embedding-scale",
+        "--d-ff", "512", "--positions", positions, "--activation", "gelu", "--norm-first", "--no-embedding-scale",
         "--dropout", "0", "--adam-beta2", "0.99",
-        "--steps", "2000", "--batch-size", "12", "--lr", "1e-3", "--lr-scheduler", "cosine", "--warmup", "100",
-        "--weight-decay", "0.1", "--logging-steps", "500", "--quiet", "--output", str(work / "shakespeare-char"),
+        "--steps", str(steps), "--batch-size", "12", "--lr", "1e-3", "--lr-scheduler", "cosine", "--warmup", "100",
+        "--weight-decay", "0.1", "--logging-steps", "500", "--quiet", "--output", str(output),
         "--overwrite",
-    ], log)
+    ]
+
+
+def shakespeare(work: Path, log: list[str]) -> dict:
+    char_tokenizer(work, log)
+    metrics = run(shakespeare_pretrain(work, work / "shakespeare-char", "learned"), log)
     return {"validation_loss": metrics["loss"], "nanogpt_reported": 1.88}
+
+
+# The positions entry: the shakespeare model trained once per position kind at block 64, then scored on the held-out
+# text in non-overlapping windows of each length (the same windows for every kind).
+POSITION_KINDS = ("sinusoidal", "learned", "rotary", "alibi", "relative")
+CONTEXT_LENGTHS = (64, 128, 256, 512)
+# Learned positions get a table for the longest window (its input is length + 1 tokens); training at block 64 only
+# ever reaches rows 0-64, so the rows past them keep their initial values.
+LEARNED_POSITIONS = max(CONTEXT_LENGTHS) + 1
+
+
+def positions_commands(work: Path, steps: int = 2000, data: Path = SHAKESPEARE, kinds=POSITION_KINDS,
+                       lengths=CONTEXT_LENGTHS):
+    """(kind, pretrain command, {length: evaluate command}) for each position kind."""
+    for kind in kinds:
+        output = work / f"positions-{kind}"
+        pretrain = shakespeare_pretrain(work, output, kind, steps, data)
+        if kind == "learned":
+            pretrain += ["--max-positions", str(LEARNED_POSITIONS)]
+        evaluate = {
+            length: ["evaluate", "--task", "clm", "--model", str(output), "--data", str(data),
+                     "--validation-fraction", "0.1", "--block-size", str(length), "--batch-size", "16"]
+            for length in lengths
+        }
+        yield kind, pretrain, evaluate
+
+
+def positions(work: Path, log: list[str], steps: int, data: Path = SHAKESPEARE, kinds=POSITION_KINDS,
+              lengths=CONTEXT_LENGTHS, machine: dict | None = None) -> dict:
+    """Each kind's losses by window length, with its own minutes and commands (kinds can be run apart and merged)."""
+    char_tokenizer(work, log, data)
+    figures = {}
+    for kind, pretrain, evaluate in positions_commands(work, steps, data, kinds, lengths):
+        started, kind_log = time.perf_counter(), []
+        trained = run(pretrain, kind_log)
+        losses = {str(length): run(command, kind_log)["loss"] for length, command in evaluate.items()}
+        figures[kind] = {"validation_loss": losses, "training_validation_loss": trained["loss"], "steps": steps,
+                         "minutes": round((time.perf_counter() - started) / 60, 1), "machine": machine,
+                         "commands": log[:1] + kind_log}
+        log.extend(kind_log)
+    figures.update(trained_block_size=64, learned_max_positions=LEARNED_POSITIONS, nanogpt_reported=1.88)
+    return figures
 
 
 def translation(work: Path, log: list[str], steps: int) -> dict:
@@ -136,11 +191,16 @@ def lora(work: Path, log: list[str], pretrain_steps: int, finetune_epochs: float
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=["shakespeare", "translation", "sentiment", "lora"])
+    parser.add_argument("--only", nargs="+", choices=["shakespeare", "translation", "sentiment", "lora", "positions"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=3)
+    parser.add_argument("--positions-steps", type=int, default=2000)
+    parser.add_argument("--positions-kinds", nargs="+", choices=POSITION_KINDS, default=list(POSITION_KINDS),
+                        help="the kinds to (re)measure; the others' figures already in --results are kept")
+    parser.add_argument("--positions-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file the figures go in")
     args = parser.parse_args(argv)
     import os
 
@@ -148,7 +208,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import vaswani  # noqa: F401
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
     machine = {
         "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "cpu_count": os.cpu_count(),
@@ -159,6 +219,8 @@ def main(argv=None) -> int:
         "translation": lambda log: translation(args.work_dir, log, args.translation_steps),
         "sentiment": lambda log: sentiment(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
         "lora": lambda log: lora(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
+        "positions": lambda log: positions(args.work_dir, log, args.positions_steps, args.positions_data,
+                                           args.positions_kinds, machine=machine),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()
@@ -166,9 +228,16 @@ def main(argv=None) -> int:
         figures["minutes"] = round((time.perf_counter() - started) / 60, 1)
         figures["machine"] = machine
         figures["commands"] = log
+        if name == "positions":  # kinds measured apart (--positions-kinds) join those already there
+            results = json.loads(args.results.read_text()) if args.results.exists() else results
+            kept = {k: v for k, v in results.get(name, {}).items() if k in POSITION_KINDS and k not in figures}
+            figures = {**kept, **figures}
+            figures["commands"] = list(dict.fromkeys(line for kind in POSITION_KINDS if kind in figures
+                                                     for line in figures[kind]["commands"]))
+            figures["minutes"] = round(sum(figures[kind]["minutes"] for kind in POSITION_KINDS if kind in figures), 1)
         results[name] = figures
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\n### {name}: " + json.dumps({k: v for k, v in figures.items() if k != "commands"}), flush=True)
     return 0
 

@@ -148,7 +148,9 @@ def quickstart():
             """
             For the rest of the notebook a tiny config will do. One config serves every head: each head copies it
             and keeps the stacks it needs (`config.stacks`), so the same object builds the paper's encoder-decoder,
-            a BERT-style encoder and a GPT-style decoder.
+            a BERT-style encoder and a GPT-style decoder. Its positions are the paper's sinusoids (3.5), the
+            default `position_embedding_type="sinusoidal"`; the other kinds are `"learned"`, `"rotary"`, `"alibi"`
+            and `"relative"` (T5's bias).
             """
         ),
         code(
@@ -381,7 +383,8 @@ def bert_style():
             labelled 1 for positive and 0 for negative). We compare the fine-tuned model with the same model
             trained from scratch on the labels alone. Everything runs on a CPU in a few minutes, so the model is
             small and the pre-training short: read the numbers as a demonstration of the method, not as what
-            BERT can do.
+            BERT can do. As in BERT, the positions are learned (`position_embedding_type="learned"`): one trained
+            vector for each of the `MAX_LENGTH` positions.
             """
         ),
         setup_cell("02_bert_style"),
@@ -678,8 +681,8 @@ def gpt_style():
 
             `prepare_clm` cuts the text into blocks of `BLOCK + 1` characters: the model reads the first `BLOCK`
             and, at every position, predicts the next character (the loss shifts the labels by one inside the
-            model). The settings follow nanoGPT's small CPU model: pre-LN (`norm_first`), learned positions,
-            GELU, no dropout, AdamW with a cosine schedule. The package's `train` runs `Trainer` and evaluates
+            model). The settings follow nanoGPT's small CPU model: pre-LN (`norm_first`), learned positions
+            (`position_embedding_type="learned"`, one trained vector for each of the `BLOCK + 1` positions), GELU, no dropout, AdamW with a cosine schedule. The package's `train` runs `Trainer` and evaluates
             on the held-out 10% along the way.
             """
         ),
@@ -867,7 +870,8 @@ def translation():
               rate** of equation 3 (5.3);
             - **label smoothing** ε_ls = 0.1 (5.4);
             - **checkpoint averaging**: the final model is the mean of the last 5 checkpoints (6.1);
-            - **beam search** with 4 beams and length penalty α = 0.6 (6.1), scored with **BLEU** and **chrF**.
+            - **beam search** with 4 beams and length penalty α = 0.6 (6.1), scored with **BLEU** and **chrF**;
+            - the paper's **sinusoidal positions** (3.5), the default `position_embedding_type="sinusoidal"`.
 
             The paper trained for 12 hours on 8 GPUs. We have a few CPU minutes, so the model is tiny and sees
             only short verses; the translations are rough, and the numbers are what this run measured.
@@ -1121,7 +1125,8 @@ def inside_attention():
               target word looks at the source sentence).
 
             Because attention itself ignores order, the model adds a **positional encoding** to its input
-            embeddings (3.5). This notebook draws all of these from a real model. To have something better than
+            embeddings (3.5); the model here has the paper's sinusoidal positions (the default
+            `position_embedding_type="sinusoidal"`). This notebook draws all of these from a real model. To have something better than
             random weights to look at, it first trains a small English-to-Spanish model for a couple of minutes
             (notebook 04 explains the recipe).
             """
@@ -1449,7 +1454,9 @@ def sharing():
 
             `vaswani.cli.main` is the `vaswani` command line as a function. `pretrain` trains, evaluates on the
             held-out tenth of Tiny Shakespeare and records what it did (data, procedure, results) in
-            `config.model_card_data`, which the model card is rendered from.
+            `config.model_card_data`, which the model card is rendered from. The model has learned positions
+            (`--positions learned`): 129 of them, for the 129 characters of each training block (128
+            predictions).
             """
         ),
         code(

@@ -821,6 +821,80 @@ def test_a_new_model_has_the_default_presets_shape(tokenizers):
         width, 4 * width, depth, depth)
 
 
+# -- Position kinds: each trains a new model, with its own options -----------------------------------------------------
+# Each kind's options and the config fields they set.
+POSITION_SETTINGS = {
+    "sinusoidal": ([], {}),
+    "learned": (["--max-positions", "80"], {"max_position_embeddings": 80}),
+    "rotary": (["--rope-theta", "500", "--partial-rotary-factor", "0.5"],
+               {"rope_parameters": {"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5}}),
+    "alibi": ([], {}),
+    "relative": (["--relative-buckets", "8", "--relative-max-distance", "40"],
+                 {"relative_attention_num_buckets": 8, "relative_attention_max_distance": 40}),
+}
+
+
+def _assert_fields(config, fields):
+    for field, value in fields.items():
+        got = getattr(config, field)
+        if isinstance(value, dict):  # transformers may add keys of its own to the RoPE dict
+            got = {key: got.get(key) for key in value}
+        assert got == value, (field, got)
+
+
+@pytest.mark.parametrize("kind", POSITION_EMBEDDING_TYPES)
+def test_every_position_kind_pretrains_and_evaluates_past_its_training_block(kind, data, tokenizers, tmp_path):
+    extra, fields = POSITION_SETTINGS[kind]
+    folder = tmp_path / kind
+    trained = ok("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", data.shakespeare,
+                 "--validation-fraction", "0.2", "--block-size", "16", "--steps", "2", "--positions", kind, *extra,
+                 "--output", folder, *TINY)
+    config = AutoConfig.from_pretrained(folder)
+    assert config.position_embedding_type == kind
+    _assert_fields(config, fields)
+    # Scored on its own held-out text at its block, evaluate gives pretrain's loss; a block four times longer runs too
+    # (learned positions: inside the table --max-positions made).
+    again = ok("evaluate", "--task", "clm", "--model", folder, "--data", data.shakespeare, "--validation-fraction",
+               "0.2", "--block-size", "16")
+    assert again.metrics["loss"] == pytest.approx(trained.metrics["loss"], abs=1e-4)
+    longer = ok("evaluate", "--task", "clm", "--model", folder, "--data", data.heldout, "--block-size", "64")
+    assert 0 < longer.metrics["loss"] < 2 * math.log(config.vocab_size)
+
+
+@pytest.mark.parametrize("kind", POSITION_EMBEDDING_TYPES)
+def test_every_position_kind_finetunes_a_new_classifier(kind, data, tokenizers, tmp_path):
+    extra, fields = POSITION_SETTINGS[kind]
+    if kind == "learned":
+        extra = ["--max-positions", "40"]  # at least --max-length 32
+        fields = {"max_position_embeddings": 40}
+    folder = tmp_path / kind
+    ok("finetune", "--task", "sequence-classification", "--tokenizer", tokenizers["wordpiece"][0], "--data",
+       data.reviews, "--eval-split", "test", "--max-length", "32", "--max-train-samples", "16", "--steps", "1",
+       "--positions", kind, *extra, "--output", folder, *TINY)
+    config = AutoConfig.from_pretrained(folder)
+    assert config.position_embedding_type == kind
+    _assert_fields(config, fields)
+
+
+def test_position_options_over_the_new_presets(tokenizers):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers["char"][0])
+    base = ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d", "--output", "o"]
+    assert {"t5-small", "pythia-160m"} <= set(_options("pretrain")["preset"].choices)
+
+    def config(*extra):
+        return _new_config(build_parser().parse_args([*base, *extra]), tokenizer, max_position_embeddings=64)
+
+    # A rotary preset keeps its RoPE dict under a new theta, and drops it with other positions.
+    pythia = PRESETS["pythia-160m"]["rope_parameters"]
+    assert config("--preset", "pythia-160m", "--rope-theta", "500").rope_parameters["partial_rotary_factor"] == (
+        pythia["partial_rotary_factor"])
+    assert config("--preset", "pythia-160m", "--rope-theta", "500").rope_parameters["rope_theta"] == 500
+    assert config("--preset", "pythia-160m", "--positions", "learned").rope_parameters is None
+    t5 = config("--preset", "t5-small", "--relative-buckets", "16")
+    assert (t5.position_embedding_type, t5.relative_attention_num_buckets) == ("relative", 16)
+    assert t5.relative_attention_max_distance == PRESETS["t5-small"]["relative_attention_max_distance"]
+
+
 # -- generate ----------------------------------------------------------------------------------------------------------
 def test_generate_continues_a_prompt_with_a_causal_model(clm):
     run = ok("generate", "--model", clm.folder, "--prompt", "ROMEO:", "--max-new-tokens", "20")
@@ -1154,7 +1228,9 @@ BAD_VALUES = [
     ("pretrain", "--lr", "-1e-3"), ("pretrain", "--lr", "nan"), ("pretrain", "--lr-scale", "inf"),
     ("finetune", "--doc-stride", "-1"), ("pretrain", "--max-eval-samples", "0"),
     ("evaluate", "--max-eval-samples", "0"), ("pretrain", "--max-train-samples", "0"),
-    ("finetune", "--max-train-samples", "-3"),
+    ("finetune", "--max-train-samples", "-3"), ("pretrain", "--rope-theta", "0"),
+    ("pretrain", "--partial-rotary-factor", "1.5"), ("finetune", "--relative-buckets", "0"),
+    ("pretrain", "--max-positions", "0"),
     ("pretrain", "--seed", "-1"), ("generate", "--seed", str(2**40)), ("generate", "--top-p", "0"),
     ("generate", "--temperature", "0"), ("generate", "--top-k", "0"), ("generate", "--length-penalty", "nan"),
     ("pretrain", "--dropout", "1"), ("pretrain", "--d-model", "0"), ("pretrain", "--num-heads", "-4"),
@@ -1198,6 +1274,25 @@ BAD_COMBINATIONS = {
     "--doc-stride not below --max-length": ("finetune", ["--max-length", "32", "--doc-stride", "32"],
                                             ["--doc-stride 32", "--max-length 32"]),
     "empty prompt": ("generate", ["--prompt", ""], ["--prompt", "empty"]),
+    "--rope-theta without rotary": ("pretrain", ["--positions", "alibi", "--rope-theta", "500"],
+                                    ["--rope-theta", "alibi", "--positions rotary"]),
+    "--partial-rotary-factor with the default positions": ("pretrain", ["--partial-rotary-factor", "0.5"],
+                                                            ["--partial-rotary-factor", "--positions rotary"]),
+    "--relative-buckets without relative": ("finetune", ["--positions", "rotary", "--relative-buckets", "16"],
+                                            ["--relative-buckets", "rotary", "--positions relative"]),
+    "--relative-max-distance with a rotary preset": ("pretrain", ["--preset", "pythia-160m",
+                                                                  "--relative-max-distance", "64"],
+                                                     ["--relative-max-distance", "--positions relative"]),
+    "relative buckets past the distance": ("pretrain", ["--positions", "relative", "--relative-buckets", "64",
+                                                        "--relative-max-distance", "20"],
+                                           ["--relative-buckets 64", "--relative-max-distance 20"]),
+    "a rotated share that is not whole": ("pretrain", ["--positions", "rotary", "--d-model", "32", "--num-heads",
+                                                       "4", "--partial-rotary-factor", "0.1"],
+                                          ["--partial-rotary-factor 0.1", "partial_rotary_factor"]),
+    "position options with --model": ("finetune", ["--model", "m", "--rope-theta", "500"], ["--rope-theta", "--model"]),
+    "--max-positions short of the block": ("pretrain", ["--positions", "learned", "--block-size", "64",
+                                                        "--max-positions", "32"],
+                                           ["--max-positions 32", "65", "--block-size 64"]),
 }
 
 

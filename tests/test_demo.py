@@ -16,6 +16,7 @@ def test_demo_quick_mode_writes_a_reloadable_hub_folder(tmp_path, capsys):
     assert {"model.safetensors", "config.json", "README.md", "tokenizer.json", "modeling_vaswani.py"} <= files
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["VaswaniForCausalLM"] and "AutoModelForCausalLM" in config["auto_map"]
+    assert f"positions: {config['position_embedding_type']} " in printed  # it says which kind it trained
     loss = next(r["value"] for r in config["model_card_data"]["results"] if r["metric"] == "loss")
     assert f"validation loss {loss}" in printed
     assert str(loss) in (folder / "README.md").read_text()

@@ -178,6 +178,17 @@ def _add_architecture(parser):
     group.add_argument("--dropout", type=fraction, help=f"P_drop (default {small['dropout']})")
     group.add_argument("--positions", choices=list(POSITION_EMBEDDING_TYPES),
                        help=f"position encoding (default {_config_default('position_embedding_type')})")
+    group.add_argument("--max-positions", type=positive_int,
+                       help="positions a new model is made for: with learned positions, the rows of its table "
+                            "(default: the task's length, at least 64)")
+    group.add_argument("--rope-theta", type=positive_float, help="rotary: the base of the frequencies (default 10000)")
+    group.add_argument("--partial-rotary-factor", type=probability,
+                       help="rotary: the fraction of each head's dimensions that rotate (default 1)")
+    group.add_argument("--relative-buckets", type=positive_int,
+                       help=f"relative: the distance buckets (default {_config_default('relative_attention_num_buckets')})")
+    group.add_argument("--relative-max-distance", type=positive_int,
+                       help=f"relative: the distance where the last bucket starts (default "
+                            f"{_config_default('relative_attention_max_distance')})")
     group.add_argument("--activation", choices=list(ACTIVATIONS),
                        help=f"feed-forward activation (default {_config_default('activation_function')})")
     group.add_argument("--norm-first", action="store_true", help="pre-LN instead of the paper's post-LN")
@@ -391,10 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
 # -- Settings that fit together: checked before any work ---------------------------------------------------------------
 GENERATION_OPTIONS = ("max_new_tokens", "num_beams", "length_penalty", "do_sample", "temperature", "top_k", "top_p")
 SAMPLING_OPTIONS = ("temperature", "top_k", "top_p")
+# Each position kind's own settings: they apply only when the new model has that kind (`_check_positions`).
+POSITION_OPTIONS = {"rope_theta": "rotary", "partial_rotary_factor": "rotary", "relative_buckets": "relative",
+                    "relative_max_distance": "relative"}
 # AdamW's settings: the paper's recipe brings its own optimiser and schedule (`recipe.paper_optimizer`).
 ADAMW_OPTIONS = ("lr", "warmup", "lr_scheduler", "weight_decay", "adam_beta2")
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "num_heads", "d_ff", "layers", "dropout", "positions", "activation",
-                        "norm_first", "no_embedding_scale")
+                        "norm_first", "no_embedding_scale", *POSITION_OPTIONS, "max_positions")
 
 
 def _flag(dest: str) -> str:
@@ -467,6 +481,7 @@ def validate_args(args) -> None:
                                      f"{_flag(dest)}, or drop --model to train a new model.")
         if command == "pretrain" or (command == "finetune" and args.model is None):
             _check_heads(args)
+            _check_positions(args, chosen)
         if command == "finetune":
             _check_lora(args, chosen)
     if "validation_fraction" in chosen and (task is None or task.name != "clm"):
@@ -488,6 +503,43 @@ def validate_args(args) -> None:
         if "length_penalty" in chosen and beams < 2:
             raise UsageError("--length-penalty applies to beam search: add --num-beams N (N of 2 or more), or drop "
                              "--length-penalty.")
+
+
+def _positions_of(args) -> str:
+    """A new model's position kind: --positions, else the preset's (else the config's default)."""
+    from .configuration import VaswaniConfig
+
+    preset = PRESETS[args.preset or DEFAULT_PRESET]
+    return args.positions or preset.get("position_embedding_type", VaswaniConfig().position_embedding_type)
+
+
+def _check_positions(args, chosen) -> None:
+    """
+    Each position kind's options only with that kind, values its config accepts (buckets against the distance, the
+    rotated share of a head), and --max-positions that holds the task's inputs.
+    """
+    from .configuration import VaswaniConfig
+    from .training.data import UsageError
+
+    kind = _positions_of(args)
+    for dest, needs in POSITION_OPTIONS.items():
+        if dest in chosen and kind != needs:
+            raise UsageError(f"{_flag(dest)} sets {needs} positions, but the new model has {kind} positions: add "
+                             f"--positions {needs}, or drop {_flag(dest)}.")
+    preset = args.preset or DEFAULT_PRESET
+    settings = {k: v for k, v in (("d_model", args.d_model), ("num_heads", args.num_heads)) if v is not None}
+    try:  # the shape alone (no tokenizer yet): what the config refuses in these options, before any work
+        VaswaniConfig.from_preset(preset, **settings, position_embedding_type=kind,
+                                  **_position_settings(args, VaswaniConfig.from_preset(preset)))
+    except ValueError as error:
+        given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in POSITION_OPTIONS if d in chosen)
+        raise UsageError(f"{given_}: {error}") from None
+    if args.max_positions is not None and kind == "learned":
+        task = _task_of(args)
+        dest, needed = ("block_size", args.block_size + 1) if task.name == "clm" else ("max_length", args.max_length)
+        if args.max_positions < needed:
+            raise UsageError(f"--max-positions {args.max_positions} is fewer than the {needed} positions "
+                             f"{_flag(dest)} {getattr(args, dest)} needs: raise --max-positions or lower {_flag(dest)}.")
 
 
 def _check_heads(args) -> None:
@@ -621,11 +673,31 @@ def _new_config(args, tokenizer, **defaults):
         settings["norm_first"] = True
     if args.no_embedding_scale:
         settings["scale_embedding"] = False
+    if args.max_positions is not None:
+        settings["max_position_embeddings"] = args.max_positions
+    settings.update(_position_settings(args, VaswaniConfig.from_preset(preset)))
     # A final LayerNorm follows norm_first (the config's rule) unless the preset fixes it.
     settings["final_layer_norm"] = PRESETS[preset].get("final_layer_norm")
     if args.preset is None and args.d_model is not None and args.d_ff is None:
         settings["d_ff"] = 4 * args.d_model
     return config_from_tokenizer(tokenizer, config=VaswaniConfig.from_preset(preset), **settings)
+
+
+def _position_settings(args, preset) -> dict:
+    """The config fields of --positions and its kind's options, over the preset's (whose RoPE dict goes with rotary)."""
+    settings = {}
+    if args.positions is not None and args.positions != "rotary":
+        settings["rope_parameters"] = None  # a rotary preset's RoPE parameters leave with its rotary positions
+    rope = {"rope_theta": args.rope_theta, "partial_rotary_factor": args.partial_rotary_factor}
+    if any(value is not None for value in rope.values()):
+        base = preset.rope_parameters if preset.position_embedding_type == "rotary" else None
+        settings["rope_parameters"] = {**(base or {"rope_type": "default", "rope_theta": 10000.0}),
+                                       **{k: v for k, v in rope.items() if v is not None}}
+    if args.relative_buckets is not None:
+        settings["relative_attention_num_buckets"] = args.relative_buckets
+    if args.relative_max_distance is not None:
+        settings["relative_attention_max_distance"] = args.relative_max_distance
+    return settings
 
 
 def _fit_tokenizer_to_positions(tokenizer, config) -> None:

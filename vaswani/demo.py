@@ -41,12 +41,15 @@ def main(argv=None) -> int:
     if code:
         return code
 
+    positions = "learned"  # nanoGPT's; `--positions` also takes sinusoidal, rotary, alibi and relative
     print(f"\n== 2. A decoder-only Transformer: d_model {width}, {heads} heads, {layers} layers, blocks of {block} "
           f"characters, {steps} steps")
+    print(f"   positions: {positions} (one trained vector per position, as nanoGPT; `vaswani pretrain --positions` "
+          f"also takes sinusoidal, rotary, alibi and relative)")
     code = cli.main([
         "pretrain", "--objective", "clm", "--tokenizer", str(tokenizer_dir), "--data", str(SHAKESPEARE),
         "--validation-fraction", "0.1", "--block-size", str(block), "--d-model", str(width), "--num-heads",
-        str(heads), "--layers", str(layers), "--positions", "learned", "--activation", "gelu", "--norm-first",
+        str(heads), "--layers", str(layers), "--positions", positions, "--activation", "gelu", "--norm-first",
         "--no-embedding-scale", "--dropout", "0", "--adam-beta2", "0.99", "--steps", str(steps), "--batch-size", "16",
         "--lr", "1e-3", "--lr-scheduler", "cosine", "--warmup", "100", "--weight-decay", "0.1", "--logging-steps", "250", "--output", str(model_dir),
         "--overwrite",
