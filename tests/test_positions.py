@@ -459,3 +459,26 @@ def test_partial_rotary_matches_gpt_neox():
     torch.testing.assert_close(apply_rotary(q, cos, sin), their_q, atol=1e-6, rtol=0)
     torch.testing.assert_close(apply_rotary(k, cos, sin), their_k, atol=1e-6, rtol=0)
     assert torch.equal(apply_rotary(q, cos, sin)[..., 8:], q[..., 8:])  # the other three quarters pass unchanged
+
+
+@pytest.mark.parametrize("kind", ["alibi", "relative"])
+def test_a_query_that_sees_nothing_attends_to_nothing_with_a_bias_under_every_backend(kind):
+    """A fully padded source row: eager and sdpa agree everywhere (the bias never turns "nothing" into "uniform"),
+    and a training step through sdpa keeps every gradient finite."""
+    torch.manual_seed(0)
+    model = VaswaniForConditionalGeneration(tiny_config(**KINDS[kind], init_std=0.2))
+    ids, decoder_ids = random_ids(2, 6), random_ids(2, 4)
+    mask = torch.ones_like(ids)
+    mask[1] = 0
+    states = {}
+    for implementation in ("eager", "sdpa"):
+        model.set_attn_implementation(implementation)
+        model.eval()
+        with torch.no_grad():
+            states[implementation] = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    torch.testing.assert_close(states["sdpa"].encoder_last_hidden_state, states["eager"].encoder_last_hidden_state,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(states["sdpa"].logits, states["eager"].logits, atol=1e-5, rtol=1e-5)
+    model.train()
+    model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids, labels=decoder_ids).loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -203,9 +203,11 @@ def eager_attention_forward(
             sees_nothing = ~attention_mask.any(dim=-1, keepdim=True)  # (B or 1, 1 or h, T_q, 1)
         else:
             scores = scores + attention_mask  # additive mask: 0 to attend, a large negative number to block
-            sees_nothing = (attention_mask <= torch.finfo(attention_mask.dtype).min / 2).all(dim=-1, keepdim=True)
+            # One reduction, not a full-size comparison: a row sees nothing when even its largest entry blocks.
+            sees_nothing = attention_mask.amax(dim=-1, keepdim=True) <= torch.finfo(attention_mask.dtype).min / 2
     weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    if sees_nothing is not None:
+    # Only when some query sees nothing (a host sync on a (B, h, T, 1) tensor, skipped when traced): one pass saved.
+    if sees_nothing is not None and (is_tracing() or bool(sees_nothing.any())):
         weights = weights.masked_fill(sees_nothing, 0.0)
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, h, T_q, d_k)
@@ -494,7 +496,7 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
         bias = self.position_bias(position_ids, keys).to(hidden_states.dtype)  # (B, h, T, S)
         if implementation == "flex_attention":
             return mask, {"position_bias": bias.expand(hidden_states.shape[0], -1, -1, -1)}
-        return merge_position_bias(mask, bias), {}
+        return merge_position_bias(mask, bias, sdpa=implementation == "sdpa"), {}
 
     def _make_attention_positions(self, config: VaswaniConfig, bidirectional: bool):
         """The stack's own position module for positions inside attention (none for sinusoidal or learned)."""

@@ -184,15 +184,17 @@ def key_positions(
     return torch.arange(key_length, device=query_positions.device).unsqueeze(0)
 
 
-def merge_position_bias(mask: torch.Tensor | None, bias: torch.Tensor) -> torch.Tensor:
+def merge_position_bias(mask: torch.Tensor | None, bias: torch.Tensor, sdpa: bool = False) -> torch.Tensor:
     """
-    One additive mask (B, h, T, S) for eager and sdpa: the bias where attention is allowed, the dtype's minimum where
-    the mask blocks it (never -inf, so a query that sees nothing gives no NaN).
+    One additive mask (B, h, T, S) for eager and sdpa: the bias where attention is allowed, and where the mask blocks
+    it the dtype's minimum for eager (which zeroes a query that sees nothing itself; -inf would give it NaN) or -inf
+    for sdpa (what sdpa makes of a boolean mask: a query that sees nothing gets zeros, no NaN, as with the paper's
+    positions).
     """
     if mask is None:
         return bias
     blocked = ~mask if mask.dtype == torch.bool else mask <= torch.finfo(mask.dtype).min / 2
-    return bias.masked_fill(blocked, torch.finfo(bias.dtype).min)
+    return bias.masked_fill(blocked, float("-inf") if sdpa else torch.finfo(bias.dtype).min)
 
 
 __all__ = [
