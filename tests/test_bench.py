@@ -128,6 +128,7 @@ def position_report(tmp_path_factory):
     return json.loads(out.read_text()), result.stdout
 
 
+@pytest.mark.slow  # about 45 s: `make bench` runs these pairs for real; `-m slow` runs this toy-size check
 def test_position_pairs_build_the_same_network_and_measure_every_figure(position_report):
     data, stdout = position_report
     assert data["complete"] is True and data["machine"]["threads"] == 1

@@ -81,6 +81,14 @@ ARCHITECTURE = {
     "--d-ff": (POSITIVE, []),
     "--layers": (POSITIVE, []),
     "--dropout": (FRACTION, []),
+    "--max-positions": (POSITIVE, []),
+    "--rope-theta": (number(lambda v: v > 0), ["--positions", "rotary"]),
+    # the default shape's heads have 64 features: the rotated share must be an even number of them, at least 2
+    "--partial-rotary-factor": (number(lambda v: 0 < v <= 1 and int(64 * v) >= 2 and int(64 * v) % 2 == 0),
+                                ["--positions", "rotary"]),
+    # buckets: at least 4, half of them below the default max distance 128; the distance: above half of 32 buckets
+    "--relative-buckets": (whole(4, 255), ["--positions", "relative"]),
+    "--relative-max-distance": (whole(17), ["--positions", "relative"]),
 }
 GENERATION = {
     "--max-new-tokens": (POSITIVE, []),
