@@ -61,6 +61,7 @@ from transformers import (
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
+from vaswani.cli import write_whole
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -1006,9 +1007,8 @@ def merged_shapes(existing: dict) -> dict:
 def save(report: dict, out: Path):
     report["contention"] = {"busy_threshold_cores": CONTENTION.threshold, "max_wait_per_figure_s": CONTENTION.max_wait,
                             "waited_total_s": CONTENTION.waited_total}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(report) + "\n")
+    write_whole(out, json.dumps(report, indent=1) + "\n")  # each file whole or not at all
+    write_whole(out.with_suffix(".md"), markdown(report) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from vaswani.cli import COMMANDS, build_parser
+from vaswani.cli import COMMANDS, build_parser, write_whole
 from vaswani.training.data import BIBLE, ROTTEN_TOMATOES, SHAKESPEARE
 
 
@@ -236,8 +236,7 @@ def main(argv=None) -> int:
                                                      for line in figures[kind]["commands"]))
             figures["minutes"] = round(sum(figures[kind]["minutes"] for kind in POSITION_KINDS if kind in figures), 1)
         results[name] = figures
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(results, indent=2) + "\n")
+        write_whole(args.results, json.dumps(results, indent=2) + "\n")  # whole or not at all
         print(f"\n### {name}: " + json.dumps({k: v for k, v in figures.items() if k != "commands"}), flush=True)
     return 0
 

@@ -1049,14 +1049,19 @@ def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: fl
 
 
 def _write_json(path: Path, content) -> None:
-    """Write `content` as JSON to `path` whole or not at all (a temporary file beside it, then one rename)."""
+    """Write `content` as JSON to `path` whole or not at all."""
+    write_whole(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file beside it, then one rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
                                          delete=False, encoding="utf-8")
     try:
         with handle:
-            handle.write(json.dumps(content, indent=2) + "\n")
+            handle.write(text)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
