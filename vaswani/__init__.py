@@ -48,6 +48,7 @@ from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
 
 from . import modeling  # noqa: E402
 from .configuration import PRESETS, VaswaniConfig
+from .explore import AttentionMaps, attention_maps
 from .hub import HEADS
 from .integrations import adapters
 from .modeling import *  # noqa: F403  (the paper's classes and every head: `modeling.__all__`)
@@ -78,11 +79,13 @@ PIPELINE_REGISTRY.register_pipeline(
 
 __all__ = [
     "AUTO_CLASSES",
+    "AttentionMaps",
     "HEADS",
     "PRESETS",
     "VaswaniConfig",
     "VaswaniQuestionAnsweringPipeline",
     "VaswaniText2TextPipeline",
+    "attention_maps",
     "check_tokenizer_fits",
     "config_from_tokenizer",
     "train_tokenizer",

@@ -1,8 +1,9 @@
 """
 Configuration of the Vaswani model family ("Attention Is All You Need", Vaswani et al. 2017): `VaswaniConfig`, the one
 source of truth for a model's architecture and the one place it is validated, with the constants its fields take
-(`STACKS`, `ACTIVATIONS`, `POSITION_EMBEDDING_TYPES`, `SINUSOIDAL_LAYOUTS`) and named `PRESETS`. Training settings
-(learning rate, label smoothing, ...) are not architecture and live with the training code (`vaswani.training`).
+(`STACKS`, `ACTIVATIONS`, `POSITION_EMBEDDING_TYPES`, `SINUSOIDAL_LAYOUTS`, `ATTENTION_SCORES`) and named `PRESETS`.
+Training settings (learning rate, label smoothing, ...) are not architecture and live with the training code
+(`vaswani.training`).
 """
 
 import copy
@@ -37,6 +38,10 @@ ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "swish", "silu")
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "alibi", "relative")
 ATTENTION_POSITIONS = ("rotary", "alibi", "relative")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
+# The compatibility functions of paper 3.2.1: its scaled dot-product q.k / sqrt(d_k); the unscaled dot product
+# (Luong et al. 2015), which 3.2.1 says additive attention beats for large d_k; and additive attention
+# v^T tanh(W_q q + W_k k) (Bahdanau et al. 2015).
+ATTENTION_SCORES = ("scaled_dot_product", "dot_product", "additive")
 
 # The paper's Table 3 (base and big), the two shapes that made its encoder and decoder famous alone, and the small
 # shape the command line trains when no preset or width is given (sized for a CPU).
@@ -139,6 +144,12 @@ class VaswaniConfig(PreTrainedConfig):
             distance (T5).
         relative_attention_max_distance (`int`, defaults to 128): with `"relative"` positions, the distance from
             which every distance shares the last bucket (T5).
+        attention_scores (`str`, defaults to `"scaled_dot_product"`): the compatibility function of every attention
+            (paper 3.2.1): `"scaled_dot_product"`, q.k / sqrt(d_k) (the paper's, eq. 1); `"dot_product"`, q.k
+            unscaled; `"additive"`, v^T tanh(W_q q + W_k k) per head, where W_q q and W_k k are the head's query
+            and key projections and v (`score_vector`, d_k numbers per head) is the one extra parameter. Additive
+            scores run on their own attention implementation, `"additive"` (the model picks it; sdpa, flash and
+            flex compute dot products only).
         sinusoidal_layout (`str`, defaults to `"interleaved"`): where the sines and cosines sit in the encoding:
             `"interleaved"` is the paper's formula (sin at 2i, cos at 2i+1); `"concatenated"` puts all sines first,
             then all cosines (tensor2tensor and Marian). The same information, in another order.
@@ -208,6 +219,7 @@ class VaswaniConfig(PreTrainedConfig):
     rope_parameters: dict | None = None
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    attention_scores: str = "scaled_dot_product"
     sinusoidal_layout: str = "interleaved"
     norm_first: bool = False
     final_layer_norm: bool | None = None
@@ -371,6 +383,14 @@ class VaswaniConfig(PreTrainedConfig):
         if self.sinusoidal_layout not in SINUSOIDAL_LAYOUTS:
             raise ValueError(
                 f"`sinusoidal_layout` must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}."
+            )
+        if self.attention_scores not in ATTENTION_SCORES:
+            raise ValueError(f"`attention_scores` must be one of {ATTENTION_SCORES}, got {self.attention_scores!r}.")
+        if self.attention_scores == "additive" and self.position_embedding_type == "rotary":
+            raise ValueError(
+                "Rotary positions make q.k depend on the distance between two tokens only through the dot product; "
+                "additive scores, v^T tanh(q + k), lose that: use position_embedding_type='sinusoidal', 'learned', "
+                "'alibi' or 'relative' with attention_scores='additive', or a dot-product score with rotary."
             )
         self._check_positions()
         for name in (

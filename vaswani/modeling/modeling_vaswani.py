@@ -4,6 +4,7 @@ The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class
     sinusoidal_positions     the positional encoding PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), ... (3.5)
     VaswaniEmbeddings        token embedding x sqrt(d_model) + positional encoding (3.4, 3.5)
     eager_attention_forward  scaled dot-product attention, Attention(Q, K, V) = softmax(QK^T / sqrt(d_k)) V (3.2.1)
+    additive_attention_forward  additive attention, softmax(v^T tanh(W_q q + W_k k)) V, the other kind of 3.2.1
     VaswaniAttention         multi-head attention, MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (3.2.2)
     VaswaniFeedForward       position-wise feed-forward network, FFN(x) = max(0, xW_1 + b_1) W_2 + b_2 (3.3)
     VaswaniEncoderLayer      self-attention, then feed-forward, each as LayerNorm(x + Dropout(Sublayer(x))) (3.1)
@@ -32,14 +33,19 @@ from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.masking_utils import (
+    ALL_MASK_ATTENTION_FUNCTIONS,
+    create_bidirectional_mask,
+    create_causal_mask,
+    eager_mask,
+)
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
     Seq2SeqModelOutput,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface, PreTrainedModel
 from transformers.utils import is_tracing
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
@@ -193,9 +199,44 @@ def eager_attention_forward(
     """
     Scaled dot-product attention (paper 3.2.1, eq. 1): softmax(QK^T / sqrt(d_k)) V. A query the mask lets see no key
     at all (every token of a fully padded source) attends to nothing: its weights and output are zero, as in the
-    sdpa and flex kernels.
+    sdpa and flex kernels. With `attention_scores="dot_product"` the scaling is 1.
     """
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, T_q, T_k)
+    return attend(module, scores, value, attention_mask, dropout)
+
+
+def additive_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Additive attention (Bahdanau et al. 2015), the compatibility function paper 3.2.1 sets beside its own: a
+    feed-forward network with one hidden layer, score(q, k) = v^T tanh(W_q q + W_k k), per head. The queries and keys
+    arriving here are already W_q q and W_k k (the head's slice of W^Q and W^K, biases included), so the hidden layer
+    has d_k units and its output weights are `module.score_vector` (h, d_k). No scaling: tanh bounds each unit.
+    Registered as the attention implementation `"additive"`; a model with `attention_scores="additive"` uses it.
+    """
+    score_vector = getattr(module, "score_vector", None)
+    if score_vector is None:
+        raise ValueError(
+            "attn_implementation='additive' needs the per-head vector v of additive scores, which this attention "
+            "module lacks: build the model with attention_scores='additive'."
+        )
+    hidden = torch.tanh(query.unsqueeze(3) + key.unsqueeze(2))  # (B, h, T_q, 1, d_k) + (B, h, 1, T_k, d_k)
+    scores = torch.einsum("bhqkd,hd->bhqk", hidden, score_vector.to(hidden.dtype))  # (B, h, T_q, T_k)
+    return attend(module, scores, value, attention_mask, dropout)
+
+
+def attend(
+    module: nn.Module, scores: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part every compatibility function shares: mask the scores, softmax over the keys, weigh the values."""
     sees_nothing = None
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
@@ -205,13 +246,19 @@ def eager_attention_forward(
             scores = scores + attention_mask  # additive mask: 0 to attend, a large negative number to block
             # One reduction, not a full-size comparison: a row sees nothing when even its largest entry blocks.
             sees_nothing = attention_mask.amax(dim=-1, keepdim=True) <= torch.finfo(attention_mask.dtype).min / 2
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     # Only when some query sees nothing (a host sync on a (B, h, T, 1) tensor, skipped when traced): one pass saved.
     if sees_nothing is not None and (is_tracing() or bool(sees_nothing.any())):
         weights = weights.masked_fill(sees_nothing, 0.0)
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, h, T_q, d_k)
     return output.transpose(1, 2).contiguous(), weights  # (B, T_q, h, d_k)
+
+
+# The transformers way to add an attention implementation: `attn_implementation="additive"` finds the function, and
+# its masks are built as for eager attention (a float mask, 0 to attend, the dtype's minimum to block).
+AttentionInterface.register("additive", additive_attention_forward)
+ALL_MASK_ATTENTION_FUNCTIONS.register("additive", eager_mask)
 
 
 class VaswaniAttention(nn.Module):
@@ -229,13 +276,18 @@ class VaswaniAttention(nn.Module):
         self.is_causal = is_causal  # read by the sdpa and flash kernels; encoder and cross attention are not causal
         self.num_heads = config.num_heads
         self.head_dim = config.d_model // config.num_heads  # d_k = d_v = d_model / h
-        self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
+        # 1 / sqrt(d_k): "to counteract" dot products that grow with d_k and push the softmax where its gradients
+        # are extremely small (paper 3.2.1). The unscaled dot product is the comparison 3.2.1 draws.
+        self.scaling = 1.0 if config.attention_scores == "dot_product" else self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         bias = config.projection_bias
         self.q_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
         self.k_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
         self.v_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
         self.o_proj = nn.Linear(config.d_model, config.d_model, bias=bias)
+        # v of additive scores v^T tanh(W_q q + W_k k): the output weights of each head's one-hidden-layer network.
+        additive = config.attention_scores == "additive"
+        self.score_vector = nn.Parameter(torch.empty(self.num_heads, self.head_dim)) if additive else None
 
     def forward(
         self,
@@ -276,8 +328,9 @@ class VaswaniAttention(nn.Module):
                 if is_cross_attention:
                     cache.is_updated[self.layer_idx] = True
 
+        implementation = self.config._attn_implementation  # "additive" in any model with additive scores
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
+            implementation or ("additive" if self.score_vector is not None else "eager"), eager_attention_forward
         )
         output, weights = attention_interface(
             self,
@@ -470,6 +523,30 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
             init.copy_(module.original_inv_freq, inv_freq)
         if isinstance(module, VaswaniAlibi):
             init.copy_(module.slopes, alibi_slopes(self.config.num_heads))
+        if isinstance(module, VaswaniAttention) and module.score_vector is not None:
+            # Variance 1/d_k: a score sums d_k terms v_i tanh(.), so its spread does not grow with d_k.
+            init.normal_(module.score_vector, mean=0.0, std=module.head_dim**-0.5)
+
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """
+        Additive scores have one implementation, `"additive"`: a model with `attention_scores="additive"` takes it
+        when given none or `"eager"` (it is eager: it returns its weights), and refuses the dot-product kernels.
+        """
+        if self.config.attention_scores == "additive":
+            if requested_attention in (None, "eager", "additive"):
+                return "additive"
+            raise ValueError(
+                f"attn_implementation={requested_attention!r} computes dot-product scores, but this model has "
+                f"attention_scores='additive' (v^T tanh(W_q q + W_k k)): load it with attn_implementation='additive' "
+                f"(or 'eager', the same here), or leave attn_implementation unset."
+            )
+        if requested_attention == "additive":
+            raise ValueError(
+                f"attn_implementation='additive' needs additive scores, but this model has attention_scores="
+                f"{self.config.attention_scores!r}: build it with VaswaniConfig(attention_scores='additive') (a new "
+                f"parameter per head, trained from scratch), or pick 'sdpa' or 'eager'."
+            )
+        return super().get_correct_attn_implementation(requested_attention, is_init_check)
 
     def attention_positions(self, hidden_states, mask, attention_mask, position_ids, past_length: int):
         """
@@ -838,6 +915,7 @@ __all__ = [
     "VaswaniFeedForward",
     "VaswaniModel",
     "VaswaniPreTrainedModel",
+    "additive_attention_forward",
     "eager_attention_forward",
     "sinusoidal_positions",
 ]

@@ -24,7 +24,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 
 
 # The attention back-ends that take an additive bias: eager and sdpa through the mask, flex through its score_mod.
-BIAS_BACKENDS = ("eager", "sdpa", "flex_attention")
+BIAS_BACKENDS = ("eager", "additive", "sdpa", "flex_attention")
 
 
 def default_rope_parameters(config, device=None, **kwargs) -> tuple[torch.Tensor, float]:

@@ -1,0 +1,177 @@
+"""
+Attention made visible: `attention_maps(model, inputs)` returns the weights of every layer and head for a batch
+(self-attention of each stack and the decoder's cross-attention), with the tokens their rows and columns belong to.
+
+The weights are what an eager forward returns with `output_attentions=True`; the model runs on eager attention
+(the one implementation that materialises the weights) and in eval mode for the call, and gets back what it had
+after it, also when the forward raises (`eager_attention`).
+"""
+
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel
+
+
+# Which stack's tokens label the rows (queries) and the columns (keys) of each kind of map.
+QUERY_STACK = {"encoder": "encoder", "decoder": "decoder", "cross": "decoder"}
+KEY_STACK = {"encoder": "encoder", "decoder": "decoder", "cross": "encoder"}
+
+
+@dataclass
+class AttentionMaps:
+    """
+    The attention weights of one batch. `weights[kind]` is a float32 tensor (layers, batch, heads, queries, keys)
+    for each kind the model has: `"encoder"` (encoder self-attention), `"decoder"` (masked decoder self-attention)
+    and `"cross"` (encoder-decoder attention: decoder queries, encoder keys). `tokens[stack]` holds, per example, the
+    tokens of the `"encoder"` or `"decoder"` stack's input (padding included) and `masks[stack]` (batch, length)
+    which of them are real.
+    """
+
+    weights: dict[str, torch.Tensor]
+    tokens: dict[str, list[list[str]]]
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    @property
+    def num_layers(self) -> dict[str, int]:
+        return {kind: weights.shape[0] for kind, weights in self.weights.items()}
+
+    @property
+    def num_heads(self) -> int:
+        return next(iter(self.weights.values())).shape[2]
+
+    def _kind(self, kind: str | None) -> str:
+        if kind is None:
+            return self.kinds[0]
+        if kind not in self.weights:
+            raise ValueError(f"`kind` must be one of {self.kinds} for this model, got {kind!r}.")
+        return kind
+
+    def real_tokens(self, stack: str, example: int = 0) -> list[str]:
+        """The tokens of `stack` ("encoder" or "decoder") for one example, padding left out."""
+        keep = self.masks[stack][example].tolist()
+        return [token for token, real in zip(self.tokens[stack][example], keep) if real]
+
+    def head(self, layer: int, head: int, kind: str | None = None, example: int = 0):
+        """
+        One head's map for one example, padding rows and columns left out: `(weights (queries, keys), query
+        tokens, key tokens)`. `kind` defaults to the first the model has (`kinds`).
+        """
+        kind = self._kind(kind)
+        layers, batch, heads = self.weights[kind].shape[:3]
+        for name, value, bound in (("layer", layer, layers), ("head", head, heads), ("example", example, batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or not -bound <= value < bound:
+                raise ValueError(f"`{name}` must be an integer in [0, {bound}) for {kind!r} maps, got {value!r}.")
+        rows = self.masks[QUERY_STACK[kind]][example]
+        columns = self.masks[KEY_STACK[kind]][example]
+        weights = self.weights[kind][layer, example, head][rows][:, columns]
+        return weights, self.real_tokens(QUERY_STACK[kind], example), self.real_tokens(KEY_STACK[kind], example)
+
+
+@contextmanager
+def eager_attention(model: PreTrainedModel):
+    """
+    Run `model` on eager attention in eval mode inside the block, then give back its attention implementation and
+    each module's train/eval mode, whatever happens in the block.
+    """
+    previous = model.config._attn_implementation
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        if previous != "eager":
+            model.set_attn_implementation("eager")  # a model with additive scores stays on "additive", also eager
+        model.eval()
+        yield model
+    finally:
+        if model.config._attn_implementation != previous:
+            model.set_attn_implementation(previous)
+        for module, training in modes:
+            module.training = training
+
+
+def _as_inputs(model, inputs, tokenizer) -> dict:
+    if isinstance(inputs, str) or (
+        isinstance(inputs, Sequence) and inputs and all(isinstance(text, str) for text in inputs)
+    ):
+        if tokenizer is None:
+            raise ValueError(
+                "`inputs` is text, so attention_maps needs the `tokenizer` that goes with the model: pass "
+                "tokenizer=AutoTokenizer.from_pretrained(folder), or pass tokenized inputs."
+            )
+        inputs = tokenizer(inputs, return_tensors="pt", padding=True)
+        inputs.pop("token_type_ids", None) if not getattr(model.config, "type_vocab_size", 0) else None
+    if not isinstance(inputs, Mapping):
+        raise TypeError(
+            f"`inputs` must be a tokenizer's output (a mapping with `input_ids`) or text, got {type(inputs).__name__}."
+        )
+    inputs = dict(inputs)
+    if not isinstance(inputs.get("input_ids"), torch.Tensor) or inputs["input_ids"].dim() != 2:
+        raise ValueError(
+            "`inputs` needs `input_ids`, a (batch, length) tensor of token ids: tokenize with return_tensors='pt'."
+        )
+    if model.config.is_encoder_decoder and inputs.get("decoder_input_ids") is None:
+        labels = inputs.pop("labels", None)
+        if labels is None or not hasattr(model, "prepare_decoder_input_ids_from_labels"):
+            raise ValueError(
+                "A sequence-to-sequence model's maps need a target: pass `decoder_input_ids` (for example the output "
+                "of model.generate(...)) or `labels` in `inputs`."
+            )
+        inputs["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels)
+    inputs.pop("labels", None)  # the maps need no loss
+    return inputs
+
+
+def _tokens(ids: torch.Tensor, tokenizer) -> list[list[str]]:
+    if tokenizer is None:
+        return [[str(token) for token in row] for row in ids.tolist()]
+    return [tokenizer.convert_ids_to_tokens(row) for row in ids.tolist()]
+
+
+def _mask(mask, ids: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.to(torch.bool).cpu()
+
+
+def _stacked(layers) -> torch.Tensor:
+    return torch.stack([weights.detach().float().cpu() for weights in layers])  # (layers, B, h, T_q, T_k)
+
+
+def attention_maps(model: PreTrainedModel, inputs, tokenizer=None) -> AttentionMaps:
+    """
+    The attention weights of every layer and head of `model` on a batch, with their tokens.
+
+    `inputs` is a tokenizer's output (`input_ids`, `attention_mask`, and for a sequence-to-sequence model
+    `decoder_input_ids` or `labels`), or text when `tokenizer` is given. Tokens are the tokenizer's (ids as text
+    without one). The model runs once, without gradients, on eager attention and in eval mode; both are restored.
+    """
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"`model` must be a transformers model (a Vaswani model), got {type(model).__name__}.")
+    inputs = _as_inputs(model, inputs, tokenizer)
+    device = next(model.parameters()).device
+    batch = {name: value.to(device) if isinstance(value, torch.Tensor) else value for name, value in inputs.items()}
+    with eager_attention(model), torch.no_grad():
+        outputs = model(**batch, output_attentions=True, use_cache=False, return_dict=True)
+    source_ids = inputs["input_ids"].cpu()
+    source_mask = _mask(inputs.get("attention_mask"), source_ids)
+    if model.config.is_encoder_decoder:
+        target_ids = inputs["decoder_input_ids"].cpu()
+        target_mask = _mask(inputs.get("decoder_attention_mask"), target_ids)
+        return AttentionMaps(
+            weights={
+                "encoder": _stacked(outputs.encoder_attentions),
+                "decoder": _stacked(outputs.decoder_attentions),
+                "cross": _stacked(outputs.cross_attentions),
+            },
+            tokens={"encoder": _tokens(source_ids, tokenizer), "decoder": _tokens(target_ids, tokenizer)},
+            masks={"encoder": source_mask, "decoder": target_mask},
+        )
+    stack = "decoder" if getattr(model.config, "stacks", None) == "decoder-only" else "encoder"  # one stack
+    return AttentionMaps(
+        weights={stack: _stacked(outputs.attentions)},
+        tokens={stack: _tokens(source_ids, tokenizer)},
+        masks={stack: source_mask},
+    )
