@@ -245,6 +245,7 @@ FIELD_VALUES = {
                         {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}, {"rope_type": "spiral"}],
     "relative_attention_num_buckets": [8, 32, 2],
     "relative_attention_max_distance": [20, 3],
+    "attention_scores": ["scaled_dot_product", "dot_product", "additive", "cosine"],
     "rms_norm": [False, True, "yes"],
     "projection_bias": [True, False],
     "parallel_residual": [False, True],
@@ -270,6 +271,8 @@ def _config_is_valid(kwargs) -> bool:
         kwargs.get("activation_function", "relu") != "tanh",
         kwargs.get("position_embedding_type", "sinusoidal") != "rotary-ish",
         _rope_is_valid(kwargs),
+        kwargs.get("attention_scores", "scaled_dot_product") != "cosine",
+        kwargs.get("attention_scores") != "additive" or kwargs.get("position_embedding_type") != "rotary",
         kwargs.get("position_embedding_type") != "relative"
         or (kwargs.get("relative_attention_num_buckets", 32) >= 4
             and kwargs.get("relative_attention_max_distance", 128) > kwargs.get("relative_attention_num_buckets", 32) // 2),
