@@ -354,3 +354,9 @@ def test_export_folder_of_any_head_without_a_tokenizer(head, tmp_path, monkeypat
 @pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForConditionalGeneration])
 def test_exported_generation_with_positions_inside_attention_decodes_as_generate(kind, head, tmp_path):
     _check_programs_and_onnx(_model(head, position_embedding_type=kind), tmp_path)
+
+
+@pytest.mark.slow  # as the positions above: additive scores export (eager, einsum and tanh) and decode as generate
+@pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForConditionalGeneration])
+def test_exported_generation_with_additive_scores_decodes_as_generate(head, tmp_path):
+    _check_programs_and_onnx(_model(head, attention_scores="additive"), tmp_path)

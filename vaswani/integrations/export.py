@@ -20,13 +20,17 @@ head_dim), is named in ONNX as in Hugging Face Optimum: causal LM `past_key_valu
 grows) and `past_key_values.{i}.encoder.*` (cross-attention over the source, computed once by the prefill) in,
 `present.{i}.decoder.*` out. The torch programs take and give them as tuples of (key, value) per layer.
 """
-import contextlib
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+# Traced with eager attention (the paper's formula written out, and the only kind additive scores have): a query
+# that may see no key (a padding position of a left-padded prompt) then gives zeros in the graph, as torch's sdpa
+# kernel does, where the softmax ONNX decomposes sdpa into would spread it over the masked keys.
+from ..explore.maps import eager_attention
 
 
 # Outputs of a forward that are not graph outputs: the loss needs labels, the cache is the generation graphs' business.
@@ -49,21 +53,6 @@ def _model_inputs(model, inputs: dict) -> dict:
     if model.training:
         raise ValueError("Export the model in inference mode: call `model.eval()` first (dropout would be traced).")
     return inputs
-
-
-@contextlib.contextmanager
-def eager_attention(model):
-    """
-    Trace with the eager attention (the paper's formula written out): a query that may see no key at all (a padding
-    position of a left-padded prompt) then gives zeros in the exported graph as in torch's sdpa kernel, where the
-    softmax that ONNX decomposes sdpa into would spread it over the masked keys. The model's setting comes back after.
-    """
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(previous)
 
 
 class HeadForward(nn.Module):
