@@ -154,3 +154,17 @@ def test_head_refuses_what_is_not_there(argument, value):
     arguments = {"layer": 0, "head": 0, "kind": "cross", "example": 0, argument: value}
     with pytest.raises(ValueError, match=f"`{argument}`"):
         maps.head(**arguments)
+
+
+def test_a_peft_model_gives_the_maps_of_its_adapted_weights():
+    peft = pytest.importorskip("peft")
+    model = build(VaswaniForCausalLM)
+    adapted = peft.get_peft_model(model, peft.LoraConfig(r=4, init_lora_weights=False))  # adapters that change things
+    inputs = padded_inputs(model)
+    maps = attention_maps(adapted, inputs)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        expected = adapted.eval()(**inputs, output_attentions=True).attentions
+    assert torch.equal(maps.weights["decoder"], torch.stack(expected))
+    with adapted.disable_adapter():
+        assert not torch.equal(attention_maps(adapted, inputs).weights["decoder"], maps.weights["decoder"])

@@ -148,13 +148,16 @@ def attention_maps(model: PreTrainedModel, inputs, tokenizer=None) -> AttentionM
     `decoder_input_ids` or `labels`), or text when `tokenizer` is given. Tokens are the tokenizer's (ids as text
     without one). The model runs once, without gradients, on eager attention and in eval mode; both are restored.
     """
+    wrapped = model  # a PEFT model runs as itself; its base model holds the config and the attention switch
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
     if not isinstance(model, PreTrainedModel):
         raise TypeError(f"`model` must be a transformers model (a Vaswani model), got {type(model).__name__}.")
     inputs = _as_inputs(model, inputs, tokenizer)
     device = next(model.parameters()).device
     batch = {name: value.to(device) if isinstance(value, torch.Tensor) else value for name, value in inputs.items()}
     with eager_attention(model), torch.no_grad():
-        outputs = model(**batch, output_attentions=True, use_cache=False, return_dict=True)
+        outputs = wrapped(**batch, output_attentions=True, use_cache=False, return_dict=True)
     source_ids = inputs["input_ids"].cpu()
     source_mask = _mask(inputs.get("attention_mask"), source_ids)
     if model.config.is_encoder_decoder:
