@@ -218,7 +218,8 @@ def test_the_space_folder_is_written_whole_and_runs_as_a_space(tmp_path, folders
     assert not list(tmp_path.glob(".space.partial-*"))  # no staging folder left behind
     # The Space's own way in: `python app.py` from the folder, on its copies of the package and the model.
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VASWANI_MODEL")}
-    probe = "import app, vaswani; print(app.demo.explorer.folder); print(vaswani.__file__)"
+    probe = ("import sys, vaswani.explore.explorer; assert 'gradio' not in sys.modules, 'gradio imported early'; "
+             "import app, vaswani; print(app.demo.explorer.folder); print(vaswani.__file__)")
     shown = subprocess.run([sys.executable, "-c", probe], cwd=space, env=env, capture_output=True, text=True,
                            timeout=120)
     assert shown.returncode == 0, shown.stderr

@@ -187,7 +187,7 @@ class Explorer:
             logits = outputs.logits if self.architecture == "VaswaniForMaskedLM" else outputs.prediction_logits
             where = (ids == mask).nonzero().flatten().tolist() if mask is not None else []
             if not where:
-                hint = f" (write {self.tokenizer.mask_token} in the sentence to see it filled)" if mask is not None else ""
+                hint = "" if mask is None else f" (write {self.tokenizer.mask_token} in the sentence to see it filled)"
                 return "Tokens: " + " ".join(tokens) + hint
             filled = ids.clone()
             filled[where] = logits[0, where].argmax(-1)
@@ -277,7 +277,9 @@ def build_explorer(model_dir, title: str | None = None):
                                interactive=len(kinds) > 1)
             layer = gr.Dropdown(layer_choices(kinds[0]), value=0, label="Layer")
             head = gr.Dropdown(list(range(explorer.heads)), value=0, label="Head")
-        heat_map = gr.Image(label="Attention weights", type="numpy", format="png", interactive=False, elem_id="heat-map")
+        # png: the picture arrives as drawn (gradio's default webp is lossy)
+        heat_map = gr.Image(label="Attention weights", type="numpy", format="png", interactive=False,
+                            elem_id="heat-map")
         maps = gr.State(None)
         for event in (button.click, text.submit):
             event(run, [text, kind, layer, head], [output, maps, heat_map])

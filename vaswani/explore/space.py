@@ -43,7 +43,8 @@ pinned: false
 ---
 
 # The attention explorer of the `vaswani` package (the original Transformer in the Hugging Face ecosystem) on the
-model `{model}` ({architecture}): type a sentence, see the model's output, and pick the attention, layer and head to see its weights as a heat map.
+model `{model}` ({architecture}): type a sentence, see the model's output, and pick the attention, layer and head to
+see its weights as a heat map.
 
 Files: `app.py` (the page), `model/` (the model's weights, config and tokenizer), `vaswani/` (the package's source,
 which app.py imports), `requirements.txt`. Run it anywhere with `pip install -r requirements.txt && python app.py`.
