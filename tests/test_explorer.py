@@ -28,6 +28,7 @@ from vaswani import (
     VaswaniForMultipleChoice,
     VaswaniForSequenceClassification,
     VaswaniForTokenClassification,
+    VaswaniModel,
 )
 from vaswani.cli import main
 from vaswani.explore.explorer import DEMO_MODEL, KINDS, NEW_TOKENS, Explorer, app_model
@@ -134,12 +135,13 @@ def test_a_sentence_longer_than_the_positions_is_cut_and_said(clm):
     (VaswaniForMaskedLM, SENTENCE, "Tokens: "),
     (VaswaniForTokenClassification, SENTENCE, "/LABEL_"),
     (VaswaniForMultipleChoice, SENTENCE, "Tokens: "),
+    (VaswaniModel, SENTENCE, "its decoder reads the sentence too"),  # the bare encoder-decoder
 ])
-def test_encoder_heads_say_what_they_predict(tmp_path, head, text, says):
+def test_the_other_heads_say_what_they_predict(tmp_path, head, text, says):
     explorer = Explorer(save(head, "wordpiece", tmp_path / "model"))
     said, maps = explorer.run(text)
-    assert says in said and maps.kinds == ("encoder",)
-    assert explorer.draw(maps, "encoder", 1, 1).std() > 10
+    assert says in said and maps.kinds == explorer.kinds == KINDS[explorer.config.stacks]
+    assert all(explorer.draw(maps, kind, 1, 1).std() > 10 for kind in maps.kinds)
     if head is VaswaniForMaskedLM and "[MASK]" in text:  # the mask filled with the model's most likely token
         ids = explorer.tokenizer(text, return_tensors="pt")["input_ids"]
         where = ids[0] == explorer.tokenizer.mask_token_id
@@ -197,9 +199,9 @@ def test_the_command_refuses_in_one_line(tmp_path, monkeypatch, folders, argv, s
     assert not (tmp_path / "s").exists()
 
 
-def test_the_space_folder_is_written_whole_and_runs_as_a_space(tmp_path, folders):
+def test_the_space_folder_is_written_whole(tmp_path, folders):
     space = tmp_path / "space"
-    code, out, err = run_cli(["explore", str(folders["clm"]), "--space", str(space)])
+    code, _, err = run_cli(["explore", str(folders["clm"]), "--space", str(space)])
     assert code == 0, err
     assert (space / "app.py").read_text() == APP == (ROOT / "app.py").read_text()  # the repository's app.py too
     model_files = {path.name for path in folders["clm"].iterdir() if path.is_file()}
@@ -216,7 +218,20 @@ def test_the_space_folder_is_written_whole_and_runs_as_a_space(tmp_path, folders
     requirements = (space / "requirements.txt").read_text().split()
     assert set(EXPLORE_REQUIREMENTS) <= set(requirements) and any(line.startswith("torch") for line in requirements)
     assert not list(tmp_path.glob(".space.partial-*"))  # no staging folder left behind
-    # The Space's own way in: `python app.py` from the folder, on its copies of the package and the model.
+
+    before = (space / "app.py").stat().st_mtime_ns
+    code, _, err = run_cli(["explore", str(folders["clm"]), "--space", str(space)])
+    assert code == 2 and "already exists" in err and (space / "app.py").stat().st_mtime_ns == before
+    code, _, err = run_cli(["explore", str(folders["seq2seq"]), "--space", str(space), "--overwrite"])
+    assert code == 0, err
+    assert (space / "model" / "config.json").read_bytes() == (folders["seq2seq"] / "config.json").read_bytes()
+
+
+@pytest.mark.slow  # a fresh process importing torch, transformers and gradio: about 10 s
+def test_the_space_folder_runs_as_a_space(tmp_path, folders):
+    """The Space's own way in: `python app.py` from the folder, on its copies of the package and the model."""
+    space = tmp_path / "space"
+    assert run_cli(["explore", str(folders["clm"]), "--space", str(space)])[0] == 0
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VASWANI_MODEL")}
     probe = ("import sys, vaswani.explore.explorer; assert 'gradio' not in sys.modules, 'gradio imported early'; "
              "import app, vaswani; print(app.demo.explorer.folder); print(vaswani.__file__)")
@@ -226,13 +241,6 @@ def test_the_space_folder_is_written_whole_and_runs_as_a_space(tmp_path, folders
     served, package_file = shown.stdout.split()[-2:]
     assert Path(served).resolve() == (space / "model").resolve()
     assert Path(package_file).resolve().is_relative_to(space.resolve())
-
-    before = (space / "app.py").stat().st_mtime_ns
-    code, _, err = run_cli(["explore", str(folders["clm"]), "--space", str(space)])
-    assert code == 2 and "already exists" in err and (space / "app.py").stat().st_mtime_ns == before
-    code, _, err = run_cli(["explore", str(folders["seq2seq"]), "--space", str(space), "--overwrite"])
-    assert code == 0, err
-    assert (space / "model" / "config.json").read_bytes() == (folders["seq2seq"] / "config.json").read_bytes()
 
 
 def test_the_explore_extra_is_what_a_space_installs():

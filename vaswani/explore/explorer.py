@@ -132,50 +132,46 @@ class Explorer:
         inputs = {name: value[:, :room] for name, value in inputs.items()}
         return inputs, f"\n\n(The sentence has {length} tokens; the model saw its first {room}.)"
 
+    @torch.no_grad()
     def run(self, text: str) -> tuple[str, AttentionMaps | None]:
         """What the model makes of `text`, as text, and the attention maps of that run (None when there is none)."""
         if not isinstance(text, str) or not text.strip():
             return "Type a sentence first.", None
-        if self.architecture == "VaswaniForCausalLM":
-            return self._continue(text)
-        if self.generates:
-            return self._translate(text)
-        return self._encode_only(text)
-
-    @torch.no_grad()
-    def _continue(self, text: str):
-        room = max(1, self.positions - NEW_TOKENS) if self.positions > 2 * NEW_TOKENS else self.positions // 2
-        inputs, note = self._encode(text, max(room, 1))
+        causal = self.architecture == "VaswaniForCausalLM"
+        # A continuation needs room after the prompt: the prompt keeps the larger of what is left and half.
+        room = max(self.positions - NEW_TOKENS, self.positions // 2, 1) if causal else self.positions
+        inputs, note = self._encode(text, room)
         if inputs["input_ids"].shape[1] == 0:
             return "The tokenizer gives no tokens for this sentence: type another.", None
+        if causal:
+            output, maps = self._continue(inputs)
+        elif self.generates:
+            output, maps = self._translate(inputs)
+        else:
+            output, maps = self._encode_only(inputs)
+        return output + note, maps
+
+    def _continue(self, inputs: dict):
         new = min(NEW_TOKENS, self.positions - inputs["input_ids"].shape[1])
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else self.config.eos_token_id
         generated = self.model.generate(**inputs, max_new_tokens=new, do_sample=False, pad_token_id=pad)
         maps = attention_maps(self.model, {"input_ids": generated}, self.tokenizer)
-        return self.tokenizer.decode(generated[0], skip_special_tokens=True) + note, maps
+        return self.tokenizer.decode(generated[0], skip_special_tokens=True), maps
 
-    @torch.no_grad()
-    def _translate(self, text: str):
-        inputs, note = self._encode(text, self.positions)
-        if inputs["input_ids"].shape[1] == 0:
-            return "The tokenizer gives no tokens for this sentence: type another.", None
+    def _translate(self, inputs: dict):
         generated = self.model.generate(**inputs, max_new_tokens=min(NEW_TOKENS, self.positions - 1),
                                         do_sample=False)
         maps = attention_maps(self.model, {**inputs, "decoder_input_ids": generated}, self.tokenizer)
-        return self.tokenizer.decode(generated[0], skip_special_tokens=True) + note, maps
+        return self.tokenizer.decode(generated[0], skip_special_tokens=True), maps
 
-    @torch.no_grad()
-    def _encode_only(self, text: str):
-        inputs, note = self._encode(text, self.positions)
-        if inputs["input_ids"].shape[1] == 0:
-            return "The tokenizer gives no tokens for this sentence: type another.", None
+    def _encode_only(self, inputs: dict):
+        note = ""
         if self.config.is_encoder_decoder:  # the bare model has no target of its own: its decoder reads the sentence
             inputs["decoder_input_ids"] = inputs["input_ids"]
-            note = "\n\n(The bare model has no output of its own; its decoder reads the sentence too.)" + note
+            note = "\n\n(The bare model has no output of its own; its decoder reads the sentence too.)"
         # Multiple choice takes (batch, choices, length): its body shows the sentence's attention alone.
         model = self.model.base_model if self.architecture == "VaswaniForMultipleChoice" else self.model
-        maps = attention_maps(model, inputs, self.tokenizer)
-        return self._prediction(inputs) + note, maps
+        return self._prediction(inputs) + note, attention_maps(model, inputs, self.tokenizer)
 
     def _prediction(self, inputs: dict) -> str:
         """An encoder head's answer in words: filled masks, a label, labels per token; else the tokens."""
