@@ -199,6 +199,26 @@ def test_the_command_refuses_in_one_line(tmp_path, monkeypatch, folders, argv, s
     assert not (tmp_path / "s").exists()
 
 
+def test_a_taken_port_is_refused_in_one_line(folders):
+    pytest.importorskip("gradio", reason="the explorer needs gradio: pip install 'vaswani[explore]'")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["explore", str(folders["clm"]), "--port", str(port)])
+    assert code == 2 and f"Could not serve on 127.0.0.1:{port}" in err and err.count("\n") == 1, err
+
+
+def test_without_gradio_the_command_says_which_extra_to_install(folders, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "gradio" else
+                        find_spec(name, *rest))
+    code, _, err = run_cli(["explore", str(folders["clm"])])
+    assert code == 2 and "pip install 'vaswani[explore]'" in err and err.count("\n") == 1, err
+
+
 def test_the_space_folder_is_written_whole(tmp_path, folders):
     space = tmp_path / "space"
     code, _, err = run_cli(["explore", str(folders["clm"]), "--space", str(space)])

@@ -1334,11 +1334,16 @@ def cmd_explore(args):
 
     page = build_explorer(folder)
     try:
-        page.launch(server_name=args.host, server_port=args.port)
+        page.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True)
     except OSError as error:  # the port is taken, or the address is not this machine's
-        raise UsageError(f"Could not serve on {args.host or '127.0.0.1'}:{args.port or 'a free port'}: "
-                         f"{_one_line(error)}") from None
-    return {"served": str(folder)}
+        reason = _one_line(error).split(". ")[0]  # gradio's own advice after it is about launch()
+        raise UsageError(f"Could not serve on {args.host or '127.0.0.1'}:{args.port or 'a free port'} ({reason}): "
+                         f"choose another --port or --host.") from None
+    try:
+        while True:  # serve until Ctrl-C, which then stops the command as every command stops (exit code 130)
+            time.sleep(3600)
+    finally:
+        page.close()
 
 
 COMMANDS = {

@@ -9,6 +9,7 @@ imported only inside `build_explorer`, so `import vaswani` never needs it.
 """
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,7 @@ class Explorer:
             limit = min(limit, config.max_position_embeddings)
         self.positions = limit  # the longest sequence the model takes
         self.generates = self.model.can_generate()
+        self._running = threading.Lock()  # one run at a time: attention_maps switches the shared model's attention
 
     def layers_text(self) -> str:
         stacks = [kind for kind in self.kinds if kind != "cross"]
@@ -143,12 +145,13 @@ class Explorer:
         inputs, note = self._encode(text, room)
         if inputs["input_ids"].shape[1] == 0:
             return "The tokenizer gives no tokens for this sentence: type another.", None
-        if causal:
-            output, maps = self._continue(inputs)
-        elif self.generates:
-            output, maps = self._translate(inputs)
-        else:
-            output, maps = self._encode_only(inputs)
+        with self._running:
+            if causal:
+                output, maps = self._continue(inputs)
+            elif self.generates:
+                output, maps = self._translate(inputs)
+            else:
+                output, maps = self._encode_only(inputs)
         return output + note, maps
 
     def _continue(self, inputs: dict):
