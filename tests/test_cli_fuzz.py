@@ -1,9 +1,9 @@
 """
 Property-based tests (hypothesis) of what the command line accepts: generated values (0, negatives, huge numbers,
 fractions at their edges, `nan`, `inf`, words, blanks) for every numeric option of pretrain, finetune, evaluate,
-generate and train-tokenizer, parsed by `build_parser()` and checked by `validate_args()`, the two steps every command
-takes before any work. Nothing is trained or read. Each case is either accepted, and then the value the command gets is
-the number written and lies in the option's range, or refused with one line that names the option.
+generate, train-tokenizer and explore, parsed by `build_parser()` and checked by `validate_args()`, the two steps every
+command takes before any work. Nothing is trained or read. Each case is either accepted, and then the value the command
+gets is the number written and lies in the option's range, or refused with one line that names the option.
 
 The ranges below are this file's own statement of what each option means (not read from the package), so a wrong
 range in the package fails here. The default profile is small and derandomized (a fixed seed: the same cases every
@@ -37,6 +37,7 @@ BASES = {
     "evaluate qa": ["evaluate", "--model", "m", "--task", "question-answering", "--data", "d"],
     "generate": ["generate", "--model", "m", "--prompt", "To be"],
     "train-tokenizer": ["train-tokenizer", "--data", "d", "--output", "o"],
+    "explore": ["explore", "m"],
 }
 
 
@@ -119,6 +120,7 @@ CASES.update({("generate", option): case for option, case in GENERATION.items()}
 CASES[("generate", "--seed")] = (whole(0, SEED_MAX), [])
 CASES[("train-tokenizer", "--vocab-size")] = (POSITIVE, [])
 CASES[("train-tokenizer", "--max-length")] = (POSITIVE, [])
+CASES[("explore", "--port")] = (whole(1, 65535), [])  # a TCP port
 
 
 # -- Values as a user might type them ----------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ def test_every_numeric_option_of_every_command_has_a_range():
     added to a command without one fails."""
     commands = PARSER._subparsers._group_actions[0].choices
     covered = {(BASES[base][0], option) for base, option in CASES}
-    for command in ("pretrain", "finetune", "evaluate", "generate", "train-tokenizer"):
+    for command in ("pretrain", "finetune", "evaluate", "generate", "train-tokenizer", "explore"):
         for action in commands[command]._actions:
             assert action.type not in (int, float), f"{command} {action.option_strings}: a number without a range"
             if hasattr(action.type, "requirement"):

@@ -10,6 +10,7 @@
     vaswani push              upload a saved model folder to the Hugging Face Hub
     vaswani convert           turn a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into a Vaswani folder
     vaswani export            export a saved model as ONNX graphs or torch.export programs (generation included)
+    vaswani explore           a web page (Gradio) to see a model's attention, head by head; or a Space folder of it
 
 Every command takes local .txt, .csv, .tsv or .json files (gzipped too), a folder saved with
 `datasets.Dataset.save_to_disk`, or a Hub dataset name where a network exists. `vaswani COMMAND --help` explains
@@ -78,6 +79,7 @@ def _warmup(text: str) -> float | int:
 SEED_MAX = 2**32 - 1  # numpy's seeds stop there
 positive_int = _value_type("positive_int", int, lambda v: v >= 1, "must be a whole number, 1 or more")
 nonnegative_int = _value_type("nonnegative_int", int, lambda v: v >= 0, "must be a whole number, 0 or more")
+port_int = _value_type("port", int, lambda v: 1 <= v <= 65535, "must be a port number from 1 to 65535")
 seed_int = _value_type("seed", int, lambda v: 0 <= v <= SEED_MAX, f"must be a whole number from 0 to {SEED_MAX}")
 finite_float = _value_type("finite_float", _finite, lambda v: True, "must be a finite number")
 positive_float = _value_type("positive_float", _finite, lambda v: v > 0, "must be a finite number above 0")
@@ -396,6 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx (ONNX Runtime, through torch.onnx with dynamo) or torch (torch.export .pt2 programs)")
     p.add_argument("--output", required=True, type=Path, help="folder for the exported graphs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+
+    p = commands.add_parser("explore", help="a web page to see a model's attention, head by head",
+                            description="Serve the attention explorer (a Gradio page, on this machine only unless "
+                            "--host says otherwise): type a sentence, see the model's output, pick the attention, "
+                            "layer and head to see its weights as a heat map. With --space, write instead a folder "
+                            "a Hugging Face Space runs as it is. Needs the explore extra (pip install "
+                            "'vaswani[explore]').")
+    p.add_argument("model", nargs="?", type=Path, metavar="MODEL",
+                   help="a saved model folder (default: the demo's, outputs/demo/shakespeare-gpt, from `make demo`)")
+    p.add_argument("--port", type=port_int, help="the page's port (default 7860, or the next free one)")
+    p.add_argument("--host", help="the address to serve on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--space", type=Path, metavar="DIR",
+                   help="write a Hugging Face Space folder here (app.py, requirements.txt, README.md, the model, the "
+                   "package's source) instead of serving the page")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --space folder")
     return parser
 
 
@@ -440,6 +457,14 @@ def validate_args(args) -> None:
     training = command in ("pretrain", "finetune")
     generates = command == "generate" or (task is not None and task.name == "seq2seq")
 
+    if command == "explore":
+        if args.space is not None:
+            for dest in ("port", "host"):
+                if dest in chosen:
+                    raise UsageError(f"{_flag(dest)} serves the page, and --space writes a folder instead: drop "
+                                     f"{_flag(dest)} or --space.")
+        elif args.overwrite:
+            raise UsageError("--overwrite replaces an existing --space folder: add --space DIR, or drop --overwrite.")
     if command == "generate":
         empty = [i + 1 for i, prompt in enumerate(args.prompt) if prompt == ""]
         if empty:
@@ -1277,6 +1302,50 @@ def cmd_export(args):
     return facts
 
 
+def cmd_explore(args):
+    import importlib.util
+
+    from .explore.explorer import DEMO_MODEL
+    from .training.data import UsageError
+
+    validate_args(args)
+    if args.model is None and not (DEMO_MODEL / "config.json").is_file():
+        raise UsageError(f"No MODEL given, and the demo's model ({DEMO_MODEL}) is not there: run `make demo` first, "
+                         f"or pass a saved model folder (vaswani explore MODEL).")
+    folder = _model_folder(args.model or DEMO_MODEL)
+    if not (folder / "config.json").is_file():
+        raise UsageError(f"No model in {folder} (config.json missing): pass a folder a vaswani command wrote.")
+    if args.space is not None:
+        from .explore.space import write_space
+        from .training.run import check_output_free
+
+        check_output_free(args.space, args.overwrite, inputs=[("the model", folder)], option="--space")
+        started = time.perf_counter()
+        try:
+            facts = write_space(folder, args.space, overwrite=args.overwrite)
+        except FileExistsError:
+            raise UsageError(f"{args.space} appeared meanwhile: choose another --space or pass --overwrite.") from None
+        _summary(f"explore --space {args.space}", facts, started)
+        return facts
+    if importlib.util.find_spec("gradio") is None:
+        raise UsageError("The explorer needs gradio: pip install 'vaswani[explore]' (or pass --space DIR, which "
+                         "writes a Space folder without it).")
+    from .explore.explorer import build_explorer
+
+    page = build_explorer(folder)
+    try:
+        page.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        reason = _one_line(error).split(". ")[0]  # gradio's own advice after it is about launch()
+        raise UsageError(f"Could not serve on {args.host or '127.0.0.1'}:{args.port or 'a free port'} ({reason}): "
+                         f"choose another --port or --host.") from None
+    try:
+        while True:  # serve until Ctrl-C, which then stops the command as every command stops (exit code 130)
+            time.sleep(3600)
+    finally:
+        page.close()
+
+
 COMMANDS = {
     "train-tokenizer": cmd_train_tokenizer,
     "pretrain": cmd_pretrain,
@@ -1286,6 +1355,7 @@ COMMANDS = {
     "push": cmd_push,
     "convert": cmd_convert,
     "export": cmd_export,
+    "explore": cmd_explore,
 }
 
 

@@ -118,14 +118,14 @@ def check_writable_file(path: Path, option: str, overwrite: bool = False) -> Non
     _check_writable_place(path.absolute().parent, path, option)
 
 
-def check_output_free(output: Path, overwrite: bool, inputs=()) -> None:
+def check_output_free(output: Path, overwrite: bool, inputs=(), option: str = "--output") -> None:
     """
-    Refuse, before any work, an --output the run could not write or must not replace: a file or an unwritable
-    place; an existing non-empty folder without `overwrite`; a folder that holds one of the run's `inputs` (data,
-    tokenizer, model), or the working directory, which replacing it would delete.
+    Refuse, before any work, an --output (`option`) the run could not write or must not replace: a file or an
+    unwritable place; an existing non-empty folder without `overwrite`; a folder that holds one of the run's `inputs`
+    (data, tokenizer, model), or the working directory, which replacing it would delete.
     """
     output = Path(output)
-    check_writable_folder(output)
+    check_writable_folder(output, option)
     if output.is_dir():
         resolved = output.resolve()
         for kind, given in (("the working directory", Path.cwd()), *inputs):
@@ -136,11 +136,11 @@ def check_output_free(output: Path, overwrite: bool, inputs=()) -> None:
                 continue  # a model fine-tuned in place: the new folder replaces the old one whole, after loading it
             if inside == resolved or resolved in inside.parents:
                 raise UsageError(
-                    f"--output {output} holds {kind} ({given}): replacing the folder would delete it; choose "
-                    f"another --output."
+                    f"{option} {output} holds {kind} ({given}): replacing the folder would delete it; choose "
+                    f"another {option}."
                 )
     if output.exists() and any(output.iterdir()) and not overwrite:
-        raise UsageError(f"{output} already exists and is not empty: choose another --output or pass --overwrite.")
+        raise UsageError(f"{output} already exists and is not empty: choose another {option} or pass --overwrite.")
 
 
 def _looks_remote(name) -> bool:
