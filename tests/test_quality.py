@@ -60,16 +60,23 @@ def test_every_positions_command_parses_and_is_the_shakespeare_model_with_other_
             assert _option(command, "--model") == _option(pretrain, "--output")
 
 
-def test_the_positions_entry_at_a_toy_size_measures_kinds_apart_and_merges_them(quality, tmp_path):
+@pytest.fixture
+def toy(tmp_path):
+    """A slice of Tiny Shakespeare, and a results file that already holds another entry."""
     data = tmp_path / "shakespeare.txt"
     with open(SHAKESPEARE, encoding="utf-8") as handle:
         data.write_text(handle.read(20_000), encoding="utf-8")
     results = tmp_path / "quality.json"
     results.write_text(json.dumps({"shakespeare": {"validation_loss": 1.9}}))
-    toy = ["--only", "positions", "--positions-steps", "2", "--positions-data", str(data), "--results", str(results),
-           "--work-dir", str(tmp_path / "work")]
+    return data, results
+
+
+def test_the_positions_entry_at_a_toy_size_measures_kinds_apart_and_merges_them(quality, toy, tmp_path):
+    data, results = toy
+    argv = ["--only", "positions", "--positions-steps", "2", "--positions-data", str(data), "--results", str(results),
+            "--work-dir", str(tmp_path / "work")]
     for kind in ("alibi", "learned"):  # two runs, one kind each: the second keeps the first's figures
-        assert quality.main([*toy, "--positions-kinds", kind]) == 0
+        assert quality.main([*argv, "--positions-kinds", kind]) == 0
     written = json.loads(results.read_text())
     assert written["shakespeare"] == {"validation_loss": 1.9}  # the other entries are left as they were
     figures = written["positions"]
@@ -87,12 +94,8 @@ def test_the_positions_entry_at_a_toy_size_measures_kinds_apart_and_merges_them(
 
 
 @pytest.mark.slow  # twelve small models, two steps each: about 15 s on 2 idle cores
-def test_the_scores_entry_at_a_toy_size_trains_every_run_and_writes_its_table(quality, tmp_path):
-    data = tmp_path / "shakespeare.txt"
-    with open(SHAKESPEARE, encoding="utf-8") as handle:
-        data.write_text(handle.read(20_000), encoding="utf-8")
-    results = tmp_path / "quality.json"
-    results.write_text(json.dumps({"shakespeare": {"validation_loss": 1.9}}))
+def test_the_scores_entry_at_a_toy_size_trains_every_run_and_writes_its_table(quality, toy, tmp_path):
+    data, results = toy
     assert quality.main(["--only", "scores", "--scores-steps", "2", "--scores-data", str(data), "--results",
                          str(results), "--work-dir", str(tmp_path / "work")]) == 0
     written = json.loads(results.read_text())
