@@ -10,8 +10,14 @@ The README's quality figures, measured with the `vaswani` command line on the sh
                  the same data and epochs: accuracy, trainable parameters, minutes
     positions    the shakespeare model trained once per position kind (sinusoidal, learned, rotary, alibi, relative)
                  at block 64, then its validation loss on held-out windows of 64, 128, 256 and 512 characters
+    scores       paper 3.2.1: a small character-level decoder trained with scaled dot-product, unscaled dot-product
+                 and additive attention at d_k 16 and 128 (d_model 128, 8 or 1 heads), each at the package's init
+                 and with unit-variance q and k: validation loss, training speed, kept activations, score spread.
+                 Its own training loop (every run from the same weights, on the same batches, in lockstep), not the
+                 command line; the table also goes to benchmarks/results/quality_scores.md
 
-    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions] [--work-dir outputs/quality]
+    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores]
+                                 [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
 """
@@ -189,9 +195,232 @@ def lora(work: Path, log: list[str], pretrain_steps: int, finetune_epochs: float
     return figures
 
 
+# The scores entry (paper 3.2.1): a small decoder trained with each compatibility function at a small and a large d_k
+# (d_model fixed, the heads varied), every run from the same weights on the same batches, in lockstep (one step of
+# each run in turn, so that the load of a shared machine falls on all of them alike). A second setting draws W^Q and
+# W^K with std d_model^-1/2, giving q and k components of variance about 1 at init (after the LayerNorm): the
+# assumption of the paper's footnote 4, under which q.k has variance d_k.
+SCORE_KINDS = ("scaled_dot_product", "dot_product", "additive")
+SCORE_SHAPE = dict(d_model=128, d_ff=512, layers=2, block=64, batch=12, lr=1e-3, warmup=100, seed=0)
+SCORE_HEADS = (8, 1)  # d_k = 16 and 128
+SCORE_INITS = {"init_std": "the package's init (normal, std 0.02)",
+               "unit_qk": "W^Q, W^K with std d_model^-1/2 (unit-variance q, k at init), the rest as init_std"}
+SCORE_CHECKPOINTS = 4  # evaluations on the way (the first SCORE_EVAL_WINDOWS windows), then the whole held-out text
+SCORE_EVAL_WINDOWS = 256
+
+
+def _windows(ids: torch.Tensor, length: int) -> torch.Tensor:
+    return ids[: len(ids) // length * length].view(-1, length)
+
+
+@torch.no_grad()
+def _heldout_loss(model, windows: torch.Tensor, batch: int = 64) -> float:
+    model.eval()
+    total = sum(_lm_loss(model, windows[i : i + batch]).item() * len(windows[i : i + batch])
+                for i in range(0, len(windows), batch))
+    model.train()
+    return total / len(windows)
+
+
+def _lm_loss(model, window: torch.Tensor) -> torch.Tensor:
+    logits = model(input_ids=window[:, :-1]).logits
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten())
+
+
+@torch.no_grad()
+def score_statistics(model, window: torch.Tensor, seen_from: int = 16) -> dict:
+    """
+    The compatibility scores every head of every layer gives (before the softmax) on `window`, recomputed from the
+    query and key projections: their std over the causal (query, key) pairs, the mean over layers; and the mean
+    largest softmax weight of the queries that see at least `seen_from` keys (1 = one key takes all the weight).
+    """
+    captured, hooks = {}, []
+    attentions = [m for m in model.modules() if type(m).__name__ == "VaswaniAttention"]
+    for i, attention in enumerate(attentions):
+        for name in ("q_proj", "k_proj"):
+            hooks.append(getattr(attention, name).register_forward_hook(
+                lambda module, args, output, key=(i, name): captured.__setitem__(key, output)))
+    try:
+        model(input_ids=window)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    stds, tops = [], []
+    for i, attention in enumerate(attentions):
+        q, k = (captured[i, name].unflatten(-1, (attention.num_heads, -1)).transpose(1, 2) for name in ("q_proj", "k_proj"))
+        if attention.score_vector is not None:
+            scores = torch.einsum("bhqkd,hd->bhqk", torch.tanh(q.unsqueeze(3) + k.unsqueeze(2)), attention.score_vector)
+        else:
+            scores = q @ k.transpose(-1, -2) * attention.scaling
+        causal = torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
+        stds.append(scores[..., causal].std().item())
+        weights = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+        tops.append(weights[..., seen_from:, :].amax(-1).mean().item())
+    return {"score_std": sum(stds) / len(stds), "top_weight": sum(tops) / len(tops)}
+
+
+def activation_bytes(model, window: torch.Tensor) -> int:
+    """The bytes autograd keeps for the backward pass of one training step (each storage once, weights left out)."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = _lm_loss(model, window)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(kept.values())
+
+
+def _score_run(config, reference: dict, unit_qk: dict | None, steps: int):
+    """A model of `config` from the `reference` weights (and `unit_qk`'s W^Q, W^K), its AdamW and cosine schedule."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    from vaswani import VaswaniForCausalLM
+
+    torch.manual_seed(SCORE_SHAPE["seed"])  # the score vector v of additive attention (the one weight not shared)
+    model = VaswaniForCausalLM(config)
+    missing, unexpected = model.load_state_dict({**reference, **(unit_qk or {})}, strict=False)
+    assert not unexpected and all(name.endswith("score_vector") for name in missing), (missing, unexpected)
+    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=SCORE_SHAPE["lr"], betas=(0.9, 0.99))
+    warmup = min(SCORE_SHAPE["warmup"], steps // 10)
+    return model, optimizer, get_cosine_schedule_with_warmup(optimizer, warmup, steps)
+
+
+def _qk_gradient(model) -> float:
+    """The norm of the gradient on every W^Q and W^K: what reaches the scores' inputs through the softmax."""
+    grads = [p.grad for name, p in model.named_parameters() if name.endswith(("q_proj.weight", "k_proj.weight"))]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+
+
+def scores(work: Path, log: list[str], steps: int, data: Path = SHAKESPEARE, machine: dict | None = None) -> dict:
+    """Each (init, d_k, scores) run's held-out loss on the way and at the end, speed, kept activations, scores."""
+    threads = torch.get_num_threads()
+    # One thread: on cores shared with other processes two threads wait on each other (a step of the d_k 16
+    # scaled run: 27 ms on one thread, 1.4 s on two, with 5 processes on 2 cores).
+    torch.set_num_threads(1)
+    try:
+        return _scores(work, log, steps, data, machine)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _scores(work: Path, log: list[str], steps: int, data: Path, machine: dict | None) -> dict:
+    import statistics
+
+    from transformers import AutoTokenizer
+
+    from vaswani import VaswaniConfig, VaswaniForCausalLM
+    from vaswani.tokenization import config_from_tokenizer
+    from vaswani.training.data import read_text
+
+    tokenizer = AutoTokenizer.from_pretrained(str(char_tokenizer(work, log, data)))
+    ids = torch.tensor(tokenizer(read_text(data), add_special_tokens=False)["input_ids"])
+    cut = int(len(ids) * 0.9)  # the last 10% held out, as --validation-fraction 0.1
+    train, heldout = ids[:cut], _windows(ids[cut:], SCORE_SHAPE["block"] + 1)
+    shape = SCORE_SHAPE
+    generator = torch.Generator().manual_seed(shape["seed"])  # one data order for every run
+    starts = torch.randint(0, len(train) - shape["block"] - 1, (steps, shape["batch"]), generator=generator)
+    probe = heldout[:16, :-1]  # the scores are looked at on these windows
+
+    def config(heads, kind):
+        return config_from_tokenizer(
+            tokenizer, config=VaswaniConfig(), stacks="decoder-only", num_encoder_layers=0,
+            num_decoder_layers=shape["layers"], d_model=shape["d_model"], num_heads=heads, d_ff=shape["d_ff"],
+            dropout=0.0, attention_dropout=0.0, activation_function="gelu", position_embedding_type="learned",
+            max_position_embeddings=shape["block"], norm_first=True, scale_embedding=False, attention_scores=kind)
+
+    torch.manual_seed(shape["seed"])
+    reference = VaswaniForCausalLM(config(SCORE_HEADS[0], "scaled_dot_product")).state_dict()
+    unit = torch.Generator().manual_seed(shape["seed"] + 1)
+    unit_qk = {name: torch.randn(tensor.shape, generator=unit) * shape["d_model"] ** -0.5
+               for name, tensor in reference.items() if name.endswith(("q_proj.weight", "k_proj.weight"))}
+    runs = {}
+    for init in SCORE_INITS:
+        for heads in SCORE_HEADS:
+            for kind in SCORE_KINDS:
+                model, optimizer, schedule = _score_run(config(heads, kind), reference,
+                                                        unit_qk if init == "unit_qk" else None, steps)
+                runs[init, heads, kind] = dict(model=model, optimizer=optimizer, schedule=schedule, times=[],
+                                               losses=[], curve={}, at_init=score_statistics(model, probe),
+                                               activation_bytes=activation_bytes(model, probe[: shape["batch"]]))
+    checkpoints = sorted({round(steps * i / SCORE_CHECKPOINTS) for i in range(SCORE_CHECKPOINTS)})
+    started = time.perf_counter()
+    for step in range(steps):
+        windows = torch.stack([train[s : s + shape["block"] + 1] for s in starts[step].tolist()])
+        for run_ in runs.values():
+            if step in checkpoints:
+                run_["curve"][step] = _heldout_loss(run_["model"], heldout[:SCORE_EVAL_WINDOWS])
+            begin = time.perf_counter()
+            loss = _lm_loss(run_["model"], windows)
+            loss.backward()
+            if step == 0:
+                run_["qk_gradient_at_init"] = _qk_gradient(run_["model"])
+            torch.nn.utils.clip_grad_norm_(run_["model"].parameters(), 1.0)  # as the Trainer does
+            run_["optimizer"].step()
+            run_["schedule"].step()
+            run_["optimizer"].zero_grad(set_to_none=True)
+            run_["times"].append(time.perf_counter() - begin)
+            run_["losses"].append(loss.item())
+        if (step + 1) % max(1, steps // 10) == 0:
+            print(f"step {step + 1}/{steps}, {time.perf_counter() - started:.0f} s", flush=True)
+    figures = {}
+    for (init, heads, kind), run_ in runs.items():
+        model = run_["model"]
+        per_step = statistics.median(run_["times"])
+        quarter = max(1, steps // SCORE_CHECKPOINTS)
+        figures.setdefault(init, {}).setdefault(f"d_k={shape['d_model'] // heads}", {})[kind] = {
+            "heads": heads,
+            "validation_loss": _heldout_loss(model, heldout),
+            "validation_curve": {**{str(k): v for k, v in run_["curve"].items()},
+                                 str(steps): _heldout_loss(model, heldout[:SCORE_EVAL_WINDOWS])},
+            "train_loss_by_quarter": [statistics.fmean(run_["losses"][i : i + quarter])
+                                      for i in range(0, steps, quarter)],
+            "seconds_per_step": per_step, "tokens_per_second": shape["batch"] * shape["block"] / per_step,
+            "activation_mib": run_["activation_bytes"] / 2**20,
+            "qk_gradient_at_init": run_["qk_gradient_at_init"],
+            "at_init": run_["at_init"], "at_end": score_statistics(model, probe),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    return {**figures, "settings": SCORE_INITS, "shape": shape, "steps": steps, "heldout_windows": len(heldout),
+            "curve_windows": min(SCORE_EVAL_WINDOWS, len(heldout)), "torch_threads": torch.get_num_threads(),
+            "machine": machine}
+
+
+def scores_table(figures: dict) -> str:
+    """The scores entry as a Markdown table, one row per run."""
+    rows = ["| setting | d_k | scores | validation loss | train loss, last quarter | ms/step | tokens/s | "
+            "activations MiB | score std init -> end | top weight init -> end | W^Q,W^K grad at init |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for init in SCORE_INITS:
+        for d_k, kinds in figures[init].items():
+            for kind, f in kinds.items():
+                rows.append(
+                    f"| {init} | {d_k.split('=')[1]} | {kind} | {f['validation_loss']:.3f} | "
+                    f"{f['train_loss_by_quarter'][-1]:.3f} | {1000 * f['seconds_per_step']:.0f} | "
+                    f"{f['tokens_per_second']:,.0f} | {f['activation_mib']:.1f} | "
+                    f"{f['at_init']['score_std']:.2f} -> {f['at_end']['score_std']:.2f} | "
+                    f"{f['at_init']['top_weight']:.2f} -> {f['at_end']['top_weight']:.2f} | "
+                    f"{f['qk_gradient_at_init']:.2g} |")
+    shape = figures["shape"]
+    settings = "; ".join(f"{name}: {text}" for name, text in figures["settings"].items())
+    return (f"Decoder-only, d_model {shape['d_model']}, {shape['layers']} layers, block {shape['block']}, batch "
+            f"{shape['batch']}, {figures['steps']} steps of AdamW (lr {shape['lr']:g}, cosine), seed {shape['seed']}; "
+            f"every run from the same weights on the same batches. {settings}. Validation loss on "
+            f"{figures['heldout_windows']} held-out windows.\n\n" + "\n".join(rows) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=["shakespeare", "translation", "sentiment", "lora", "positions"])
+    parser.add_argument("--only", nargs="+",
+                        choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
@@ -200,7 +429,10 @@ def main(argv=None) -> int:
     parser.add_argument("--positions-kinds", nargs="+", choices=POSITION_KINDS, default=list(POSITION_KINDS),
                         help="the kinds to (re)measure; the others' figures already in --results are kept")
     parser.add_argument("--positions-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file the figures go in")
+    parser.add_argument("--scores-steps", type=int, default=1000)
+    parser.add_argument("--scores-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="the JSON file the figures go in (the scores table beside it, <name>_scores.md)")
     args = parser.parse_args(argv)
     import os
 
@@ -221,6 +453,7 @@ def main(argv=None) -> int:
         "lora": lambda log: lora(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
         "positions": lambda log: positions(args.work_dir, log, args.positions_steps, args.positions_data,
                                            args.positions_kinds, machine=machine),
+        "scores": lambda log: scores(args.work_dir, log, args.scores_steps, args.scores_data, machine=machine),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()
@@ -237,6 +470,8 @@ def main(argv=None) -> int:
             figures["minutes"] = round(sum(figures[kind]["minutes"] for kind in POSITION_KINDS if kind in figures), 1)
         results[name] = figures
         write_whole(args.results, json.dumps(results, indent=2) + "\n")  # whole or not at all
+        if name == "scores":
+            write_whole(args.results.with_name(f"{args.results.stem}_scores.md"), scores_table(figures))
         print(f"\n### {name}: " + json.dumps({k: v for k, v in figures.items() if k != "commands"}), flush=True)
     return 0
 

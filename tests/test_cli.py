@@ -41,7 +41,12 @@ from transformers import (
 
 import vaswani  # noqa: F401  (registers the family with the Auto classes)
 from vaswani.cli import DEFAULT_PRESET, _label_smoothing, _new_config, build_parser, cmd_evaluate, main
-from vaswani.configuration.configuration_vaswani import ACTIVATIONS, POSITION_EMBEDDING_TYPES, PRESETS
+from vaswani.configuration.configuration_vaswani import (
+    ACTIVATIONS,
+    ATTENTION_SCORES,
+    POSITION_EMBEDDING_TYPES,
+    PRESETS,
+)
 from vaswani.training.data import BIBLE, ROTTEN_TOMATOES, SHAKESPEARE
 from vaswani.training.recipe import LABEL_SMOOTHING
 from vaswani.training.task_table import TASKS, pretraining_task
@@ -785,6 +790,7 @@ def test_architecture_choices_are_the_configs(command):
     options = _options(command)
     assert tuple(options["activation"].choices) == ACTIVATIONS
     assert tuple(options["positions"].choices) == POSITION_EMBEDDING_TYPES
+    assert tuple(options["attention_scores"].choices) == ATTENTION_SCORES
     assert list(options["preset"].choices) == list(PRESETS)
     small = PRESETS[DEFAULT_PRESET]
     assert f"(default {small['d_model']})" in options["d_model"].help
@@ -893,6 +899,34 @@ def test_position_options_over_the_new_presets(tokenizers):
     t5 = config("--preset", "t5-small", "--relative-buckets", "16")
     assert (t5.position_embedding_type, t5.relative_attention_num_buckets) == ("relative", 16)
     assert t5.relative_attention_max_distance == PRESETS["t5-small"]["relative_attention_max_distance"]
+
+
+# -- Attention scores (paper 3.2.1): a new model's compatibility function ----------------------------------------------
+def test_attention_scores_reach_a_new_models_config(tokenizers):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers["char"][0])
+    base = ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d", "--output", "o"]
+    default = _new_config(build_parser().parse_args(base), tokenizer, max_position_embeddings=64)
+    assert default.attention_scores == vaswani.VaswaniConfig().attention_scores == "scaled_dot_product"
+    for scores in ATTENTION_SCORES:
+        args = build_parser().parse_args([*base, "--attention-scores", scores])
+        assert _new_config(args, tokenizer, max_position_embeddings=64).attention_scores == scores
+
+
+@pytest.mark.parametrize("scores", ["dot_product", "additive"])
+def test_a_model_with_other_attention_scores_pretrains_saves_and_evaluates(scores, data, tokenizers, tmp_path):
+    folder = tmp_path / scores
+    trained = ok("pretrain", "--objective", "clm", "--tokenizer", tokenizers["char"][0], "--data", data.shakespeare,
+                 "--validation-fraction", "0.2", "--block-size", "16", "--steps", "2", "--attention-scores", scores,
+                 "--output", folder, *TINY)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.config.attention_scores == scores
+    assert (model.config._attn_implementation == "additive") == (scores == "additive")
+    assert all((attention.score_vector is not None) == (scores == "additive")
+               for attention in model.modules() if type(attention).__name__ == "VaswaniAttention")
+    # The saved folder scores its held-out text as pretrain did: the scores were saved and loaded with the model.
+    again = ok("evaluate", "--task", "clm", "--model", folder, "--data", data.shakespeare, "--validation-fraction",
+               "0.2", "--block-size", "16")
+    assert again.metrics["loss"] == pytest.approx(trained.metrics["loss"], abs=1e-4)
 
 
 # -- generate ----------------------------------------------------------------------------------------------------------
@@ -1289,6 +1323,12 @@ BAD_COMBINATIONS = {
     "a rotated share that is not whole": ("pretrain", ["--positions", "rotary", "--d-model", "32", "--num-heads",
                                                        "4", "--partial-rotary-factor", "0.1"],
                                           ["--partial-rotary-factor 0.1", "partial_rotary_factor"]),
+    "additive scores with rotary positions": ("pretrain", ["--positions", "rotary", "--attention-scores", "additive"],
+                                              ["--positions rotary", "--attention-scores additive", "sinusoidal"]),
+    "additive scores with a rotary preset": ("finetune", ["--preset", "pythia-160m", "--attention-scores", "additive"],
+                                             ["--attention-scores additive", "Rotary"]),
+    "--attention-scores with --model": ("finetune", ["--model", "m", "--attention-scores", "dot_product"],
+                                        ["--attention-scores", "--model"]),
     "position options with --model": ("finetune", ["--model", "m", "--rope-theta", "500"], ["--rope-theta", "--model"]),
     "--max-positions short of the block": ("pretrain", ["--positions", "learned", "--block-size", "64",
                                                         "--max-positions", "32"],

@@ -23,6 +23,7 @@ from vaswani import (
     config_from_tokenizer,
     train_tokenizer,
 )
+from vaswani.configuration.configuration_vaswani import ATTENTION_SCORES
 from vaswani.hub import AUTO_MAP, CUSTOM_PIPELINES
 
 
@@ -323,6 +324,18 @@ def test_card_of_each_shape_parses_as_hub_metadata(stacks, with_results, tmp_pat
     assert layers in text
     assert ("pre-LN" in text) == (stacks == "decoder-only")
     assert "@inproceedings{vaswani2017attention" in text
+
+
+@pytest.mark.parametrize("scores", ATTENTION_SCORES)
+def test_the_card_names_the_compatibility_function_when_it_is_not_the_papers(scores, tmp_path):
+    VaswaniForCausalLM(tiny_config(attention_scores=scores)).save_pretrained(tmp_path)
+    text = ModelCard.load(tmp_path / "README.md").text
+    named = {"scaled_dot_product": None, "dot_product": "unscaled dot-product scores q.k",
+             "additive": "additive scores v^T tanh(W_q q + W_k k)"}
+    for kind, phrase in named.items():
+        if phrase is not None:
+            assert (phrase in text) == (kind == scores), kind
+    assert ("scores" in text) == (scores != "scaled_dot_product")  # the paper's own goes unsaid
 
 
 class FakeHub:

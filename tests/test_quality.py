@@ -1,7 +1,8 @@
 """
 The quality figures' `positions` entry (benchmarks/quality.py): its commands are valid `vaswani` command lines that
 differ from the shakespeare entry's only in the positions, and at a toy size (a few steps, a slice of the text) they
-train and score every window length, the block it trained on giving pretrain's own validation loss.
+train and score every window length, the block it trained on giving pretrain's own validation loss. The `scores`
+entry (paper 3.2.1) at a toy size trains every run from one set of weights and writes its table.
 """
 
 import importlib.util
@@ -59,16 +60,23 @@ def test_every_positions_command_parses_and_is_the_shakespeare_model_with_other_
             assert _option(command, "--model") == _option(pretrain, "--output")
 
 
-def test_the_positions_entry_at_a_toy_size_measures_kinds_apart_and_merges_them(quality, tmp_path):
+@pytest.fixture
+def toy(tmp_path):
+    """A slice of Tiny Shakespeare, and a results file that already holds another entry."""
     data = tmp_path / "shakespeare.txt"
     with open(SHAKESPEARE, encoding="utf-8") as handle:
         data.write_text(handle.read(20_000), encoding="utf-8")
     results = tmp_path / "quality.json"
     results.write_text(json.dumps({"shakespeare": {"validation_loss": 1.9}}))
-    toy = ["--only", "positions", "--positions-steps", "2", "--positions-data", str(data), "--results", str(results),
-           "--work-dir", str(tmp_path / "work")]
+    return data, results
+
+
+def test_the_positions_entry_at_a_toy_size_measures_kinds_apart_and_merges_them(quality, toy, tmp_path):
+    data, results = toy
+    argv = ["--only", "positions", "--positions-steps", "2", "--positions-data", str(data), "--results", str(results),
+            "--work-dir", str(tmp_path / "work")]
     for kind in ("alibi", "learned"):  # two runs, one kind each: the second keeps the first's figures
-        assert quality.main([*toy, "--positions-kinds", kind]) == 0
+        assert quality.main([*argv, "--positions-kinds", kind]) == 0
     written = json.loads(results.read_text())
     assert written["shakespeare"] == {"validation_loss": 1.9}  # the other entries are left as they were
     figures = written["positions"]
@@ -83,3 +91,40 @@ def test_the_positions_entry_at_a_toy_size_measures_kinds_apart_and_merges_them(
         assert f"--positions {kind}" in commands[1]
     assert figures["learned_max_positions"] == max(quality.CONTEXT_LENGTHS) + 1
     assert figures["commands"] == list(dict.fromkeys(figures["learned"]["commands"] + figures["alibi"]["commands"]))
+
+
+@pytest.mark.slow  # twelve small models, two steps each: about 15 s on 2 idle cores
+def test_the_scores_entry_at_a_toy_size_trains_every_run_and_writes_its_table(quality, toy, tmp_path):
+    data, results = toy
+    assert quality.main(["--only", "scores", "--scores-steps", "2", "--scores-data", str(data), "--results",
+                         str(results), "--work-dir", str(tmp_path / "work")]) == 0
+    written = json.loads(results.read_text())
+    assert written["shakespeare"] == {"validation_loss": 1.9}  # the other entries are left as they were
+    figures = written["scores"]
+    assert [line.split()[1] for line in figures["commands"]] == ["train-tokenizer"]
+    d_model = figures["shape"]["d_model"]
+    for init in quality.SCORE_INITS:
+        assert sorted(figures[init]) == sorted(f"d_k={d_model // heads}" for heads in quality.SCORE_HEADS)
+        for d_k, runs in figures[init].items():
+            assert tuple(runs) == quality.SCORE_KINDS
+            for run in runs.values():
+                assert 0 < run["validation_loss"] < 2 * math.log(70)  # about 65 characters: near uniform
+                assert sorted(run["validation_curve"], key=int) == ["0", "1", "2"]
+                assert run["seconds_per_step"] > 0 and run["qk_gradient_at_init"] > 0
+            # One set of weights for every run: unscaled scores are the scaled ones times sqrt(d_k) (exactly in the
+            # first layer; the second sees the first's output, which the scaling moves: a little at the package's
+            # init, more where unscaled scores of unit-variance q, k make the first layer's softmax nearly one-hot).
+            scaled, unscaled = (runs[kind]["at_init"]["score_std"] for kind in ("scaled_dot_product", "dot_product"))
+            close = 1e-2 if init == "init_std" else 0.1
+            assert unscaled == pytest.approx(scaled * int(d_k.split("=")[1]) ** 0.5, rel=close)
+            # Additive attention keeps a (queries, keys, d_k) tensor per head for the backward pass; dot products
+            # a (queries, keys) one.
+            assert runs["additive"]["activation_mib"] > runs["dot_product"]["activation_mib"]
+            assert runs["dot_product"]["activation_mib"] == runs["scaled_dot_product"]["activation_mib"]
+        # Unit-variance q and k give scaled scores of unit spread at init (footnote 4); the package's 0.02 far less.
+        spread = figures[init][f"d_k={d_model}"]["scaled_dot_product"]["at_init"]["score_std"]
+        assert (0.7 < spread < 1.3) if init == "unit_qk" else spread < 0.2
+    table = (tmp_path / "quality_scores.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(quality.SCORE_INITS) * len(quality.SCORE_HEADS) * len(quality.SCORE_KINDS)
+    assert {row.split(" | ")[2] for row in rows} == set(quality.SCORE_KINDS)

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from .configuration.configuration_vaswani import ACTIVATIONS, POSITION_EMBEDDING_TYPES, PRESETS
+from .configuration.configuration_vaswani import ACTIVATIONS, ATTENTION_SCORES, POSITION_EMBEDDING_TYPES, PRESETS
 
 
 EXIT_USAGE = 2
@@ -180,6 +180,9 @@ def _add_architecture(parser):
     group.add_argument("--dropout", type=fraction, help=f"P_drop (default {small['dropout']})")
     group.add_argument("--positions", choices=list(POSITION_EMBEDDING_TYPES),
                        help=f"position encoding (default {_config_default('position_embedding_type')})")
+    group.add_argument("--attention-scores", choices=list(ATTENTION_SCORES),
+                       help=f"the compatibility function of attention (paper 3.2.1): q.k / sqrt(d_k), q.k unscaled, or "
+                            f"additive v^T tanh(W_q q + W_k k) (default {_config_default('attention_scores')})")
     group.add_argument("--max-positions", type=positive_int,
                        help="positions a new model is made for: with learned positions, the rows of its table "
                             "(default: the task's length, at least 64)")
@@ -425,7 +428,7 @@ POSITION_OPTIONS = {"rope_theta": "rotary", "partial_rotary_factor": "rotary", "
 # AdamW's settings: the paper's recipe brings its own optimiser and schedule (`recipe.paper_optimizer`).
 ADAMW_OPTIONS = ("lr", "warmup", "lr_scheduler", "weight_decay", "adam_beta2")
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "num_heads", "d_ff", "layers", "dropout", "positions", "activation",
-                        "norm_first", "no_embedding_scale", *POSITION_OPTIONS, "max_positions")
+                        "norm_first", "no_embedding_scale", *POSITION_OPTIONS, "max_positions", "attention_scores")
 
 
 def _flag(dest: str) -> str:
@@ -541,7 +544,8 @@ def _positions_of(args) -> str:
 def _check_positions(args, chosen) -> None:
     """
     Each position kind's options only with that kind, values its config accepts (buckets against the distance, the
-    rotated share of a head), and --max-positions that holds the task's inputs.
+    rotated share of a head, additive scores without rotary positions), and --max-positions that holds the task's
+    inputs.
     """
     from .configuration import VaswaniConfig
     from .training.data import UsageError
@@ -552,12 +556,14 @@ def _check_positions(args, chosen) -> None:
             raise UsageError(f"{_flag(dest)} sets {needs} positions, but the new model has {kind} positions: add "
                              f"--positions {needs}, or drop {_flag(dest)}.")
     preset = args.preset or DEFAULT_PRESET
-    settings = {k: v for k, v in (("d_model", args.d_model), ("num_heads", args.num_heads)) if v is not None}
+    shape = (("d_model", args.d_model), ("num_heads", args.num_heads), ("attention_scores", args.attention_scores))
+    settings = {k: v for k, v in shape if v is not None}
     try:  # the shape alone (no tokenizer yet): what the config refuses in these options, before any work
         VaswaniConfig.from_preset(preset, **settings, position_embedding_type=kind,
                                   **_position_settings(args, VaswaniConfig.from_preset(preset)))
     except ValueError as error:
-        given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in POSITION_OPTIONS if d in chosen)
+        named = (*POSITION_OPTIONS, "positions", "attention_scores")
+        given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in named if d in chosen)
         raise UsageError(f"{given_}: {error}") from None
     if args.max_positions is not None and kind == "learned":
         task = _task_of(args)
@@ -688,6 +694,7 @@ def _new_config(args, tokenizer, **defaults):
     chosen = {
         "d_model": args.d_model, "num_heads": args.num_heads, "d_ff": args.d_ff, "dropout": args.dropout,
         "position_embedding_type": args.positions, "activation_function": args.activation,
+        "attention_scores": args.attention_scores,
     }
     settings.update({k: v for k, v in chosen.items() if v is not None})
     if args.layers is not None:

@@ -467,9 +467,15 @@ def _architecture(config, head: str) -> str:
         "relative": "; positions enter self-attention as T5's learned relative bias",
     }[kind]
     scale = " multiplied by sqrt(d_model)" if config.scale_embedding else ""
+    # Only the compatibility functions the paper set aside are named (3.2.1): its own scaled dot product goes unsaid.
+    scores = {
+        "scaled_dot_product": "",
+        "dot_product": ", with unscaled dot-product scores q.k (not q.k / sqrt(d_k))",
+        "additive": ", with additive scores v^T tanh(W_q q + W_k k) (Bahdanau et al.), not dot products",
+    }[config.attention_scores]
     return (
         f"{stacks} Inputs are token embeddings{scale}{positions}. Each of the {config.num_heads} attention "
-        f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2); the "
+        f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2){scores}; the "
         f"feed-forward network is {config.d_model} -> {config.d_ff} -> {config.d_model} with "
         f"{config.activation_function}. "
         + (
