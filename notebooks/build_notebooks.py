@@ -1126,9 +1126,10 @@ def inside_attention():
 
             Because attention itself ignores order, the model adds a **positional encoding** to its input
             embeddings (3.5); the model here has the paper's sinusoidal positions (the default
-            `position_embedding_type="sinusoidal"`). This notebook draws all of these from a real model. To have something better than
-            random weights to look at, it first trains a small English-to-Spanish model for a couple of minutes
-            (notebook 04 explains the recipe).
+            `position_embedding_type="sinusoidal"`). This notebook draws all of these from a real model, with the
+            package's helpers: `vaswani.attention_maps` collects the weights, `vaswani.explore` draws them. To have
+            something better than random weights to look at, it first trains a small English-to-Spanish model for
+            a couple of minutes (notebook 04 explains the recipe).
             """
         ),
         setup_cell("05_inside_attention"),
@@ -1169,66 +1170,49 @@ def inside_attention():
             ## Asking for the attention weights
 
             The fast attention kernels (`sdpa`, flash) never materialise the weight matrix, so they cannot return
-            it. Loading with `attn_implementation="eager"` selects the plain implementation of equation 1
-            (`eager_attention_forward`), and `output_attentions=True` makes the model return, for every layer, a
-            tensor of shape (batch, heads, queries, keys).
+            it. The plain implementation of equation 1, `eager` (`eager_attention_forward`), does, and with
+            `output_attentions=True` the model returns, for every layer, a tensor of shape (batch, heads, queries,
+            keys). `vaswani.attention_maps(model, inputs, tokenizer)` does both for one call: it switches the model
+            to eager attention, runs it once, and gives back the implementation it had. Its result holds
+            `weights[kind]`, shaped (layers, batch, heads, queries, keys), for the three kinds of attention
+            (`"encoder"`, `"decoder"`, `"cross"`), and the tokens of the rows and columns.
 
-            We translate one sentence with greedy search, then run the model once more on the source and its own
-            translation to collect all three kinds of attention.
+            We translate one sentence with beam search, then give the model the source and its own translation to
+            collect all three kinds of attention.
             """
         ),
         code(
             """
             from transformers import AutoModelForSeq2SeqLM
 
-            model = AutoModelForSeq2SeqLM.from_pretrained(folder, attn_implementation="eager").eval()
-            print("attention implementation:", model.config._attn_implementation)
+            model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()  # the default, fast implementation
             sentence = "And God said, Let there be light: and there was light."
             source = tokenizer(sentence, return_tensors="pt")
             translation = model.generate(**source, max_new_tokens=40, num_beams=4, length_penalty=0.6)
             print("source:     ", sentence)
             print("translation:", tokenizer.decode(translation[0], skip_special_tokens=True))
 
-            with torch.no_grad():
-                output = model(**source, decoder_input_ids=translation, output_attentions=True)
-            source_tokens = tokenizer.convert_ids_to_tokens(source["input_ids"][0])
-            target_tokens = tokenizer.convert_ids_to_tokens(translation[0])
-            for name in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
-                maps = getattr(output, name)
-                print(f"{name:19s} {len(maps)} layers of {tuple(maps[0].shape)}  rows sum to "
-                      f"{maps[0][0, 0].sum(-1).mean():.3f}")
+            maps = vaswani.attention_maps(model, {**source, "decoder_input_ids": translation}, tokenizer=tokenizer)
+            print("attention implementation after the call:", model.config._attn_implementation)
+            for kind, weights in maps.weights.items():
+                print(f"{kind:8s} {tuple(weights.shape)} (layers, batch, heads, queries, keys); rows sum to "
+                      f"{weights.sum(-1).mean():.3f}")
             """
         ),
         code(
             """
-            import matplotlib.pyplot as plt
+            from vaswani.explore import plot_cross_attention, plot_heads, plot_positional_encodings, unpadded
 
-
-            def attention_grid(maps, queries, keys, title, cmap="viridis"):
-                layers, heads = len(maps), maps[0].shape[1]
-                fig, axes = plt.subplots(layers, heads, figsize=(3.4 * heads, 3.2 * layers + 0.6), squeeze=False, dpi=80)
-                for layer in range(layers):
-                    for head in range(heads):
-                        ax = axes[layer][head]
-                        ax.imshow(maps[layer][0, head].numpy(), cmap=cmap, vmin=0, vmax=1)
-                        ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=7)
-                        ax.set_yticks(range(len(queries)), queries, fontsize=7)
-                        ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=9)
-                fig.suptitle(title)
-                fig.tight_layout()
-                plt.show()
-
-
-            attention_grid(output.encoder_attentions, source_tokens, source_tokens,
-                           "Encoder self-attention (rows: the word asking, columns: the words it looks at)")
+            plot_heads(maps, "encoder")  # a figure as the cell's last value is drawn below it
             """
         ),
         md(
             """
-            **What this shows.** Each small square is one head of one encoder layer. Row *i* is the distribution
-            of attention of source token *i* over all source tokens: the softmax of equation 1 (paper 3.2.1), so
-            every row sums to 1 and a bright cell means "token *i* takes much of its new value from this token".
-            The encoder is not masked, so any token may look anywhere, left or right.
+            **What this shows.** Each small square is one head of one encoder layer (counted from 0, as in
+            `maps.head(layer, head)`). Row *i* is the distribution of attention of source token *i* over all
+            source tokens: the softmax of equation 1 (paper 3.2.1), so every row sums to 1 and a bright cell means
+            "token *i* takes much of its new value from this token". The encoder is not masked, so any token may
+            look anywhere, left or right.
 
             Things to look for: a bright **diagonal** (a token attending to itself), a band just **beside** the
             diagonal (attending to the previous or next token, a way to read local word order), and **vertical
@@ -1241,20 +1225,21 @@ def inside_attention():
         ),
         code(
             """
-            def describe_heads(maps, tokens):
-                special = [i for i, t in enumerate(tokens) if t in ("</s>", "<s>", "<pad>")]
+            def describe_heads(maps, kind):
+                weights, tokens, _ = unpadded(maps, kind)  # (layers, heads, queries, keys), padding left out
+                special = [i for i, t in enumerate(tokens) if t in tokenizer.all_special_tokens]
+                n = len(tokens)
                 print(f"{'':16s} {'self':>6s} {'previous':>9s} {'next':>6s} {'special':>8s} {'spread':>7s}")
-                for layer, attention in enumerate(maps):
-                    for head in range(attention.shape[1]):
-                        a = attention[0, head]
-                        n = a.shape[-1]
+                for layer in range(weights.shape[0]):
+                    for head in range(weights.shape[1]):
+                        a = weights[layer, head]
                         entropy = -(a.clamp_min(1e-9).log() * a).sum(-1).mean() / torch.log(torch.tensor(float(n)))
-                        print(f"layer {layer + 1}, head {head + 1}  {a.diagonal().mean():6.2f} "
+                        print(f"layer {layer}, head {head}  {a.diagonal().mean():6.2f} "
                               f"{a.diagonal(-1).mean() if n > 1 else 0:9.2f} {a.diagonal(1).mean() if n > 1 else 0:6.2f} "
                               f"{a[:, special].sum(-1).mean() if special else 0:8.2f} {entropy:7.2f}")
 
 
-            describe_heads(output.encoder_attentions, source_tokens)
+            describe_heads(maps, "encoder")
             """
         ),
         md(
@@ -1275,11 +1260,10 @@ def inside_attention():
         ),
         code(
             """
-            attention_grid(output.decoder_attentions, target_tokens, target_tokens,
-                           "Decoder masked self-attention (the upper triangle is masked out)")
+            display(plot_heads(maps, "decoder"))
+            weights, target_tokens, _ = unpadded(maps, "decoder")
             upper = torch.triu(torch.ones(len(target_tokens), len(target_tokens)), diagonal=1).bool()
-            leak = max(float(layer[0][:, upper].max()) for layer in output.decoder_attentions)
-            print(f"largest weight on a future token in any head or layer: {leak}")
+            print(f"largest weight on a future token in any head or layer: {float(weights[..., upper].max())}")
             """
         ),
         md(
@@ -1295,29 +1279,25 @@ def inside_attention():
 
             A trained model tends to sweep roughly along a diagonal, since English and Spanish word orders are
             similar, and to jump where they differ; a model trained for only minutes, like ours, shows this
-            only in some heads and blurs it in others. The last figure averages the heads of each layer; the
-            printed line finds, for each Spanish token, the English token that received the most attention in
-            the last layer.
+            only in some heads and blurs it in others. The second figure averages the heads of each layer
+            (`plot_cross_attention` draws into the axes it is given); the printed line finds, for each Spanish
+            token, the English token that received the most attention in the last layer.
             """
         ),
         code(
             """
-            attention_grid(output.cross_attentions, target_tokens, source_tokens,
-                           "Encoder-decoder attention (rows: Spanish, decoder side; columns: English, encoder side)",
-                           cmap="magma")
+            import matplotlib.pyplot as plt
 
-            fig, axes = plt.subplots(1, len(output.cross_attentions), figsize=(6.5 * len(output.cross_attentions), 5.5),
-                                     squeeze=False)
-            axes = axes[0]
-            for layer, (ax, maps) in enumerate(zip(axes, output.cross_attentions)):
-                ax.imshow(maps[0].mean(0).numpy(), cmap="magma", vmin=0)
-                ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=90)
-                ax.set_yticks(range(len(target_tokens)), target_tokens)
-                ax.set_title(f"layer {layer + 1}, mean of the {maps.shape[1]} heads")
-            fig.tight_layout()
+            display(plot_heads(maps, "cross", cmap="magma"))
+
+            layers = maps.num_layers["cross"]
+            fig, axes = plt.subplots(1, layers, figsize=(6.5 * layers, 5.5), layout="constrained")
+            for layer, ax in enumerate(axes):
+                plot_cross_attention(maps, layer=layer, ax=ax)  # head=None: the mean of the heads
             plt.show()
 
-            last = output.cross_attentions[-1][0].mean(0)
+            weights, target_tokens, source_tokens = unpadded(maps, "cross")
+            last = weights[-1].mean(0)
             pairs = [f"{target_tokens[i + 1]}<-{source_tokens[int(last[i].argmax())]}" for i in range(len(target_tokens) - 1)]
             print("most attended English token when writing each Spanish token (last layer):")
             print("  ".join(pairs))
@@ -1325,6 +1305,55 @@ def inside_attention():
         ),
         md(
             """
+            The same maps open in [bertviz](https://github.com/jessevig/bertviz)'s interactive views when it is
+            installed (`pip install bertviz`): `vaswani.explore.head_view(maps)` and `model_view(maps)`.
+
+            ## Additive attention, the other compatibility function of 3.2.1
+
+            The paper names two common ways to score a query against a key: **dot-product** attention, its own
+            (with the 1/√d_k scaling), and **additive** attention (Bahdanau et al.), a small feed-forward network
+            score(q, k) = vᵀ tanh(W_q q + W_k k). "While the two are similar in theoretical complexity, dot-product
+            attention is much faster and more space-efficient in practice", since it is one matrix product, while
+            additive attention needs the d_k tanh units of every (query, key) pair. The config field
+            `attention_scores="additive"` builds the second kind. Below we take the trained model, swap its scores
+            for additive ones (the projections W_q, W_k stay; only the vector v of each head is new), train it
+            briefly, and put the last layer's cross-attention of the two side by side on the same sentence.
+            """
+        ),
+        code(
+            """
+            additive_config = model.config.to_dict() | {"attention_scores": "additive"}
+            additive = VaswaniForConditionalGeneration(type(model.config).from_dict(additive_config))
+            missing, unexpected = additive.load_state_dict(model.state_dict(), strict=False)
+            print("new parameters:", sorted({name.rsplit(".", 1)[-1] for name in missing}), "| unused:", unexpected)
+            print("attention implementation:", additive.config._attn_implementation)
+
+            FINE_STEPS = 5 if FAST else STEPS // 6
+            settings = RunSettings(output=OUT / "attention-additive", steps=FINE_STEPS, batch_size=32,
+                                   paper_recipe=True, lr_scale=0.5, logging_steps=FINE_STEPS, quiet=True, seed=0)
+            additive_trainer, _ = train(additive, tokenizer, data, settings, trainer_class=Seq2SeqTrainer)
+            for name, run in (("scaled dot-product", trainer), ("additive", additive_trainer)):
+                seconds = run.state.log_history[-1]["train_runtime"] / run.state.max_steps
+                print(f"{name:18s} on {run.model.config._attn_implementation:8s} {seconds:.3f} s per training step")
+
+            additive_maps = vaswani.attention_maps(additive.eval(), {**source, "decoder_input_ids": translation},
+                                                   tokenizer=tokenizer)
+            fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
+            plot_cross_attention(maps, ax=left)
+            plot_cross_attention(additive_maps, ax=right)
+            left.set_title("scaled dot-product: softmax(q·k / √d_k)")
+            right.set_title(f"additive: softmax(vᵀ tanh(q + k)), after {FINE_STEPS} more steps")
+            plt.show()
+            """
+        ),
+        md(
+            """
+            Both rows still sum to 1 and both models attend with the same projections, so the pictures are
+            comparable cell for cell. What differs is the function of q and k: the dot product can grow without
+            bound as q and k line up (hence the 1/√d_k, or the softmax saturates), while tanh bounds each of the
+            d_k units, so additive scores are tamer. The cost is in the line above: additive attention builds a
+            (queries x keys x d_k) tensor per head, the dot product one matrix product.
+
             ## The positional encoding (paper 3.5)
 
             Attention compares every query with every key the same way wherever they stand, so without help the
@@ -1339,26 +1368,25 @@ def inside_attention():
             quickly as the position grows, the right columns barely change, like the fast and slow hands of a
             clock. Together they give every position a distinct pattern, and since nothing was learned, it
             works for positions longer than any seen in training (3.5). The function is
-            `vaswani.modeling.modeling_vaswani.sinusoidal_positions`, the one the model uses.
+            `vaswani.modeling.modeling_vaswani.sinusoidal_positions`, the one the model uses, and
+            `plot_positional_encodings(model)` draws the model's own (its learned table for learned positions).
             """
         ),
         code(
             """
             from vaswani.modeling.modeling_vaswani import sinusoidal_positions
 
-            D, POSITIONS = 128, 100
+            D, POSITIONS = model.config.d_model, 100
             table = sinusoidal_positions(torch.arange(POSITIONS), D)
             print("table shape:", tuple(table.shape), "values in", (round(float(table.min()), 3), round(float(table.max()), 3)))
 
-            fig, (left, right) = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1.3, 1]})
-            image = left.imshow(table.numpy(), aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
-            left.set(xlabel="dimension", ylabel="position", title=f"sinusoidal positional encoding, d_model = {D}")
-            fig.colorbar(image, ax=left)
-            for dimension in (0, 16, 32, 48, 100):
+            fig, (left, right) = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1.3, 1]},
+                                              layout="constrained")
+            plot_positional_encodings(model, length=POSITIONS, ax=left)
+            for dimension in (0, D // 8, D // 4, 3 * D // 8, 3 * D // 4):
                 right.plot(table[:, dimension].numpy(), label=f"dimension {dimension} (sin)")
             right.set(xlabel="position", ylabel="value", title="a few columns: lower dimensions oscillate faster")
             right.legend(fontsize=8, loc="lower left")
-            fig.tight_layout()
             plt.show()
             """
         ),
@@ -1404,18 +1432,22 @@ def inside_attention():
         md(
             """
             A last check: `eager` and the default fused kernel (`sdpa`) compute the same function, equation 1;
-            only the order of the floating-point operations differs. So a model loaded for inspection behaves like
-            the one loaded for speed, and the pictures above describe the model that actually translates:
+            only the order of the floating-point operations differs. So the maps, drawn on eager attention,
+            describe the model that actually translates. `vaswani.explore.eager_attention(model)` is the switch
+            `attention_maps` uses, as a `with` block:
             """
         ),
         code(
             """
-            fast_model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()  # the default implementation
+            from vaswani.explore import eager_attention
+
             with torch.no_grad():
-                fast_logits = fast_model(**source, decoder_input_ids=translation).logits
-            again = fast_model.generate(**source, max_new_tokens=40, num_beams=4, length_penalty=0.6)
-            print(f"{fast_model.config._attn_implementation} vs eager: largest logit difference "
-                  f"{(fast_logits - output.logits).abs().max():.1e}; same translation: {torch.equal(again, translation)}")
+                fast_logits = model(**source, decoder_input_ids=translation).logits
+                with eager_attention(model):
+                    eager_logits = model(**source, decoder_input_ids=translation).logits
+                    again = model.generate(**source, max_new_tokens=40, num_beams=4, length_penalty=0.6)
+            print(f"{model.config._attn_implementation} vs eager: largest logit difference "
+                  f"{(fast_logits - eager_logits).abs().max():.1e}; same translation: {torch.equal(again, translation)}")
             """
         ),
         closing_cell(),
