@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/demo"), help="where the folders go")
     parser.add_argument("--steps", type=int, default=2500, help="training steps (default 2500, ~8 min)")
-    parser.add_argument("--quick", action="store_true", help="a tiny model and 30 steps: checks the pipeline only")
+    parser.add_argument("--quick", action="store_true", help="a tiny model and 120 steps (enough to learn which characters are common): checks the pipeline only")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     tokenizer_dir, model_dir = args.output_dir / "tokenizer", args.output_dir / "shakespeare-gpt"
-    width, heads, layers, block, steps = (32, 4, 2, 64, 30) if args.quick else (192, 6, 4, 128, args.steps)
+    width, heads, layers, block, steps = (32, 4, 2, 64, 120) if args.quick else (192, 6, 4, 128, args.steps)
 
     print("== 1. A character tokenizer for Tiny Shakespeare")
     code = cli.main(["train-tokenizer", "--kind", "char", "--data", str(SHAKESPEARE), "--max-length", "1024",
