@@ -150,6 +150,12 @@ class VaswaniConfig(PreTrainedConfig):
             and key projections and v (`score_vector`, d_k numbers per head) is the one extra parameter. Additive
             scores run on their own attention implementation, `"additive"` (the model picks it; sdpa, flash and
             flex compute dot products only).
+        image_size (`int`, *optional*): the encoder reads pixels, not tokens: square images of `image_size` x
+            `image_size` pixels cut into `patch_size` x `patch_size` patches, each projected to d_model, with a
+            learned [CLS] token in front (ViT, Dosovitskiy et al. 2021). None (the default): the encoder reads
+            tokens. The decoder, if any, always reads tokens (a captioner).
+        patch_size (`int`, defaults to 16): P, the side of a patch; it must divide `image_size`.
+        num_channels (`int`, defaults to 3): colour channels of the images.
         sinusoidal_layout (`str`, defaults to `"interleaved"`): where the sines and cosines sit in the encoding:
             `"interleaved"` is the paper's formula (sin at 2i, cos at 2i+1); `"concatenated"` puts all sines first,
             then all cosines (tensor2tensor and Marian). The same information, in another order.
@@ -220,6 +226,9 @@ class VaswaniConfig(PreTrainedConfig):
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     attention_scores: str = "scaled_dot_product"
+    image_size: int | None = None
+    patch_size: int = 16
+    num_channels: int = 3
     sinusoidal_layout: str = "interleaved"
     norm_first: bool = False
     final_layer_norm: bool | None = None
@@ -393,6 +402,7 @@ class VaswaniConfig(PreTrainedConfig):
                 "'alibi' or 'relative' with attention_scores='additive', or a dot-product score with rotary."
             )
         self._check_positions()
+        self._check_pixels()
         for name in (
             "norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding",
             "sparse_prediction", "tie_word_embeddings", "use_cache", "rms_norm", "projection_bias",
@@ -469,6 +479,27 @@ class VaswaniConfig(PreTrainedConfig):
                     f"buckets beyond grow up to it (T5 uses 32 buckets and 128)."
                 )
 
+    def _check_pixels(self):
+        for name in ("patch_size", "num_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        size = self.image_size
+        if size is None:
+            return
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"`image_size` must be a positive integer (pixels per side) or None, got {size!r}.")
+        if size % self.patch_size:
+            raise ValueError(
+                f"`patch_size` ({self.patch_size}) must divide `image_size` ({size}): an image is cut into whole "
+                f"patches. Choose, e.g., patch_size={max(p for p in range(1, self.patch_size + 1) if size % p == 0)}."
+            )
+
+    @property
+    def num_patches(self) -> int | None:
+        """(image_size / patch_size)^2, the patches an image becomes; None for a model that reads tokens."""
+        return None if self.image_size is None else (self.image_size // self.patch_size) ** 2
+
     def check_stacks(self):
         """Raise a `ValueError` when the stacks this config names cannot be built (heads call this for their shape)."""
         self.check()
@@ -489,6 +520,11 @@ class VaswaniConfig(PreTrainedConfig):
             raise ValueError(
                 "`parallel_residual=True` is a one-stack layout (GPT-J, GPT-NeoX): a decoder layer with "
                 "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads."
+            )
+        if self.image_size is not None and not self.has_encoder:
+            raise ValueError(
+                f"`image_size` makes the encoder read pixels, but `stacks={self.stacks!r}` has no encoder: use an "
+                f"encoder-only head (VaswaniForImageClassification) or an encoder-decoder one (a captioner)."
             )
         if self.is_encoder_decoder and self.decoder_start_token_id is None:
             raise ValueError(

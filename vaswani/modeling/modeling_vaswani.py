@@ -64,7 +64,8 @@ from .positions_vaswani import (
     key_positions,
     merge_position_bias,
 )
-from .validation_vaswani import check_encoder_states, validate_inputs
+from .validation_vaswani import check_encoder_states, check_pixel_values, validate_inputs
+from .vision_vaswani import VaswaniPatchEmbeddings
 
 
 # transformers 5.24 renamed the cache argument `past_key_values` -> `cache`; the old name still works, with
@@ -507,6 +508,12 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, nn.RMSNorm):
             init.ones_(module.weight)
+        elif isinstance(module, nn.Conv2d):  # the patch projection: a linear map of each patch
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        if isinstance(module, VaswaniPatchEmbeddings):
+            init.normal_(module.cls_token, mean=0.0, std=std)
         if isinstance(getattr(module, "final_logits_bias", None), torch.Tensor):
             init.zeros_(module.final_logits_bias)  # loaded from the checkpoint when it has one
         if isinstance(module, VaswaniEmbeddings) and hasattr(module, "sinusoidal_table"):
@@ -607,7 +614,12 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
-        self.embeddings = VaswaniEmbeddings(config, segments=True)
+        # Tokens, or an image as a sequence of patches (ViT) when the config has an `image_size`.
+        self.reads_pixels = config.image_size is not None
+        if self.reads_pixels:
+            self.embeddings = VaswaniPatchEmbeddings(config, sinusoids=sinusoidal_positions)
+        else:
+            self.embeddings = VaswaniEmbeddings(config, segments=True)
         self._make_attention_positions(config, bidirectional=True)
         self.layers = nn.ModuleList(
             [VaswaniEncoderLayer(config, layer_idx=i) for i in range(config.num_encoder_layers)]
@@ -616,11 +628,14 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         self.final_layer_norm = layer_norm(config) if config.final_layer_norm else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.projection if self.reads_pixels else self.embeddings.word_embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding):
-        self.embeddings.word_embeddings = value
+    def set_input_embeddings(self, value: nn.Module):
+        if self.reads_pixels:
+            self.embeddings.projection = value
+        else:
+            self.embeddings.word_embeddings = value
 
     @capture_outputs
     def forward(
@@ -630,6 +645,8 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs,
     ) -> BaseModelOutput:
         r"""
@@ -639,11 +656,27 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
             token_type_ids (`torch.LongTensor`, *optional*): segment ids, with `type_vocab_size > 0`.
             position_ids (`torch.LongTensor`, *optional*): positions; by default derived from the mask.
             inputs_embeds (`torch.Tensor`, *optional*): token embeddings instead of `input_ids`.
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): the images,
+                for a config with `image_size` (instead of tokens).
+            interpolate_pos_encoding (`bool`, defaults to `False`): let images of another size than `image_size`
+                through (a multiple of `patch_size`), resizing learned patch positions to their grid.
         """
-        position_ids = _stack_positions(
-            self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, 0, token_type_ids
-        )
-        hidden_states = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
+        if self.reads_pixels:
+            check_pixel_values(self.config, pixel_values, input_ids, inputs_embeds, interpolate_pos_encoding)
+            hidden_states = self.embeddings(pixel_values.to(self.embeddings.projection.weight.dtype),
+                                            interpolate_pos_encoding)
+            batch, length = hidden_states.shape[:2]
+            position_ids = torch.arange(length, device=hidden_states.device).expand(batch, -1)
+        else:
+            if pixel_values is not None:
+                raise ValueError(
+                    "`pixel_values` given to a model that reads tokens: its config has no `image_size`. Pass "
+                    "`input_ids`, or build a model with VaswaniConfig(image_size=..., patch_size=...)."
+                )
+            position_ids = _stack_positions(
+                self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, 0, token_type_ids
+            )
+            hidden_states = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask,
             allow_is_bidirectional_skip=self.position_bias is None,  # a bias needs a mask to live in

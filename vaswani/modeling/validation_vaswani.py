@@ -5,6 +5,7 @@ it becomes an index error deep in torch or a silently wrong answer.
     check_attention_mask   a 2D padding mask holds one 1/0 per token, cached tokens included
     validate_inputs        ids, embeddings, masks, positions and segment ids of one stack's input
     check_encoder_states   the encoder output a decoder attends over
+    check_pixel_values     the images of an encoder that reads pixels: a float (B, C, H, W) of the config's size
     check_labels           labels are class ids of the head (or the ignore index), of the right shape
     decoding_own_tokens    generate()'s later steps skip the value checks of the model's own tokens
     check_span_positions   answer spans are token indices
@@ -224,6 +225,51 @@ def check_encoder_states(
     check_attention_mask(attention_mask, tuple(states.shape[:2]), 0, "attention_mask")
     if not tracing and not bool(torch.isfinite(states).all()):
         raise ValueError(f"`{name}` holds NaN or infinite values: the decoder would give NaN for them.")
+
+
+def check_pixel_values(config, pixel_values, input_ids=None, inputs_embeds=None, interpolate: bool = False):
+    """
+    Images for an encoder that reads pixels: a float tensor (batch, num_channels, image_size, image_size), finite;
+    another height and width only with `interpolate_pos_encoding=True`, and then whole patches.
+    """
+    name, size, patch = "pixel_values", config.image_size, config.patch_size
+    if input_ids is not None or inputs_embeds is not None:
+        raise ValueError(
+            f"This encoder reads pixels (its config has image_size={size}): pass `{name}` (an image processor's "
+            f"output), not `input_ids` or `inputs_embeds`."
+        )
+    if pixel_values is None:
+        raise ValueError(f"This encoder reads pixels: pass `{name}`, a (batch_size, {config.num_channels}, {size}, "
+                         f"{size}) float tensor (the model's image processor makes it).")
+    if not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
+        raise ValueError(
+            f"`{name}` must be a float tensor (an image processor rescales 0-255 bytes to floats), got "
+            f"{getattr(pixel_values, 'dtype', type(pixel_values).__name__)}."
+        )
+    if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
+        raise ValueError(
+            f"`{name}` must have shape (batch_size, num_channels, height, width), got {tuple(pixel_values.shape)}: "
+            f"add a batch dimension to a single image (pixel_values[None])."
+        )
+    channels, height, width = pixel_values.shape[1:]
+    if channels != config.num_channels:
+        raise ValueError(
+            f"`{name}` has {channels} channels, the model {config.num_channels} (`num_channels`): convert the images "
+            f"(e.g. to RGB) or use the model's image processor."
+        )
+    if interpolate:
+        if height % patch or width % patch or height < patch or width < patch:
+            raise ValueError(
+                f"`{name}` of {height}x{width} pixels is not whole {patch}x{patch} patches (`patch_size`): resize it "
+                f"to a multiple of {patch}."
+            )
+    elif (height, width) != (size, size):
+        raise ValueError(
+            f"`{name}` is {height}x{width} pixels, the model takes {size}x{size} (`image_size`): resize the images "
+            f"(the model's image processor does), or pass interpolate_pos_encoding=True."
+        )
+    if not is_tracing() and not bool(torch.isfinite(pixel_values).all()):
+        raise ValueError(f"`{name}` holds NaN or infinite values.")
 
 
 def check_labels(
