@@ -33,6 +33,7 @@ REMOTE_FILES = {
     "modeling_vaswani_heads.py",
     "cache_vaswani.py",
     "positions_vaswani.py",
+    "vision_vaswani.py",
     "validation_vaswani.py",
     "pipeline_vaswani.py",
     "hub_vaswani.py",

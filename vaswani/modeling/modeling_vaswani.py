@@ -833,7 +833,9 @@ class VaswaniModel(VaswaniPreTrainedModel):
         super().__init__(config)
         self.encoder = VaswaniEncoder(config) if config.has_encoder else None
         self.decoder = VaswaniDecoder(config) if config.has_decoder else None
-        if config.is_encoder_decoder:
+        if config.image_size is not None:
+            self.main_input_name = "pixel_values"  # what generate() and the pipelines feed the encoder
+        if config.is_encoder_decoder and config.image_size is None:
             # Paper 3.4: the same weight matrix for both embedding layers.
             self._tied_weights_keys = {"decoder.embeddings.word_embeddings.weight": "encoder.embeddings.word_embeddings.weight"}
         self.post_init()
@@ -868,6 +870,8 @@ class VaswaniModel(VaswaniPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs,
     ) -> Seq2SeqModelOutput | BaseModelOutput | BaseModelOutputWithPastAndCrossAttentions:
         r"""
@@ -884,6 +888,8 @@ class VaswaniModel(VaswaniPreTrainedModel):
             cache (`Cache`, *optional*; also accepted as `past_key_values`): keys and values of earlier decoding steps.
             inputs_embeds, decoder_inputs_embeds (`torch.Tensor`, *optional*): embeddings instead of ids.
             use_cache (`bool`, *optional*): return a cache for the next decoding step.
+            pixel_values (`torch.FloatTensor`, *optional*): images for an encoder that reads pixels (`image_size`),
+                instead of `input_ids`; `interpolate_pos_encoding` lets other sizes through.
         """
         if self.config.stacks == "decoder-only":
             return self.decoder(
@@ -897,12 +903,14 @@ class VaswaniModel(VaswaniPreTrainedModel):
                 **kwargs,
             )
         if encoder_outputs is None:
+            pixels = {"pixel_values": pixel_values, "interpolate_pos_encoding": interpolate_pos_encoding}
             encoder_outputs = self.encoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 token_type_ids=token_type_ids,
                 position_ids=position_ids,
                 inputs_embeds=inputs_embeds,
+                **(pixels if self.encoder.reads_pixels or pixel_values is not None else {}),
                 **kwargs,
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):

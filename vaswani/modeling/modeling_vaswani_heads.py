@@ -25,6 +25,7 @@ from transformers.modeling_outputs import (
     ModelOutput,
     MultipleChoiceModelOutput,
     NextSentencePredictorOutput,
+    ImageClassifierOutput,
     QuestionAnsweringModelOutput,
     Seq2SeqLMOutput,
     SequenceClassifierOutput,
@@ -164,6 +165,42 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled examples, 0 when there are none
             loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
         return fixed_cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device), **loss_kwargs)
+
+    def _problem_type(self, labels: torch.Tensor) -> str:
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.config.num_labels == 1:
+            return "regression"
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def _pooled_loss(self, logits: torch.Tensor, labels: torch.Tensor, loss_kwargs: dict) -> torch.Tensor:
+        """The loss of one prediction per example (a sequence, an image), by `config.problem_type` as in BERT."""
+        problem_type, batch = self._problem_type(labels), logits.shape[0]
+        if problem_type == "single_label_classification":
+            if labels.dim() == 2 and labels.shape[-1] == 1:
+                labels = labels.squeeze(-1)
+            ignore_index = loss_kwargs.setdefault("ignore_index", -100)
+            check_labels(labels, self.config.num_labels, ignore_index, shape=(batch,))
+            if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled rows, 0 when none are
+                loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
+        else:
+            expected = (batch, self.config.num_labels)
+            if labels.is_complex() or labels.dtype == torch.bool and problem_type == "regression":
+                raise ValueError(f"`labels` of a {problem_type} must be numbers, got dtype {labels.dtype}.")
+            if labels.numel() != batch * self.config.num_labels or (
+                problem_type == "multi_label_classification" and tuple(labels.shape) != expected
+            ):
+                raise ValueError(
+                    f"`labels` has shape {tuple(labels.shape)}; {problem_type} needs {expected} "
+                    f"({'one 0/1 per label' if problem_type != 'regression' else 'one target per output'})."
+                )
+            labels = labels.float()  # regression and multi-label losses compare with float targets
+        # transformers' loss writes the problem type it infers into the config it is given: give it this call's,
+        # so that one batch's labels do not decide the next one's loss.
+        problem = SimpleNamespace(num_labels=self.config.num_labels, problem_type=problem_type)
+        return self.loss_function(labels=labels, pooled_logits=logits.float(), config=problem, **loss_kwargs)
 
     def _labelled_positions(self, hidden_states, labels):
         """With `config.sparse_prediction`, keep only the labelled positions for the vocabulary projection."""
@@ -662,15 +699,6 @@ class VaswaniForSequenceClassification(_VaswaniHead):
         self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
         self.post_init()
 
-    def _problem_type(self, labels: torch.Tensor) -> str:
-        if self.config.problem_type is not None:
-            return self.config.problem_type
-        if self.config.num_labels == 1:
-            return "regression"
-        if labels.dtype in (torch.long, torch.int):
-            return "single_label_classification"
-        return "multi_label_classification"
-
     @can_return_tuple
     def forward(
         self,
@@ -691,33 +719,51 @@ class VaswaniForSequenceClassification(_VaswaniHead):
         loss_kwargs.pop("shift_labels", None)
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
         logits = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state)))
-        loss = None
-        if labels is not None:
-            problem_type, batch = self._problem_type(labels), logits.shape[0]
-            if problem_type == "single_label_classification":
-                if labels.dim() == 2 and labels.shape[-1] == 1:
-                    labels = labels.squeeze(-1)
-                ignore_index = loss_kwargs.setdefault("ignore_index", -100)
-                check_labels(labels, self.config.num_labels, ignore_index, shape=(batch,))
-                if loss_kwargs.get("num_items_in_batch") is None:  # the mean over labelled rows, 0 when none are
-                    loss_kwargs["num_items_in_batch"] = (labels != ignore_index).sum().clamp(min=1)
-            else:
-                expected = (batch, self.config.num_labels)
-                if labels.is_complex() or labels.dtype == torch.bool and problem_type == "regression":
-                    raise ValueError(f"`labels` of a {problem_type} must be numbers, got dtype {labels.dtype}.")
-                if labels.numel() != batch * self.config.num_labels or (
-                    problem_type == "multi_label_classification" and tuple(labels.shape) != expected
-                ):
-                    raise ValueError(
-                        f"`labels` has shape {tuple(labels.shape)}; {problem_type} needs {expected} "
-                        f"({'one 0/1 per label' if problem_type != 'regression' else 'one target per output'})."
-                    )
-                labels = labels.float()  # regression and multi-label losses compare with float targets
-            # transformers' loss writes the problem type it infers into the config it is given: give it this call's,
-            # so that one batch's labels do not decide the next one's loss.
-            problem = SimpleNamespace(num_labels=self.config.num_labels, problem_type=problem_type)
-            loss = self.loss_function(labels=labels, pooled_logits=logits.float(), config=problem, **loss_kwargs)
+        loss = None if labels is None else self._pooled_loss(logits, labels, loss_kwargs)
         return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class VaswaniForImageClassification(_VaswaniHead):
+    """
+    Image classification as in ViT: the encoder over an image's patches (a config with `image_size`), and a linear
+    classifier on the final state of the [CLS] token. Losses by `config.problem_type`, as for sequences.
+    """
+
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: VaswaniConfig):
+        if config.image_size is None:
+            raise ValueError(
+                "VaswaniForImageClassification reads images, but the config has no `image_size`: build it with "
+                "VaswaniConfig(image_size=..., patch_size=..., num_channels=...)."
+            )
+        super().__init__(config)
+        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`): the
+                images, as the model's image processor makes them.
+            labels (`torch.Tensor`, *optional*): class ids `(batch_size,)` (or regression / multi-label targets).
+            interpolate_pos_encoding (`bool`, defaults to `False`): take images of another size (whole patches).
+        """
+        loss_kwargs = loss_kwargs_of(kwargs)
+        loss_kwargs.pop("shift_labels", None)
+        outputs = self.model(pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        logits = self.classifier(outputs.last_hidden_state[:, 0])  # the [CLS] token's final state
+        loss = None if labels is None else self._pooled_loss(logits, labels, loss_kwargs)
+        return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 

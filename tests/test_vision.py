@@ -1,0 +1,133 @@
+"""
+Images as sequences (issue 19, work in progress): a Vaswani encoder that reads pixels (`image_size`) computes what
+transformers' ViT computes, at its own size and at others (positions resized as ViT resizes them), and bad images
+are refused by name.
+"""
+
+import pytest
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from vaswani import VaswaniConfig
+from vaswani.modeling.modeling_vaswani_heads import VaswaniForImageClassification
+
+VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=16,
+           patch_size=4, num_channels=3, num_labels=5)
+
+
+def vaswani_config(**overrides) -> VaswaniConfig:
+    settings = dict(stacks="encoder-only", vocab_size=8, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2,
+                    num_decoder_layers=0, image_size=16, patch_size=4, num_channels=3, norm_first=True,
+                    final_layer_norm=True, activation_function="gelu", position_embedding_type="learned",
+                    layer_norm_eps=1e-12, scale_embedding=False, dropout=0.0, type_vocab_size=0, num_labels=5,
+                    pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    settings.update(overrides)
+    return VaswaniConfig(**settings)
+
+
+def vit_weights_as_vaswani(vit: ViTForImageClassification) -> dict:
+    """ViT's parameters under Vaswani's names (the mapping a converter will own)."""
+    sd, new = vit.state_dict(), {}
+    embeddings = "vit.embeddings."
+    new["model.encoder.embeddings.cls_token"] = sd[embeddings + "cls_token"]
+    new["model.encoder.embeddings.position_embeddings.weight"] = sd[embeddings + "position_embeddings"][0]
+    for t in ("weight", "bias"):
+        new[f"model.encoder.embeddings.projection.{t}"] = sd[embeddings + f"patch_embeddings.projection.{t}"]
+        new[f"model.encoder.final_layer_norm.{t}"] = sd[f"vit.layernorm.{t}"]
+        new[f"classifier.{t}"] = sd[f"classifier.{t}"]
+        for i in range(vit.config.num_hidden_layers):
+            ours, theirs = f"model.encoder.layers.{i}.", f"vit.layers.{i}."
+            for p in "qkvo":
+                new[ours + f"self_attn.{p}_proj.{t}"] = sd[theirs + f"attention.{p}_proj.{t}"]
+            new[ours + f"self_attn_layer_norm.{t}"] = sd[theirs + f"layernorm_before.{t}"]
+            new[ours + f"final_layer_norm.{t}"] = sd[theirs + f"layernorm_after.{t}"]
+            new[ours + f"feed_forward.fc1.{t}"] = sd[theirs + f"mlp.fc1.{t}"]
+            new[ours + f"feed_forward.fc2.{t}"] = sd[theirs + f"mlp.fc2.{t}"]
+    return new
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.manual_seed(0)
+    vit = ViTForImageClassification(ViTConfig(**VIT)).eval()
+    ours = VaswaniForImageClassification(vaswani_config()).eval()
+    state = vit_weights_as_vaswani(vit)
+    assert set(state) == set(ours.state_dict())  # every parameter has its counterpart, none is left over
+    ours.load_state_dict(state)
+    return vit, ours
+
+
+@pytest.mark.parametrize("size", [16, 24, 8], ids=["own-size", "larger", "smaller"])
+def test_logits_equal_vits(pair, size):
+    vit, ours = pair
+    images = torch.randn(2, 3, size, size)
+    interpolate = size != 16
+    with torch.no_grad():
+        expected = vit(images, interpolate_pos_encoding=interpolate).logits
+        got = ours(images, interpolate_pos_encoding=interpolate).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_loss_is_vits(pair):
+    vit, ours = pair
+    images, labels = torch.randn(3, 3, 16, 16), torch.tensor([0, 4, 2])
+    torch.testing.assert_close(ours(images, labels=labels).loss, vit(images, labels=labels).loss)
+
+
+@pytest.mark.parametrize("kind", ["sinusoidal", "alibi", "relative"])
+def test_other_positions_run_on_patches(kind):
+    torch.manual_seed(0)
+    model = VaswaniForImageClassification(vaswani_config(position_embedding_type=kind)).eval()
+    output = model(torch.randn(2, 3, 16, 16), labels=torch.tensor([1, 3]))
+    assert output.logits.shape == (2, 5) and torch.isfinite(output.loss)
+    assert not any("position_embeddings" in name for name, _ in model.named_parameters())
+
+
+def test_save_and_load_are_exact(pair, tmp_path):
+    _, ours = pair
+    ours.save_pretrained(tmp_path)
+    loaded = VaswaniForImageClassification.from_pretrained(tmp_path).eval()
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(images).logits, ours(images).logits)
+
+
+@pytest.mark.parametrize(
+    "images,message",
+    [
+        (torch.randint(0, 255, (1, 3, 16, 16), dtype=torch.uint8), "float tensor"),
+        (torch.randn(3, 16, 16), "batch dimension"),
+        (torch.randn(1, 1, 16, 16), "1 channels, the model 3"),
+        (torch.randn(1, 3, 20, 20), "interpolate_pos_encoding=True"),
+        (torch.full((1, 3, 16, 16), float("nan")), "NaN"),
+        (None, "pass `pixel_values`"),
+    ],
+    ids=["bytes", "no-batch", "grey", "other-size", "nan", "none"],
+)
+def test_bad_images_are_refused_by_name(pair, images, message):
+    with pytest.raises(ValueError, match=message):
+        pair[1](images)
+
+
+def test_other_sizes_must_be_whole_patches(pair):
+    with pytest.raises(ValueError, match="whole 4x4 patches"):
+        pair[1](torch.randn(1, 3, 18, 18), interpolate_pos_encoding=True)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"image_size": 18}, "must divide `image_size`"),
+        ({"image_size": 0}, "`image_size` must be a positive integer"),
+        ({"num_channels": 0}, "`num_channels` must be a positive integer"),
+        ({"image_size": 16, "stacks": "decoder-only", "num_decoder_layers": 2, "num_encoder_layers": 0}, "no encoder"),
+    ],
+)
+def test_bad_image_configs_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        vaswani_config(**overrides).check_stacks()
+
+
+def test_a_text_config_is_refused_by_the_image_head():
+    with pytest.raises(ValueError, match="no `image_size`"):
+        VaswaniForImageClassification(vaswani_config(image_size=None))
