@@ -10,12 +10,16 @@ from vaswani.modeling.modeling_vaswani_heads import _VaswaniHead
 VOCAB = 99
 PAD, BOS, EOS = 0, 1, 2
 
-# (model class, the Auto class that must load it): read from the family's one table of heads.
-HEADS = [(getattr(vaswani, name), getattr(transformers, head.auto_class)) for name, head in vaswani.HEADS.items()]
+# (model class, the Auto class that must load it): read from the family's one table of heads. The heads that read
+# text; those that read images (a config with `image_size`) are IMAGE_HEADS, tested with image configs.
+HEADS = [(getattr(vaswani, name), getattr(transformers, head.auto_class)) for name, head in vaswani.HEADS.items()
+         if head.reads == "text"]
+IMAGE_HEADS = [(getattr(vaswani, name), getattr(transformers, head.auto_class))
+               for name, head in vaswani.HEADS.items() if head.reads == "image"]
 HEAD_CLASSES = [head for head, _ in HEADS]
 ENCODER_HEADS = [head for head in HEAD_CLASSES if issubclass(head, _VaswaniHead) and head.stacks == "encoder-only"]
 GENERATIVE_HEADS = [head for head in HEAD_CLASSES if head.can_generate()]
-assert set(vaswani.AUTO_CLASSES.values()) == set(HEAD_CLASSES)
+assert set(vaswani.AUTO_CLASSES.values()) == set(HEAD_CLASSES) | {head for head, _ in IMAGE_HEADS}
 assert len(HEAD_CLASSES) == 10 and len(ENCODER_HEADS) == 7 and len(GENERATIVE_HEADS) == 2  # the family today
 
 

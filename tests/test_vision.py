@@ -131,3 +131,87 @@ def test_bad_image_configs_are_refused_by_name(overrides, message):
 def test_a_text_config_is_refused_by_the_image_head():
     with pytest.raises(ValueError, match="no `image_size`"):
         VaswaniForImageClassification(vaswani_config(image_size=None))
+
+
+# -- Through the usual doors: the Auto class, the image processor, the pipeline, remote code ----------------------------
+@pytest.fixture(scope="module")
+def folder(pair, tmp_path_factory):
+    from vaswani import image_processor_for
+
+    _, ours = pair
+    path = tmp_path_factory.mktemp("vit") / "digits"
+    ours.config.id2label = {i: f"digit {i}" for i in range(5)}
+    ours.config.label2id = {v: k for k, v in ours.config.id2label.items()}
+    ours.save_pretrained(path)
+    image_processor_for(ours.config).save_pretrained(path)
+    return path
+
+
+def _images(count: int = 2):
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    return [Image.fromarray(torch.randint(0, 256, (12, 10, 3), generator=generator, dtype=torch.uint8).numpy())
+            for _ in range(count)]
+
+
+def test_the_auto_classes_load_the_folder(folder, pair):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    processor = AutoImageProcessor.from_pretrained(folder)
+    assert type(model) is VaswaniForImageClassification and model.main_input_name == "pixel_values"
+    batch = processor(_images(), return_tensors="pt")
+    assert batch["pixel_values"].shape == (2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, pair[1](**batch).logits)
+
+
+def test_the_image_classification_pipeline_from_a_folder_and_an_object(folder, pair):
+    from transformers import AutoImageProcessor, pipeline
+
+    from_folder = pipeline("image-classification", model=str(folder))
+    from_object = pipeline("image-classification", model=pair[1], image_processor=AutoImageProcessor.from_pretrained(folder))
+    image = _images(1)[0]
+    with torch.no_grad():
+        expected = torch.softmax(pair[1](**from_folder.image_processor(image, return_tensors="pt")).logits, -1)[0]
+    for classify in (from_folder, from_object):
+        answers = classify(image, top_k=5)
+        assert [a["label"] for a in answers] == [f"digit {int(i)}" for i in expected.argsort(descending=True)]
+        assert answers[0]["score"] == pytest.approx(float(expected.max()), abs=1e-6)
+
+
+def test_the_folder_loads_with_remote_code_where_the_package_is_absent(folder, pair, tmp_path):
+    from test_hub import run_without_vaswani
+    from transformers import AutoImageProcessor
+
+    batch = AutoImageProcessor.from_pretrained(folder)(_images(), return_tensors="pt")
+    with torch.no_grad():
+        logits = pair[1](**batch).logits
+    torch.save({"batch": dict(batch), "logits": logits}, tmp_path / "case.pt")
+    result = run_without_vaswani(
+        f"""
+        folder, case = {str(folder)!r}, torch.load({str(tmp_path / "case.pt")!r})
+        model = transformers.AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        processor = transformers.AutoImageProcessor.from_pretrained(folder)
+        classify = transformers.pipeline("image-classification", model=folder, trust_remote_code=True)
+        with torch.no_grad():
+            logits = model(**case["batch"]).logits
+        print(json.dumps({{"module": type(model).__module__, "logits": torch.equal(logits, case["logits"]),
+                          "processor": type(processor).__name__,
+                          "labels": len(classify(case["batch"]["pixel_values"][0].permute(1, 2, 0).add(1).mul(127.5)
+                                                 .byte().numpy(), top_k=5))}}))
+        """,
+        tmp_path,
+    )
+    assert result["module"].startswith("transformers_modules.") and result["logits"] is True
+    assert result["processor"].startswith("ViTImageProcessor") and result["labels"] == 5
+
+
+def test_the_image_processor_needs_an_image_model():
+    from vaswani import image_processor_for
+
+    with pytest.raises(ValueError, match="no `image_size`"):
+        image_processor_for(vaswani_config(image_size=None))
+    with pytest.raises(ValueError, match="num_channels=1"):
+        image_processor_for(vaswani_config(num_channels=1))

@@ -53,7 +53,7 @@ from .hub import HEADS
 from .integrations import adapters
 from .modeling import *  # noqa: F403  (the paper's classes and every head: `modeling.__all__`)
 from .pipelines import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
-from .tokenization import check_tokenizer_fits, config_from_tokenizer, train_tokenizer
+from .tokenization import check_tokenizer_fits, config_from_tokenizer, image_processor_for, train_tokenizer
 
 __version__ = "0.1.0"
 
@@ -87,6 +87,7 @@ __all__ = [
     "VaswaniText2TextPipeline",
     "attention_maps",
     "check_tokenizer_fits",
+    "image_processor_for",
     "config_from_tokenizer",
     "train_tokenizer",
     *modeling.__all__,

@@ -37,12 +37,16 @@ from ..pipelines.pipeline_vaswani import VaswaniQuestionAnsweringPipeline, Vaswa
 
 
 class Head(NamedTuple):
-    """One model class of the family: the Auto class that builds it, its module, its pipeline tag and its purpose."""
+    """
+    One model class of the family: the Auto class that builds it, its module, its pipeline tag, its purpose, and
+    what its encoder reads (`"text"`, or `"image"` for a config with `image_size`).
+    """
 
     auto_class: str
     module: str
     pipeline_tag: str
     purpose: str
+    reads: str = "text"
 
 
 # Every model class of the family, in the order the documentation presents them.
@@ -78,6 +82,10 @@ HEADS: dict[str, Head] = {
     ),
     "VaswaniForMultipleChoice": Head(
         "AutoModelForMultipleChoice", "modeling_vaswani_heads", "multiple-choice", "multiple choice"
+    ),
+    "VaswaniForImageClassification": Head(
+        "AutoModelForImageClassification", "modeling_vaswani_heads", "image-classification",
+        "image classification (ViT: patches, [CLS])", reads="image",
     ),
 }
 
