@@ -215,3 +215,10 @@ def test_the_image_processor_needs_an_image_model():
         image_processor_for(vaswani_config(image_size=None))
     with pytest.raises(ValueError, match="num_channels=1"):
         image_processor_for(vaswani_config(num_channels=1))
+
+
+def test_the_card_speaks_of_images(folder):
+    card = (folder / "README.md").read_text()
+    assert "reads images of 16x16 pixels (3 channels) as 16 patches of 4x4" in card
+    assert "| vocabulary | none: it reads images |" in card and "AutoImageProcessor.from_pretrained" in card
+    assert "AutoTokenizer" not in card and "tokens (learned positions stop there)" not in card

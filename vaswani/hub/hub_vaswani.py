@@ -400,13 +400,19 @@ def card_facts(model) -> dict[str, str]:
         "d_model": str(config.d_model),
         "num_heads": str(config.num_heads),
         "d_ff": str(config.d_ff),
-        "vocab_size": f"{config.vocab_size:,}",
+        "vocab_size": f"{config.vocab_size:,}" if config.has_decoder or config.image_size is None else (
+            "none: it reads images"
+        ),
+        **_preprocessor(config),
         "parameters": f"{parameters:,}",
         "positions": _positions(config),
         "normalisation": _normalisation(config),
         "architecture": _architecture(config, head),
         "max_length": (
-            f"{config.max_position_embeddings} tokens (learned positions stop there)"
+            f"images of another size than {config.image_size}x{config.image_size} pixels, unless resized or passed "
+            f"with interpolate_pos_encoding=True (learned patch positions resized; quality need not follow)"
+            if config.image_size is not None and not config.has_decoder
+            else f"{config.max_position_embeddings} tokens (learned positions stop there)"
             if config.position_embedding_type == "learned"
             else f"the lengths it was trained on (sinusoids extend past {config.max_position_embeddings} tokens, "
             "quality need not)"
@@ -421,8 +427,20 @@ def card_facts(model) -> dict[str, str]:
     }
 
 
+def _preprocessor(config) -> dict[str, str]:
+    """What turns raw inputs into the model's: its tokenizer, or for a model that reads only images its processor."""
+    if config.image_size is not None and not config.has_decoder:
+        return {"preprocessor_class": "AutoImageProcessor", "preprocessor": "image_processor",
+                "preprocessor_comment": "# The image processor is transformers' own ViT processor, saved beside the model."}
+    return {"preprocessor_class": "AutoTokenizer", "preprocessor": "tokenizer",
+            "preprocessor_comment": "# The tokenizer is plain transformers; the flag only lets AutoTokenizer read this "
+                                    "repo's config."}
+
+
 def _positions(config) -> str:
     kind = config.position_embedding_type
+    if kind == "learned" and config.image_size is not None and not config.has_decoder:
+        return f"learned, one per patch and one for [CLS] ({config.num_patches + 1})"
     if kind == "learned":
         return f"learned, at most {config.max_position_embeddings}"
     if kind == "sinusoidal":
@@ -481,8 +499,16 @@ def _architecture(config, head: str) -> str:
         "dot_product": ", with unscaled dot-product scores q.k (not q.k / sqrt(d_k))",
         "additive": ", with additive scores v^T tanh(W_q q + W_k k) (Bahdanau et al.), not dot products",
     }[config.attention_scores]
+    inputs = f"Inputs are token embeddings{scale}{positions}."
+    if config.image_size is not None:
+        size, patch = config.image_size, config.patch_size
+        inputs = (
+            f"The encoder reads images of {size}x{size} pixels ({config.num_channels} channels) as {config.num_patches} "
+            f"patches of {patch}x{patch}, each projected to d_model, after a learned [CLS] token{scale}{positions} "
+            f"(ViT)." + (" The decoder's inputs are token embeddings." if config.has_decoder else "")
+        )
     return (
-        f"{stacks} Inputs are token embeddings{scale}{positions}. Each of the {config.num_heads} attention "
+        f"{stacks} {inputs} Each of the {config.num_heads} attention "
         f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2){scores}; the "
         f"feed-forward network is {config.d_model} -> {config.d_ff} -> {config.d_model} with "
         f"{config.activation_function}. "
