@@ -903,14 +903,14 @@ class VaswaniModel(VaswaniPreTrainedModel):
                 **kwargs,
             )
         if encoder_outputs is None:
-            pixels = {"pixel_values": pixel_values, "interpolate_pos_encoding": interpolate_pos_encoding}
             encoder_outputs = self.encoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 token_type_ids=token_type_ids,
                 position_ids=position_ids,
                 inputs_embeds=inputs_embeds,
-                **(pixels if self.encoder.reads_pixels or pixel_values is not None else {}),
+                pixel_values=pixel_values,
+                interpolate_pos_encoding=interpolate_pos_encoding,
                 **kwargs,
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
