@@ -222,3 +222,27 @@ def test_the_card_speaks_of_images(folder):
     assert "reads images of 16x16 pixels (3 channels) as 16 patches of 4x4" in card
     assert "| vocabulary | none: it reads images |" in card and "AutoImageProcessor.from_pretrained" in card
     assert "AutoTokenizer" not in card and "tokens (learned positions stop there)" not in card
+
+
+# -- The converter -------------------------------------------------------------------------------------------------------
+def test_vit_converts_with_the_same_numbers(pair):
+    from transformers import ViTModel
+
+    from vaswani.convert import convert
+
+    vit, _ = pair
+    converted = convert(vit).eval()
+    assert type(converted) is VaswaniForImageClassification and converted.config.image_size == 16
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(images).logits, vit(images).logits, atol=1e-5, rtol=1e-5)
+        bare = ViTModel(vit.config, add_pooling_layer=True).eval()
+        torch.testing.assert_close(convert(bare).eval()(pixel_values=images).last_hidden_state,
+                                   bare(images).last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def test_a_vit_without_qkv_bias_is_refused_by_name():
+    from vaswani.convert import ConversionError, convert
+
+    with pytest.raises(ConversionError, match="qkv_bias=False"):
+        convert(ViTForImageClassification(ViTConfig(**VIT, qkv_bias=False)))

@@ -38,6 +38,7 @@ from ..modeling.modeling_vaswani import VaswaniModel, sinusoidal_positions
 from ..modeling.modeling_vaswani_heads import (
     VaswaniForCausalLM,
     VaswaniForConditionalGeneration,
+    VaswaniForImageClassification,
     VaswaniForMaskedLM,
     VaswaniForPreTraining,
 )
@@ -91,6 +92,24 @@ def config_from_bert(config) -> VaswaniConfig:
         bos_token_id=getattr(config, "bos_token_id", None),
         eos_token_id=getattr(config, "eos_token_id", None),
         decoder_start_token_id=None,
+    )
+
+
+def config_from_vit(config) -> VaswaniConfig:
+    """A `VaswaniConfig` (encoder-only, reading pixels) for a `ViTConfig`: pre-LN, learned patch positions, [CLS]."""
+    _require(config.qkv_bias, "A ViT with qkv_bias=False (no W^Q, W^K, W^V biases but a biased W^O) cannot be converted.")
+    _require(isinstance(config.image_size, int) and isinstance(config.patch_size, int),
+             f"A ViT with non-square images or patches ({config.image_size}, {config.patch_size}) cannot be converted.")
+    return VaswaniConfig(
+        stacks="encoder-only", vocab_size=1, d_model=config.hidden_size, num_heads=config.num_attention_heads,
+        d_ff=config.intermediate_size, num_encoder_layers=config.num_hidden_layers, num_decoder_layers=0,
+        image_size=config.image_size, patch_size=config.patch_size, num_channels=config.num_channels,
+        dropout=config.hidden_dropout_prob, attention_dropout=config.attention_probs_dropout_prob,
+        activation_function=_activation(config.hidden_act, "This ViT"), position_embedding_type="learned",
+        norm_first=True, final_layer_norm=True, scale_embedding=False, layer_norm_eps=config.layer_norm_eps,
+        init_std=config.initializer_range, type_vocab_size=0, tie_word_embeddings=False,
+        pad_token_id=None, bos_token_id=None, eos_token_id=None, decoder_start_token_id=None,
+        id2label=dict(config.id2label), label2id=dict(config.label2id),
     )
 
 
@@ -391,6 +410,27 @@ def _marian_body(sd: dict, config: VaswaniConfig) -> dict:
     return m
 
 
+def _vit_body(sd: dict, config: VaswaniConfig) -> dict:
+    """Our body keys (relative to VaswaniModel) -> tensors of a ViTModel state dict (transformers 5.24's names)."""
+    m = {
+        "encoder.embeddings.cls_token": sd["embeddings.cls_token"],
+        "encoder.embeddings.position_embeddings.weight": sd["embeddings.position_embeddings"][0],  # (1, N + 1, d)
+    }
+    _linear(m, "encoder.embeddings.projection", sd["embeddings.patch_embeddings.projection.weight"],
+            sd["embeddings.patch_embeddings.projection.bias"])
+    _linear(m, "encoder.final_layer_norm", sd["layernorm.weight"], sd["layernorm.bias"])
+    for i in range(config.num_encoder_layers):
+        src, dst = f"layers.{i}.", f"encoder.layers.{i}."
+        for ours, theirs in {
+            "self_attn.q_proj": "attention.q_proj", "self_attn.k_proj": "attention.k_proj",
+            "self_attn.v_proj": "attention.v_proj", "self_attn.o_proj": "attention.o_proj",
+            "self_attn_layer_norm": "layernorm_before", "final_layer_norm": "layernorm_after",
+            "feed_forward.fc1": "mlp.fc1", "feed_forward.fc2": "mlp.fc2",
+        }.items():
+            _linear(m, dst + ours, sd[f"{src}{theirs}.weight"], sd[f"{src}{theirs}.bias"])
+    return m
+
+
 def _unfuse_heads(weight: torch.Tensor, bias: torch.Tensor | None, num_heads: int) -> list[tuple]:
     """
     (weight, bias) of W^Q, W^K and W^V from a fused projection whose outputs are laid out head by head, each head's
@@ -530,6 +570,8 @@ ARCHITECTURES = {
     "T5Model": ("t5", VaswaniModel, None),
     "T5ForConditionalGeneration": ("t5", VaswaniForConditionalGeneration, None),
     "T5EncoderModel": ("t5-encoder", VaswaniModel, None),
+    "ViTModel": ("vit", VaswaniModel, None),
+    "ViTForImageClassification": ("vit", VaswaniForImageClassification, "vit"),
 }
 _CONFIGS = {
     "bert": config_from_bert,
@@ -539,6 +581,7 @@ _CONFIGS = {
     "bloom": config_from_bloom,
     "t5": config_from_t5,
     "t5-encoder": lambda config: config_from_t5(config, stacks="encoder-only"),
+    "vit": config_from_vit,
 }
 _BODIES = {
     "bert": _bert_body,
@@ -548,6 +591,7 @@ _BODIES = {
     "bloom": _bloom_body,
     "t5": _t5_body,
     "t5-encoder": _t5_body,
+    "vit": _vit_body,
 }
 
 
@@ -592,6 +636,8 @@ def _head_weights(architecture: str, sd: dict, source_config) -> dict:
             scale = source_config.d_model**-0.5
             m["model.decoder.final_layer_norm.weight"] = sd["decoder.final_layer_norm.weight"] * scale
         return m
+    if architecture == "ViTForImageClassification":
+        return {"classifier.weight": sd["classifier.weight"], "classifier.bias": sd["classifier.bias"]}
     if architecture == "MarianMTModel":
         return {"lm_head.weight": sd["lm_head.weight"], "final_logits_bias": sd["final_logits_bias"]}
     return {}
