@@ -7,6 +7,9 @@ Speed and memory of the Vaswani models against Hugging Face's own, at identical 
     rotary           VaswaniForCausalLM               vs GPTNeoXForCausalLM          (positions inside attention,
     alibi            VaswaniForCausalLM               vs BloomForCausalLM             issue 17; BLOOM runs eager
     relative         VaswaniForConditionalGeneration  vs T5ForConditionalGeneration   where the others run sdpa)
+    vit              VaswaniForImageClassification    vs ViTForImageClassification   (images, issue 19: the
+                                                                                      Vaswani side is the ViT
+                                                                                      converted, same weights)
 
 Figures, per shape and pair (every one as the median over repeats with its spread, and as a ratio where > 1 means
 Vaswani is better: vaswani/reference for throughputs, reference/vaswani for memory and times):
@@ -58,9 +61,12 @@ from transformers import (
     MarianMTModel,
     T5Config,
     T5ForConditionalGeneration,
+    ViTConfig,
+    ViTForImageClassification,
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
+from vaswani.convert import convert
 from vaswani.cli import write_whole
 
 
@@ -69,11 +75,16 @@ THREADS = 2
 SEED = 0
 PAD, BOS, EOS, MASK = 0, 1, 2, 4  # special ids on both sides; sampled tokens lie in [5, vocab)
 
-# Model shapes. The sequence and batch are the training / inference workload; generation uses its own lengths.
+# Model shapes. The sequence and batch are the training / inference workload; generation uses its own lengths. The
+# image pair reads square images of `image_size` cut into `patch_size` patches: 1 + (image/patch)^2 tokens ([CLS]
+# and the patches; 17, 65 and 197, near the text pairs' lengths), and `num_labels` classes.
 SHAPES = {
-    "cpu": dict(d_model=256, num_heads=4, d_ff=1024, layers=4, vocab_size=8000, seq=128, batch=8),
-    "base": dict(d_model=512, num_heads=8, d_ff=2048, layers=6, vocab_size=37000, seq=128, batch=8),
-    "toy": dict(d_model=64, num_heads=2, d_ff=256, layers=2, vocab_size=1000, seq=16, batch=2),  # quick mode, tests
+    "cpu": dict(d_model=256, num_heads=4, d_ff=1024, layers=4, vocab_size=8000, seq=128, batch=8,
+                image_size=64, patch_size=8, num_labels=100),
+    "base": dict(d_model=512, num_heads=8, d_ff=2048, layers=6, vocab_size=37000, seq=128, batch=8,
+                 image_size=224, patch_size=16, num_labels=1000),  # ViT-B/16's images, the paper's base width
+    "toy": dict(d_model=64, num_heads=2, d_ff=256, layers=2, vocab_size=1000, seq=16, batch=2,  # quick mode, tests
+                image_size=16, patch_size=4, num_labels=10),
 }
 
 # Repeats per shape. `iters` calls are timed together as one repeat.
@@ -111,11 +122,13 @@ PAIRS = {
     "rotary": ("VaswaniForCausalLM", "GPTNeoXForCausalLM"),
     "alibi": ("VaswaniForCausalLM", "BloomForCausalLM"),
     "relative": ("VaswaniForConditionalGeneration", "T5ForConditionalGeneration"),
+    "vit": ("VaswaniForImageClassification", "ViTForImageClassification"),
 }
-# The layout of each pair (one stack, two, or an encoder), which decides its inputs, its generation and its FLOPs.
+# The layout of each pair (one stack, two, an encoder, or an encoder over image patches), which decides its inputs,
+# its generation and its FLOPs.
 KIND = {"encoder": "encoder", "decoder": "decoder", "encoder-decoder": "encoder-decoder",
-        "rotary": "decoder", "alibi": "decoder", "relative": "encoder-decoder"}
-GENERATIVE = tuple(pair for pair, kind in KIND.items() if kind != "encoder")
+        "rotary": "decoder", "alibi": "decoder", "relative": "encoder-decoder", "vit": "image"}
+GENERATIVE = tuple(pair for pair, kind in KIND.items() if kind in ("decoder", "encoder-decoder"))
 ROPE = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}  # GPT-NeoX's (Pythia's)
 SCALING_NAMES = ("short", "mid", "long")
 
@@ -230,6 +243,19 @@ def build(pair: str, side: str, shape: dict, positions: int):
             # T5 v1.0 scales the decoder output by d_model^-0.5 before its tied projection; Vaswani does not.
             config.scale_decoder_outputs = False
             model = T5ForConditionalGeneration(config)
+    elif pair == "vit":
+        # ViT: pre-LN with a final LayerNorm, learned positions over [CLS] and the patches, exact GELU, biases
+        # everywhere, eps 1e-12, dropout 0 (ViT's default). The Vaswani side is this very ViT converted
+        # (`vaswani.convert`): the same weights, so `bench_pair` can check that the logits agree.
+        config = ViTConfig(
+            hidden_size=d, num_attention_heads=h, intermediate_size=f, num_hidden_layers=n, hidden_act="gelu",
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12,
+            image_size=shape["image_size"], patch_size=shape["patch_size"], num_channels=3,
+            num_labels=shape["num_labels"], qkv_bias=True,
+        )
+        model = ViTForImageClassification(config)
+        if side == "vaswani":
+            model = convert(model)
     else:
         # Marian (the paper's layout): post-LN, sinusoidal positions, embeddings x sqrt(d_model), ReLU (paper eq. 2),
         # one shared vocabulary for source, target and the output projection.
@@ -278,10 +304,24 @@ def tokens(generator, batch: int, length: int, vocab: int) -> torch.Tensor:
     return torch.randint(MASK + 1, vocab, (batch, length), generator=generator)
 
 
+def sequence_length(pair: str, shape: dict) -> int:
+    """Tokens a sequence: `seq`, or for images [CLS] and the patches."""
+    if KIND[pair] == "image":
+        return 1 + (shape["image_size"] // shape["patch_size"]) ** 2
+    return shape["seq"]
+
+
 def forward_inputs(pair: str, shape: dict, labels: bool) -> dict:
     """Inputs of one forward (labels for a training step): the same tensors for both models of a pair."""
     generator = torch.Generator().manual_seed(SEED)
     b, t, v = shape["batch"], shape["seq"], shape["vocab_size"]
+    if KIND[pair] == "image":
+        # Images as an image processor gives them (mean/std 0.5: values in [-1, 1]); a class id each to train on.
+        size = shape["image_size"]
+        inputs = {"pixel_values": torch.rand(b, 3, size, size, generator=generator) * 2 - 1}
+        if labels:
+            inputs["labels"] = torch.randint(0, shape["num_labels"], (b,), generator=generator)
+        return inputs
     ids = tokens(generator, b, t, v)
     inputs = {"input_ids": ids, "attention_mask": torch.ones(b, t, dtype=torch.long)}
     if KIND[pair] == "encoder":
@@ -328,10 +368,17 @@ def _layer_linear(shape) -> int:
 
 
 def forward_flops(pair: str, shape: dict, batch: int, length: int) -> int:
-    """One forward over `batch` sequences of `length` tokens (encoder-decoder: source and target both `length`)."""
+    """
+    One forward over `batch` sequences of `length` tokens (encoder-decoder: source and target both `length`; images:
+    [CLS] and `length - 1` patches).
+    """
     d, n, v = shape["d_model"], shape["layers"], shape["vocab_size"]
     t = length
-    if KIND[pair] == "encoder":
+    if KIND[pair] == "image":
+        # The patch projection (a convolution: 3 P^2 inputs per patch), the encoder, the classifier on [CLS] only.
+        patch = 2 * (t - 1) * 3 * shape["patch_size"] ** 2 * d
+        per_seq = patch + t * n * (_layer_linear(shape) + 4 * t * d) + 2 * d * shape["num_labels"]
+    elif KIND[pair] == "encoder":
         per_seq = t * n * (_layer_linear(shape) + 4 * t * d) + t * (2 * d * d + 2 * d * v)  # + MLM head on all
     elif KIND[pair] == "decoder":
         per_seq = t * n * (_layer_linear(shape) + 4 * t * d) + t * 2 * d * v
@@ -586,7 +633,8 @@ def memory_pool():
     context.set_forkserver_preload(["torch", "transformers", "vaswani", "transformers.models.bert.modeling_bert",
                                     "transformers.models.gpt2.modeling_gpt2", "transformers.models.marian.modeling_marian",
                                     "transformers.models.gpt_neox.modeling_gpt_neox",
-                                    "transformers.models.bloom.modeling_bloom", "transformers.models.t5.modeling_t5"])
+                                    "transformers.models.bloom.modeling_bloom", "transformers.models.t5.modeling_t5",
+                                    "transformers.models.vit.modeling_vit"])
     return context.Pool(1, maxtasksperchild=1)
 
 
@@ -599,7 +647,7 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
     positions = max_positions(settings, shape)
     models = {side: build(pair, side, shape, positions) for side in ("vaswani", "reference")}
     v_model, r_model = models["vaswani"], models["reference"]
-    b, t = shape["batch"], shape["seq"]
+    b, t = shape["batch"], sequence_length(pair, shape)
     figures = {}
     info = {
         "load_average_at_start": os.getloadavg(),
@@ -612,6 +660,15 @@ def bench_pair(pair: str, shape_name: str, shape: dict, settings: dict, peak: fl
     if len(set(info["parameters"].values())) != 1:
         raise RuntimeError(f"{pair}: the two models differ in size: {info['parameters']}")
     log(f"  {pair:16s} {info['parameters']['vaswani']:,} trainable parameters on both sides")
+    if pair == "vit":
+        # The Vaswani side is the reference converted: the same weights, so the same logits (to fp32 rounding).
+        with torch.no_grad():
+            v_logits, r_logits = (m.eval()(**forward_inputs(pair, shape, labels=False)).logits for m in (v_model, r_model))
+        difference = (v_logits - r_logits).abs().max().item()
+        if not torch.allclose(v_logits, r_logits, rtol=1e-4, atol=1e-4):
+            raise RuntimeError(f"{pair}: the converted model's logits differ from the reference's by up to {difference}")
+        info["logits_max_abs_difference"] = difference
+        log(f"  {pair:16s} logits agree with the reference's (max |difference| {difference:.2e})")
 
     # 1. Inference forward, eval and no_grad, with each attention implementation on both sides.
     inputs = forward_inputs(pair, shape, labels=False)
@@ -873,7 +930,10 @@ def markdown(report: dict) -> str:
         s = shape_report["shape"]
         lines += [
             f"### Shape `{shape_name}`: d_model {s['d_model']}, {s['num_heads']} heads, d_ff {s['d_ff']}, "
-            f"{s['layers']} layers a stack, vocabulary {s['vocab_size']}, batch {s['batch']} x {s['seq']}",
+            f"{s['layers']} layers a stack, vocabulary {s['vocab_size']}, batch {s['batch']} x {s['seq']}"
+            + (f"; images {s['image_size']} x {s['image_size']} in {s['patch_size']} x {s['patch_size']} patches "
+               f"({sequence_length('vit', s)} tokens: [CLS] and the patches), {s['num_labels']} classes"
+               if "image_size" in s and any(KIND.get(p) == "image" for p in shape_report["pairs"]) else ""),
             "",
             "| pair | figure | unit | Vaswani | reference | ratio | load |",
             "| --- | --- | --- | --- | --- | --- | --- |",
