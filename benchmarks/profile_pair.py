@@ -1,8 +1,9 @@
 """
 One bench pair, one figure, profiled: the median of 8 alternating runs of each side, then torch.profiler's top
-operations of 3 more (cpu shape, fp32, 2 threads).
+operations of 3 more (cpu shape unless `--shape`, fp32, 2 threads).
 
     python benchmarks/profile_pair.py relative sdpa training [--flush-denormal] [--times-only]
+    python benchmarks/profile_pair.py vit sdpa training --shape base
 """
 
 import argparse
@@ -21,11 +22,12 @@ def main():
     parser.add_argument("figure", choices=["inference", "training"])
     parser.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) for both sides")
     parser.add_argument("--times-only", action="store_true", help="no profile, only the timings")
+    parser.add_argument("--shape", choices=list(bench.FULL), default="cpu", help="bench.py's shape (default cpu)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.flush_denormal:
         torch.set_flush_denormal(True)
-    shape = bench.SHAPES["cpu"]
+    shape = bench.SHAPES[args.shape]
     models = {side: bench.build(args.pair, side, shape, 512) for side in ("vaswani", "reference")}
     inputs = bench.forward_inputs(args.pair, shape, labels=args.figure == "training")
     for model in models.values():

@@ -168,3 +168,68 @@ def test_a_peft_model_gives_the_maps_of_its_adapted_weights():
     assert torch.equal(maps.weights["decoder"], torch.stack(expected))
     with adapted.disable_adapter():
         assert not torch.equal(attention_maps(adapted, inputs).weights["decoder"], maps.weights["decoder"])
+
+
+# -- Models that read images: the encoder's tokens are [CLS] and the patches, row by row ----------------------------
+def image_classifier():
+    from vaswani import VaswaniConfig, VaswaniForImageClassification
+
+    torch.manual_seed(0)
+    return VaswaniForImageClassification(VaswaniConfig(
+        stacks="encoder-only", vocab_size=8, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2,
+        num_decoder_layers=0, image_size=8, patch_size=4, num_labels=3, pad_token_id=None, bos_token_id=None,
+        eos_token_id=None,
+    ))
+
+
+def test_image_maps_are_the_eager_attentions_over_cls_and_the_patches_row_by_row():
+    model = image_classifier()
+    pixels = torch.randn(2, 3, 8, 12)  # wider than tall: 2 rows and 3 columns of patches
+    inputs = {"pixel_values": pixels, "interpolate_pos_encoding": True}
+    maps = attention_maps(model, inputs)
+    assert model.config._attn_implementation == "sdpa" and model.training  # given back
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        expected = model.eval()(**inputs, output_attentions=True).attentions
+    assert maps.kinds == ("encoder",) and torch.equal(maps.weights["encoder"], torch.stack(expected))
+    assert maps.patch_grid == (2, 3)
+    assert maps.tokens["encoder"] == [["[CLS]", "p(0,0)", "p(0,1)", "p(0,2)", "p(1,0)", "p(1,1)", "p(1,2)"]] * 2
+    assert maps.masks["encoder"].shape == (2, 7) and bool(maps.masks["encoder"].all())
+
+
+def test_a_token_model_has_no_patch_grid():
+    model = build(VaswaniForMaskedLM)
+    assert attention_maps(model, padded_inputs(model)).patch_grid is None
+
+
+def test_an_image_encoder_decoder_gives_cross_attention_from_the_caption_to_the_patches():
+    from transformers import GPT2Config, GPT2LMHeadModel, VisionEncoderDecoderModel
+
+    from vaswani import VaswaniModel
+
+    encoder = image_classifier().model
+    assert isinstance(encoder, VaswaniModel)
+    decoder = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=4, add_cross_attention=True,
+                                         is_decoder=True, bos_token_id=1, eos_token_id=2))
+    model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
+    caption = random_ids(2, 3)
+    maps = attention_maps(model, {"pixel_values": torch.randn(2, 3, 8, 8), "decoder_input_ids": caption})
+    assert maps.kinds == ("encoder", "decoder", "cross") and maps.patch_grid == (2, 2)
+    assert maps.weights["cross"].shape == (1, 2, 4, 3, 5)  # layers, batch, heads, caption tokens, [CLS] + 4 patches
+    assert maps.tokens["decoder"] == [[str(t) for t in row] for row in caption.tolist()]
+    assert maps.tokens["encoder"][1] == ["[CLS]", "p(0,0)", "p(0,1)", "p(1,0)", "p(1,1)"]
+
+
+@pytest.mark.parametrize(
+    "make,inputs,error,message",
+    [
+        (image_classifier, {"input_ids": torch.ones(1, 5, dtype=torch.long)}, ValueError, "pixel_values"),
+        (image_classifier, {"pixel_values": torch.randn(3, 8, 8)}, ValueError, r"\(batch, channels, height, width\)"),
+        (image_classifier, "a picture", TypeError, "image processor"),
+        (lambda: build(VaswaniForMaskedLM), {"pixel_values": torch.randn(1, 3, 8, 8)}, ValueError, "reads tokens"),
+    ],
+    ids=["ids-to-an-image-model", "no-batch-dimension", "text-to-an-image-model", "pixels-to-a-token-model"],
+)
+def test_images_and_tokens_are_not_mixed_up(make, inputs, error, message):
+    with pytest.raises(error, match=message):
+        attention_maps(make(), inputs)

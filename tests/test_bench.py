@@ -15,6 +15,7 @@ PAIRS = {
     "encoder": ("VaswaniForMaskedLM", "BertForMaskedLM"),
     "decoder": ("VaswaniForCausalLM", "GPT2LMHeadModel"),
     "encoder-decoder": ("VaswaniForConditionalGeneration", "MarianMTModel"),
+    "vit": ("VaswaniForImageClassification", "ViTForImageClassification"),  # images: no generation
 }
 # Positions inside attention, each against the Hugging Face model it comes from; BLOOM has no sdpa back-end.
 POSITION_PAIRS = {
@@ -71,7 +72,7 @@ def test_every_figure_for_every_pair(report):
     assert set(pairs) == set(PAIRS)
     for pair, (vaswani, reference) in PAIRS.items():
         assert (pairs[pair]["vaswani"], pairs[pair]["reference"]) == (vaswani, reference)
-        expected = EVERY_PAIR + (GENERATIVE if pair != "encoder" else ["training_sparse_mlm"])
+        expected = EVERY_PAIR + {"encoder": ["training_sparse_mlm"], "vit": []}.get(pair, GENERATIVE)
         figures = pairs[pair]["figures"]
         assert set(figures) == set(expected), (pair, sorted(set(figures) ^ set(expected)))
         for name, fig in figures.items():
@@ -103,9 +104,26 @@ def test_flops_and_lengths_are_consistent(report):
         # The analytic count is the matmul work torch runs (eager attention, counted by torch's FlopCounterMode).
         for side in ("vaswani", "reference"):
             assert flops[side] == pytest.approx(flops["analytic"], rel=0.02), (pair, side, flops)
-        if pair != "encoder":
+        if pair in ("decoder", "encoder-decoder"):
             lengths = [info["figures"][f"gen_scaling_b1_{part}"]["new_tokens"] for part in ("short", "mid", "long")]
             assert lengths == sorted(lengths) and len(set(lengths)) == 3
+
+
+def test_the_vit_pair_is_one_network_reading_the_same_images(report):
+    data, out = report
+    info, shape = data["shapes"]["toy"]["pairs"]["vit"], data["shapes"]["toy"]["shape"]
+    # The Vaswani side is the ViT converted: the same parameters, and the bench compared their logits.
+    assert info["parameters"]["vaswani"] == info["parameters"]["reference"] > 0
+    assert 0 <= info["logits_max_abs_difference"] <= 1e-4
+    for side in ("vaswani", "reference"):
+        assert (info["config"][side]["image_size"], info["config"][side]["patch_size"]) == (shape["image_size"],
+                                                                                              shape["patch_size"])
+    # A sequence is [CLS] and the patches: the FLOPs torch counted are the analytic count at that length, exactly.
+    for side in ("vaswani", "reference"):
+        assert info["forward_flops_per_token"][side] == pytest.approx(info["forward_flops_per_token"]["analytic"],
+                                                                      rel=1e-9)
+    tokens = 1 + (shape["image_size"] // shape["patch_size"]) ** 2
+    assert f"({tokens} tokens: [CLS] and the patches)" in out.with_suffix(".md").read_text()
 
 
 def test_markdown_table(report):

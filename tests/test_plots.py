@@ -1,6 +1,7 @@
 """
-The plot helpers of vaswani.explore draw what the maps hold (padding left out, tokens as tick labels), the
-positional-encoding plot draws the model's own encodings, and the bertviz bridge gives arguments bertviz renders.
+The plot helpers of vaswani.explore draw what the maps hold (padding left out, tokens as tick labels), the patch
+attention of an image model is its weights on the patch grid over the image, the positional-encoding plot draws the
+model's own encodings, and the bertviz bridge gives arguments bertviz renders.
 """
 
 import json
@@ -13,14 +14,24 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers import PAD, tiny_config
-from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniModel, attention_maps
+from vaswani import (
+    AttentionMaps,
+    VaswaniConfig,
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForImageClassification,
+    VaswaniModel,
+    attention_maps,
+)
 from vaswani.explore import (
     bertviz_arguments,
     head_view,
     model_view,
+    patch_attention,
     plot_cross_attention,
     plot_head,
     plot_heads,
+    plot_patch_attention,
     plot_positional_encodings,
     positional_encodings,
     unpadded,
@@ -195,6 +206,107 @@ def test_learned_positions_refuse_a_length_past_the_table_and_an_unknown_stack()
         positional_encodings(model, length=17)
     with pytest.raises(ValueError, match="`stack`"):
         positional_encodings(model, length=4, stack="middle")
+
+
+# -- Patch attention of models that read images ---------------------------------------------------------------------
+PIXELS = torch.randn(2, 3, 8, 12)  # 8 x 12 pixels in 4 x 4 patches: 2 rows and 3 columns, so rows and columns differ
+
+
+@pytest.fixture(scope="module")
+def image():
+    torch.manual_seed(0)
+    model = VaswaniForImageClassification(VaswaniConfig(
+        stacks="encoder-only", vocab_size=8, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2,
+        num_decoder_layers=0, image_size=8, patch_size=4, num_labels=3, pad_token_id=None, bos_token_id=None,
+        eos_token_id=None,
+    ))
+    return attention_maps(model, {"pixel_values": PIXELS, "interpolate_pos_encoding": True})
+
+
+@pytest.fixture(scope="module")
+def caption():
+    """The maps of an image encoder-decoder, made by hand: 2 x 3 patches, a caption of 4 tokens, the second padded."""
+    torch.manual_seed(0)
+    tokens = ["[CLS]"] + [f"p({r},{c})" for r in range(2) for c in range(3)]
+    weights = {"encoder": torch.rand(2, 2, 4, 7, 7), "decoder": torch.rand(1, 2, 4, 4, 4),
+               "cross": torch.rand(1, 2, 4, 4, 7)}
+    return AttentionMaps(
+        weights=weights, tokens={"encoder": [tokens, tokens], "decoder": [["<s>", "a", "cat", "."], ["<s>", "a", "<pad>", "<pad>"]]},
+        masks={"encoder": torch.ones(2, 7, dtype=torch.bool), "decoder": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()},
+        patch_grid=(2, 3),
+    )
+
+
+def _patches(maps, kind, layer, example, query):
+    """What the grid must hold, from the weights themselves: key 1 + r * columns + c at (r, c); the [CLS] key apart."""
+    weights = maps.weights[kind][layer, example, :, query]
+    grid = torch.stack([torch.stack([weights[:, 1 + r * 3 + c] for c in range(3)], -1) for r in range(2)], -2)
+    return grid, weights[:, 0]
+
+
+@pytest.mark.parametrize("layer, query, example", [(0, 0, 0), (1, 4, 1), (-1, -1, 0)])
+def test_patch_attention_is_the_weights_on_the_patch_grid(image, layer, query, example):
+    grid, cls_weights, token = patch_attention(image, layer, query=query, example=example)
+    expected, expected_cls = _patches(image, "encoder", layer, example, query)
+    assert grid.shape == (4, 2, 3) and torch.equal(grid, expected) and torch.equal(cls_weights, expected_cls)
+    assert token == image.tokens["encoder"][example][query]
+    # Each row of the map is a distribution: the patches and the [CLS] key together hold all of it.
+    torch.testing.assert_close(grid.sum((1, 2)) + cls_weights, torch.ones(4))
+    one, one_cls, _ = patch_attention(image, layer, head=2, query=query, example=example)
+    assert torch.equal(one, expected[2:3]) and torch.equal(one_cls, expected_cls[2:3])
+
+
+def test_the_plot_draws_each_heads_grid_over_the_image(image):
+    figure = plot_patch_attention(image, PIXELS[1], layer=1, query=3, example=1)
+    drawn = [ax for ax in figure.axes if ax.images]
+    assert len(drawn) == image.num_heads
+    grid, cls_weights, token = patch_attention(image, 1, query=3, example=1)
+    picture = PIXELS[1].permute(1, 2, 0)
+    picture = (picture - picture.min()) / (picture.max() - picture.min())
+    for head, ax in enumerate(drawn):
+        background, overlay = ax.images
+        assert torch.allclose(torch.from_numpy(background.get_array().data), picture)
+        assert torch.equal(torch.from_numpy(overlay.get_array().data), grid[head])
+        # The grid is stretched over the whole picture (12 wide, 8 high), patch (0, 0) at the top left.
+        assert list(overlay.get_extent()) == [0, 12, 8, 0] == list(background.get_extent())
+        assert ax.get_title() == f"head {head} ([CLS] key {float(cls_weights[head]):.2f})"
+        assert overlay.get_clim() == (0.0, float(grid.max()))  # one scale for every head
+    assert token == "p(0,2)" and "'p(0,2)'" in figure.get_suptitle() and "[CLS] key is left out" in figure.get_suptitle()
+
+
+def test_one_head_of_the_cross_attention_draws_into_the_axes_given(caption):
+    ax = _figure_axes()
+    figure = plot_patch_attention(caption, None, layer=0, head=-1, query=1, kind="cross", example=1, ax=ax)
+    assert figure is ax.figure and len(ax.images) == 1  # no picture: the grid alone
+    grid, _ = _patches(caption, "cross", 0, 1, 1)
+    assert torch.equal(torch.from_numpy(ax.images[0].get_array().data), grid[3])
+    assert ax.get_title().startswith("head 3 ") and "'a'" in ax.get_xlabel()
+
+
+def _figure_axes():
+    return Figure().add_subplot()
+
+
+@pytest.mark.parametrize(
+    "maps, call, error, says",
+    [
+        ("translation", lambda m: patch_attention(m, 0), ValueError, "reads tokens"),
+        ("image", lambda m: patch_attention(m, 0, query=7), ValueError, r"`query` must be an integer in \[0, 7\)"),
+        ("image", lambda m: patch_attention(m, 0, query=1.0), ValueError, "`query`"),
+        ("caption", lambda m: patch_attention(m, 0, query=2, kind="cross", example=1), ValueError, r"\[0, 2\)"),
+        ("caption", lambda m: patch_attention(m, 0, kind="decoder"), ValueError, "`kind`"),
+        ("image", lambda m: patch_attention(m, 0, kind="cross"), ValueError, "`kind`"),
+        ("image", lambda m: patch_attention(m, 2), ValueError, "`layer`"),
+        ("image", lambda m: patch_attention(m, 0, head=4), ValueError, "`head`"),
+        ("image", lambda m: plot_patch_attention(m, PIXELS[0], 0, ax=_figure_axes()), ValueError, "`ax`"),
+        ("image", lambda m: plot_patch_attention(m, "cat.png", 0), TypeError, "`image`"),
+        ("image", lambda m: plot_patch_attention(m, torch.rand(2, 8, 12), 0), ValueError, "`image`"),
+        ("image", lambda m: plot_patch_attention({"encoder": None}, PIXELS[0], 0), TypeError, "`maps`"),
+    ],
+)
+def test_patch_attention_refuses_what_is_not_there(request, maps, call, error, says):
+    with pytest.raises(error, match=says):
+        call(request.getfixturevalue(maps))
 
 
 # -- bertviz -------------------------------------------------------------------------------------------------------------

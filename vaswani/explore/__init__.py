@@ -6,9 +6,11 @@ figures of them and of positional encodings in `plots.py`; bertviz's interactive
 from .bertviz_views import bertviz_arguments, head_view, model_view
 from .maps import AttentionMaps, attention_maps, eager_attention
 from .plots import (
+    patch_attention,
     plot_cross_attention,
     plot_head,
     plot_heads,
+    plot_patch_attention,
     plot_positional_encodings,
     positional_encodings,
     unpadded,
@@ -22,9 +24,11 @@ __all__ = [
     "eager_attention",
     "head_view",
     "model_view",
+    "patch_attention",
     "plot_cross_attention",
     "plot_head",
     "plot_heads",
+    "plot_patch_attention",
     "plot_positional_encodings",
     "positional_encodings",
     "unpadded",

@@ -1,13 +1,16 @@
 """
 Attention and positions drawn with matplotlib: `plot_heads` (a layer x head grid of one kind of attention),
 `plot_head` (one head, query tokens on the rows, key tokens on the columns), `plot_cross_attention` (where each
-target token of a translation looks in the source) and `plot_positional_encodings` (what the model adds for each
-position). Every map leaves padding out; every function returns a `matplotlib.figure.Figure`.
+target token of a translation looks in the source), `plot_patch_attention` (where one query looks among an image's
+patches, drawn over the image) and `plot_positional_encodings` (what the model adds for each position). Every map
+leaves padding out; every function returns a `matplotlib.figure.Figure`.
 
 matplotlib is imported inside the functions, so `import vaswani` does not import it. The figures are made without
 pyplot (nothing is kept in pyplot's list of open figures, which matters in a long-running app); a notebook shows
 one when it is a cell's last expression, and `figure.savefig(path)` writes it.
 """
+
+import textwrap
 
 import torch
 from transformers import PreTrainedConfig, PreTrainedModel
@@ -124,6 +127,118 @@ def plot_cross_attention(
     ax.set(xlabel="source (encoder) tokens", ylabel="target (decoder) tokens")
     ax.figure.colorbar(image, ax=ax, label="attention weight")
     return ax.figure
+
+
+def patch_attention(
+    maps: AttentionMaps, layer: int, head: int | None = None, query: int = 0, kind: str = "encoder", example: int = 0
+):
+    """
+    The attention of one query over an image's patches, on the patch grid: `(grid (heads, rows, columns), [CLS]
+    weights (heads,), query token)`, every head (`head=None`) or one. `query` indexes the query tokens: for
+    `kind="encoder"` the image's ([CLS] = 0, the default; patch p(r,c) = 1 + r * columns + c), for `kind="cross"`
+    (an image encoder-decoder) the decoder's, position i being where the model looked to choose token i + 1. The
+    [CLS] key is not a patch: it is left out of the grid and its weight returned beside it.
+    """
+    _check_maps(maps)
+    if maps.patch_grid is None:
+        raise ValueError(
+            "`maps` come from a model that reads tokens: patch attention needs the maps of a model that reads images "
+            "(a config with `image_size`), e.g. attention_maps(model, {'pixel_values': ...})."
+        )
+    if kind not in ("encoder", "cross") or kind not in maps.kinds:
+        raise ValueError(
+            f"`kind` must be 'encoder' (the image's self-attention) or 'cross' (a caption's decoder over the image) "
+            f"among this model's kinds {maps.kinds}, got {kind!r}: only those have the patches as keys."
+        )
+    maps.head(layer, 0 if head is None else head, kind, example)  # checks `layer`, `head` and `example`
+    weights, queries, keys = unpadded(maps, kind, example)
+    if isinstance(query, bool) or not isinstance(query, int) or not -len(queries) <= query < len(queries):
+        raise ValueError(
+            f"`query` must be an integer in [0, {len(queries)}) (the {kind} attention's query tokens "
+            f"{queries[:3] + ['...'] if len(queries) > 3 else queries}), got {query!r}."
+        )
+    rows, columns = maps.patch_grid
+    weights = weights[layer % weights.shape[0], :, query]  # (heads, keys): [CLS] then the patches, row by row
+    if head is not None:
+        weights = weights[[head % weights.shape[0]]]
+    return weights[:, 1:].reshape(-1, rows, columns), weights[:, 0], queries[query]
+
+
+def _image_array(image):
+    """An image to draw under the map, as (height, width[, channels]) floats in [0, 1]; None for none."""
+    import numpy as np
+
+    if image is None:
+        return None
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        image = np.asarray(image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode))
+    elif isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu()
+        image = (image.permute(1, 2, 0) if image.dim() == 3 and image.shape[0] in (1, 3) else image).numpy()
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            "`image` must be the image the maps were made from: a PIL image, a (height, width[, channels]) array, "
+            f"a (channels, height, width) tensor such as pixel_values[example], or None; got {type(image).__name__}."
+        )
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or 0 in image.shape:
+        raise ValueError(
+            f"`image` must be (height, width), (height, width, 3 or 4) or (channels, height, width), got shape "
+            f"{tuple(image.shape)}."
+        )
+    image = image.astype(np.float32)
+    low, high = float(image.min()), float(image.max())  # pixel values are normalised (-1..1); bytes 0..255
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+
+def plot_patch_attention(
+    maps: AttentionMaps, image, layer: int, head: int | None = None, query: int = 0, kind: str = "encoder",
+    example: int = 0, ax=None, cmap: str = "inferno", alpha: float = 0.6, interpolation: str = "nearest",
+):
+    """
+    Where one query looks in an image: its attention over the patches (`patch_attention`), upsampled onto `image`
+    (the picture the maps were made from, e.g. `pixel_values[example]` or the PIL image; None draws the grid alone)
+    as a heat map with opacity `alpha`, one cell a patch (`interpolation="bilinear"` smooths it). `head=None` draws every head of `layer` in a grid; a head number draws that
+    one (into `ax` when given). The [CLS] key is not a patch: it is left out and its weight written in each title.
+    The colour scale is shared by the heads, from 0 to the largest patch weight drawn.
+    """
+    grids, cls_weights, token = patch_attention(maps, layer, head, query, kind, example)
+    if head is None and ax is not None:
+        raise ValueError("`ax` draws one head: pass `head` with it, or leave `ax` out for the grid of every head.")
+    picture = _image_array(image)
+    rows, columns = maps.patch_grid
+    height, width = picture.shape[:2] if picture is not None else (rows, columns)
+    layer = layer % maps.num_layers[kind]
+    heads = [head % maps.num_heads] if head is not None else list(range(maps.num_heads))
+    per_row = min(len(heads), 4)
+    if ax is None:
+        figure = _figure(2.6 * per_row + 1.0, 2.6 * -(-len(heads) // per_row) + 0.8)
+        axes = [a for line in figure.subplots(-(-len(heads) // per_row), per_row, squeeze=False) for a in line]
+    else:
+        axes = [_own_or_given(ax, 0, 0)]
+        figure = axes[0].figure
+    vmax = float(grids.max()) or 1.0
+    extent = (0, width, height, 0)  # the grid stretched over the whole picture, patch (0, 0) at the top left
+    for axis, number, grid, cls_weight in zip(axes, heads, grids, cls_weights):
+        if picture is not None:
+            axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None, extent=extent)
+        overlay = axis.imshow(grid.numpy(), cmap=cmap, alpha=alpha if picture is not None else 1.0, vmin=0.0,
+                              vmax=vmax, extent=extent, interpolation=interpolation)
+        axis.set_title(f"head {number} ([CLS] key {float(cls_weight):.2f})", fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    for axis in axes[len(heads):]:
+        axis.set_visible(False)
+    figure.colorbar(overlay, ax=axes, shrink=0.7, label="attention weight")
+    number = query % len(maps.real_tokens(_stacks(kind)[0], example))
+    title = (f"{'encoder ' if kind == 'encoder' else 'cross-'}attention, layer {layer}: where {token!r} (query "
+             f"{number}) looks among the {rows} x {columns} patches; the [CLS] key is left out")
+    if ax is not None or len(heads) == 1:
+        axes[0].set_xlabel(textwrap.fill(title, 48), fontsize=8)
+    else:
+        figure.suptitle(textwrap.fill(title, 30 * per_row), fontsize=10)
+    return figure
 
 
 def positional_encodings(model_or_config, length: int | None = None, stack: str = "encoder") -> torch.Tensor:
