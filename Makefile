@@ -25,7 +25,7 @@ test: setup
 quality: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/quality.py
 
-# Speed and memory against BERT, GPT-2 and Marian, and GPT-NeoX, BLOOM and T5 (positions inside attention), at
+# Speed and memory against BERT, GPT-2 and Marian, GPT-NeoX, BLOOM and T5 (positions inside attention), and ViT, at
 # identical shapes, then int8 quantisation against float (benchmarks/README.md): about 15 minutes for the first three
 # pairs (the position pairs are not yet timed in full on quiet cores) and 6.
 bench: setup
