@@ -156,6 +156,10 @@ class VaswaniConfig(PreTrainedConfig):
             tokens. The decoder, if any, always reads tokens (a captioner).
         patch_size (`int`, defaults to 16): P, the side of a patch; it must divide `image_size`.
         num_channels (`int`, defaults to 3): colour channels of the images.
+        add_cross_attention (`bool`, defaults to `False`): a decoder-only stack also gets the decoder's
+            encoder-decoder attention (paper 3.2.3), over `encoder_hidden_states` given by the caller, as
+            `VisionEncoderDecoderModel` and `EncoderDecoderModel` give them (Hugging Face's name, as in GPT-2 and
+            BERT). An encoder-decoder model always has it; an encoder-only one has no decoder to give it to.
         sinusoidal_layout (`str`, defaults to `"interleaved"`): where the sines and cosines sit in the encoding:
             `"interleaved"` is the paper's formula (sin at 2i, cos at 2i+1); `"concatenated"` puts all sines first,
             then all cosines (tensor2tensor and Marian). The same information, in another order.
@@ -229,6 +233,7 @@ class VaswaniConfig(PreTrainedConfig):
     image_size: int | None = None
     patch_size: int = 16
     num_channels: int = 3
+    add_cross_attention: bool = False
     sinusoidal_layout: str = "interleaved"
     norm_first: bool = False
     final_layer_norm: bool | None = None
@@ -406,7 +411,7 @@ class VaswaniConfig(PreTrainedConfig):
         for name in (
             "norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding",
             "sparse_prediction", "tie_word_embeddings", "use_cache", "rms_norm", "projection_bias",
-            "parallel_residual",
+            "parallel_residual", "add_cross_attention",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
@@ -516,10 +521,11 @@ class VaswaniConfig(PreTrainedConfig):
                 "`parallel_residual=True` sums attention and feed-forward over one normalised input: it needs "
                 "`norm_first=True` (pre-LN, as GPT-J and GPT-NeoX)."
             )
-        if self.parallel_residual and self.is_encoder_decoder:
+        if self.parallel_residual and (self.is_encoder_decoder or self.add_cross_attention and self.has_decoder):
             raise ValueError(
                 "`parallel_residual=True` is a one-stack layout (GPT-J, GPT-NeoX): a decoder layer with "
-                "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads."
+                "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads "
+                "(and add_cross_attention=False)."
             )
         if self.image_size is not None and not self.has_encoder:
             raise ValueError(
