@@ -350,3 +350,68 @@ def test_vision_encoder_decoder_of_vaswani_halves_is_the_captioner(captioner):
     for settings in ({}, {"num_beams": 3}):
         assert torch.equal(model.generate(pixel_values=images(3), max_new_tokens=6, **settings),
                            captioner.generate(pixel_values=images(3), max_new_tokens=6, **settings)), settings
+
+
+# -- The converter: VisionEncoderDecoderModel(ViT, GPT-2 with cross-attention) -----------------------------------------
+def vit_gpt2(**vit_settings) -> VisionEncoderDecoderModel:
+    """A random ViT + GPT-2 captioner in transformers' wrapper, with ViT's and GPT-2's own defaults where they differ."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    vit = ViTModel(ViTConfig(**{**dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, image_size=16, patch_size=4), **vit_settings}))
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=32,
+                                      add_cross_attention=True, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD))
+    model = VisionEncoderDecoderModel(encoder=vit, decoder=gpt2)
+    model.config.pad_token_id, model.config.decoder_start_token_id = PAD, BOS
+    model.generation_config.update(pad_token_id=PAD, decoder_start_token_id=BOS, eos_token_id=EOS)
+    return model.eval()
+
+
+def test_a_vit_gpt2_captioner_converts_with_the_same_numbers_and_captions(tmp_path):
+    from vaswani.convert import convert
+
+    source = vit_gpt2()
+    assert (source.config.encoder.layer_norm_eps, source.config.encoder.hidden_act) == (1e-12, "gelu")
+    assert (source.config.decoder.layer_norm_epsilon, source.config.decoder.activation_function) == (1e-5, "gelu_new")
+    converted = convert(source)
+    assert type(converted) is VaswaniForConditionalGeneration and converted.config.image_size == 16
+    assert converted.config.encoder_overrides == {"activation_function": "gelu", "layer_norm_eps": 1e-12}
+    assert converted.lm_head.weight is converted.model.decoder.embeddings.word_embeddings.weight
+    pixel_values = images(3)
+    target = torch.tensor([[5, 6, 7, EOS], [8, 9, EOS, -100], [4, 4, 4, 4]])
+    with torch.no_grad():
+        expected, got = source(pixel_values=pixel_values, labels=target), converted(pixel_values=pixel_values, labels=target)
+    torch.testing.assert_close(got.logits, expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.loss, expected.loss, atol=1e-5, rtol=1e-5)
+    for settings in ({}, {"num_beams": 3}, {"num_beams": 2, "num_return_sequences": 2}):
+        theirs = source.generate(pixel_values=pixel_values, max_new_tokens=8, **settings)
+        ours = converted.generate(pixel_values=pixel_values, max_new_tokens=8, **settings)
+        assert torch.equal(ours, theirs), settings
+    converted.save_pretrained(tmp_path)  # the encoder's own settings survive the folder
+    reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    assert reloaded.config.encoder_overrides == converted.config.encoder_overrides
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=pixel_values, labels=target).logits, got.logits)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"d_model": 64}, r"may set \('activation_function', 'layer_norm_eps'\) only"),
+        ({"layer_norm_eps": 0.0}, "`encoder_overrides`: `layer_norm_eps` must be a positive"),
+        ({"activation_function": "tanh"}, "`encoder_overrides`: `activation_function` must be one of"),
+        ({}, "non-empty dict"),
+    ],
+    ids=["other-field", "eps", "activation", "empty"],
+)
+def test_bad_encoder_overrides_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        captioner_config(encoder_overrides=overrides)
+
+
+def test_a_vit_gpt2_of_other_widths_is_refused_by_name():
+    from vaswani.convert import ConversionError, convert
+
+    with pytest.raises(ConversionError, match="differ in d_model"):
+        convert(vit_gpt2(hidden_size=48))

@@ -525,6 +525,9 @@ def _architecture(config, head: str) -> str:
             f"patches of {patch}x{patch}, each projected to d_model, after a learned [CLS] token{scale}{positions} "
             f"(ViT)." + (" The decoder's inputs are token embeddings." if config.has_decoder else "")
         )
+    if config.encoder_overrides:
+        own = ", ".join(f"{name} {value}" for name, value in sorted(config.encoder_overrides.items()))
+        inputs += f" The encoder has its own {own} (the rest of the model: the settings below)."
     return (
         f"{stacks} {inputs} Each of the {config.num_heads} attention "
         f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2){scores}; the "

@@ -837,7 +837,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
     def __init__(self, config: VaswaniConfig):
         config.check_stacks()
         super().__init__(config)
-        self.encoder = VaswaniEncoder(config) if config.has_encoder else None
+        self.encoder = VaswaniEncoder(config.for_encoder()) if config.has_encoder else None
         self.decoder = VaswaniDecoder(config) if config.has_decoder else None
         if config.image_size is not None:
             self.main_input_name = "pixel_values"  # what generate() and the pipelines feed the encoder
