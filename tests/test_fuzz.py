@@ -249,6 +249,9 @@ FIELD_VALUES = {
     "rms_norm": [False, True, "yes"],
     "projection_bias": [True, False],
     "parallel_residual": [False, True],
+    "add_cross_attention": [False, True, 1],
+    "encoder_overrides": [None, {"layer_norm_eps": 1e-6}, {"activation_function": "gelu"}, {"d_model": 64}, {},
+                          {"layer_norm_eps": -1.0}],
     "norm_first": [False, True, "yes", 1],
     "pad_token_id": [0, None, 1.0, VOCAB],
     "vocab_size": [VOCAB, 5, 0],
@@ -277,6 +280,8 @@ def _config_is_valid(kwargs) -> bool:
         or (kwargs.get("relative_attention_num_buckets", 32) >= 4
             and kwargs.get("relative_attention_max_distance", 128) > kwargs.get("relative_attention_num_buckets", 32) // 2),
         isinstance(kwargs.get("rms_norm", False), bool),
+        isinstance(kwargs.get("add_cross_attention", False), bool),
+        kwargs.get("encoder_overrides") in (None, {"layer_norm_eps": 1e-6}, {"activation_function": "gelu"}),
         isinstance(kwargs.get("norm_first", False), bool),
         kwargs.get("pad_token_id", 0) is None or (isinstance(kwargs.get("pad_token_id", 0), int)
                                                  and kwargs.get("pad_token_id", 0) < kwargs.get("vocab_size", VOCAB)),
@@ -327,7 +332,9 @@ def _check_config(kwargs, head):
         return
     config = VaswaniConfig(**kwargs)
     torch.manual_seed(0)
-    if config.parallel_residual and (not config.norm_first or getattr(head, "stacks", config.stacks) == "encoder-decoder"):
+    stacks = getattr(head, "stacks", config.stacks)
+    cross = stacks == "encoder-decoder" or config.add_cross_attention and stacks == "decoder-only"
+    if config.parallel_residual and (not config.norm_first or cross):
         _expect_named_error(lambda: head(config), [f"parallel_residual with {head.__name__}, {checked}"])
         return
     model = head(config).eval()

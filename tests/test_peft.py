@@ -395,3 +395,45 @@ def test_finetune_lora_refuses_settings_that_do_not_fit(argv, said, lora_run, tm
               "--output", tmp_path / "out")
     assert run.code == 2 and said in run.err, run.err
     assert not (tmp_path / "out").exists()
+
+
+# -- Images: a ViT classifier and a captioner take adapters the same way --------------------------------------------------
+def _image_config():
+    return tiny_config(image_size=16, patch_size=4, num_labels=3)
+
+
+def test_lora_on_an_image_classifier_trains_the_adapters_and_the_classifier_and_merges_exactly():
+    from vaswani import VaswaniForImageClassification
+
+    torch.manual_seed(0)
+    base = VaswaniForImageClassification(_image_config()).eval()
+    pixel_values = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        plain = base(pixel_values=pixel_values).logits.clone()
+    # As transformers' ViT guide does: no peft task type, the new classifier trained whole.
+    model = perturbed_lora(base, modules_to_save=["classifier"])
+    assert {n.split(".lora_")[0].split(".")[-1] for n in trainable(model) if ".lora_" in n} == {"q_proj", "v_proj"}
+    assert all(".lora_" in n or ".modules_to_save." in n for n in trainable(model))
+    loss = model(pixel_values=pixel_values, labels=torch.tensor([0, 2])).loss
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        adapted = model(pixel_values=pixel_values).logits
+        assert (adapted - plain).abs().max() > 1e-3
+        merged = model.merge_and_unload()
+        assert type(merged) is VaswaniForImageClassification
+        torch.testing.assert_close(merged(pixel_values=pixel_values).logits, adapted, rtol=0, atol=1e-5)
+
+
+def test_lora_on_a_captioner_generates_as_its_merged_model():
+    torch.manual_seed(0)
+    base = VaswaniForConditionalGeneration(_image_config()).eval()
+    model = perturbed_lora(base, task_type="SEQ_2_SEQ_LM", lora_alpha=256).eval()
+    pixel_values = torch.randn(2, 3, 16, 16)
+    settings = dict(max_new_tokens=6, do_sample=False, min_new_tokens=6)
+    through_peft = model.generate(pixel_values=pixel_values, **settings)
+    with model.disable_adapter():
+        plain = model.get_base_model().generate(pixel_values=pixel_values, **settings)
+    assert torch.equal(model.merge_and_unload().generate(pixel_values=pixel_values, **settings), through_peft)
+    assert not torch.equal(plain, through_peft)  # the adapter is what generated them

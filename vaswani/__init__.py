@@ -52,13 +52,14 @@ from .explore import AttentionMaps, attention_maps
 from .hub import HEADS
 from .integrations import adapters
 from .modeling import *  # noqa: F403  (the paper's classes and every head: `modeling.__all__`)
-from .pipelines import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
+from .pipelines import VaswaniImageToTextPipeline, VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
 from .tokenization import check_tokenizer_fits, config_from_tokenizer, image_processor_for, train_tokenizer
 
 __version__ = "0.1.0"
 
 # Every Auto class the family serves, with the class it builds: read from the table of heads.
 AUTO_CLASSES = {getattr(transformers, head.auto_class): getattr(modeling, name) for name, head in HEADS.items()}
+AUTO_CLASSES |= {getattr(transformers, head.images[0]): getattr(modeling, name) for name, head in HEADS.items() if head.images}
 
 AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig, exist_ok=True)
 for _auto_class, _model_class in AUTO_CLASSES.items():
@@ -76,6 +77,12 @@ PIPELINE_REGISTRY.register_pipeline(
     pt_model=transformers.AutoModelForQuestionAnswering,
     type="text",
 )
+PIPELINE_REGISTRY.register_pipeline(
+    "vaswani-image-to-text",
+    pipeline_class=VaswaniImageToTextPipeline,
+    pt_model=transformers.AutoModelForImageTextToText,
+    type="multimodal",
+)
 
 __all__ = [
     "AUTO_CLASSES",
@@ -83,6 +90,7 @@ __all__ = [
     "HEADS",
     "PRESETS",
     "VaswaniConfig",
+    "VaswaniImageToTextPipeline",
     "VaswaniQuestionAnsweringPipeline",
     "VaswaniText2TextPipeline",
     "attention_maps",

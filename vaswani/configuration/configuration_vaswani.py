@@ -1,7 +1,8 @@
 """
 Configuration of the Vaswani model family ("Attention Is All You Need", Vaswani et al. 2017): `VaswaniConfig`, the one
 source of truth for a model's architecture and the one place it is validated, with the constants its fields take
-(`STACKS`, `ACTIVATIONS`, `POSITION_EMBEDDING_TYPES`, `SINUSOIDAL_LAYOUTS`, `ATTENTION_SCORES`) and named `PRESETS`.
+(`STACKS`, `ACTIVATIONS`, `POSITION_EMBEDDING_TYPES`, `SINUSOIDAL_LAYOUTS`, `ATTENTION_SCORES`,
+`ENCODER_OVERRIDES`) and named `PRESETS`.
 Training settings (learning rate, label smoothing, ...) are not architecture and live with the training code
 (`vaswani.training`).
 """
@@ -31,6 +32,8 @@ if tuple(int(part) for part in transformers.__version__.split(".")[:2]) < (5, 24
 
 STACKS = ("encoder-decoder", "encoder-only", "decoder-only")
 # ReLU is the paper's (eq. 2); the GELU variants are BERT's and GPT-2's, swish (SiLU) Marian's.
+# The settings in which an encoder may depart from the rest of the model (`encoder_overrides`).
+ENCODER_OVERRIDES = ("activation_function", "layer_norm_eps")
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "swish", "silu")
 # The paper's fixed sinusoids (3.5) and learned positions (BERT, GPT-2) are added to the embeddings; the paper's
 # descendants put position into attention: rotary (RoPE: GPT-NeoX, Llama), alibi (BLOOM, MPT) and relative (T5's
@@ -156,6 +159,14 @@ class VaswaniConfig(PreTrainedConfig):
             tokens. The decoder, if any, always reads tokens (a captioner).
         patch_size (`int`, defaults to 16): P, the side of a patch; it must divide `image_size`.
         num_channels (`int`, defaults to 3): colour channels of the images.
+        add_cross_attention (`bool`, defaults to `False`): a decoder-only stack also gets the decoder's
+            encoder-decoder attention (paper 3.2.3), over `encoder_hidden_states` given by the caller, as
+            `VisionEncoderDecoderModel` and `EncoderDecoderModel` give them (Hugging Face's name, as in GPT-2 and
+            BERT). An encoder-decoder model always has it; an encoder-only one has no decoder to give it to.
+        encoder_overrides (`dict`, *optional*): settings in which the encoder stack departs from the rest of the
+            model, any of `ENCODER_OVERRIDES` (`activation_function`, `layer_norm_eps`): for a captioner whose image
+            encoder and text decoder were trained apart (a converted ViT + GPT-2: gelu and 1e-12 against gelu_new
+            and 1e-5). None (the paper): one setting for every stack.
         sinusoidal_layout (`str`, defaults to `"interleaved"`): where the sines and cosines sit in the encoding:
             `"interleaved"` is the paper's formula (sin at 2i, cos at 2i+1); `"concatenated"` puts all sines first,
             then all cosines (tensor2tensor and Marian). The same information, in another order.
@@ -229,6 +240,8 @@ class VaswaniConfig(PreTrainedConfig):
     image_size: int | None = None
     patch_size: int = 16
     num_channels: int = 3
+    add_cross_attention: bool = False
+    encoder_overrides: dict | None = None
     sinusoidal_layout: str = "interleaved"
     norm_first: bool = False
     final_layer_norm: bool | None = None
@@ -403,10 +416,11 @@ class VaswaniConfig(PreTrainedConfig):
             )
         self._check_positions()
         self._check_pixels()
+        self._check_encoder_overrides()
         for name in (
             "norm_first", "final_layer_norm", "embedding_layer_norm", "final_logits_bias", "scale_embedding",
             "sparse_prediction", "tie_word_embeddings", "use_cache", "rms_norm", "projection_bias",
-            "parallel_residual",
+            "parallel_residual", "add_cross_attention",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
@@ -495,6 +509,34 @@ class VaswaniConfig(PreTrainedConfig):
                 f"patches. Choose, e.g., patch_size={max(p for p in range(1, self.patch_size + 1) if size % p == 0)}."
             )
 
+    def _check_encoder_overrides(self):
+        overrides = self.encoder_overrides
+        if overrides is None:
+            return
+        if not isinstance(overrides, dict) or not overrides:
+            raise ValueError(f"`encoder_overrides` must be None or a non-empty dict, got {overrides!r}.")
+        unknown = sorted(set(overrides) - set(ENCODER_OVERRIDES))
+        if unknown:
+            raise ValueError(
+                f"`encoder_overrides` may set {ENCODER_OVERRIDES} only, got {unknown}: every other setting is the "
+                f"model's own."
+            )
+        try:
+            self.for_encoder()  # the encoder's settings pass the same checks as the model's
+        except ValueError as error:
+            raise ValueError(f"`encoder_overrides`: {error}") from None
+
+    def for_encoder(self) -> "VaswaniConfig":
+        """The config the encoder stack is built from: this one, or a copy with `encoder_overrides` applied."""
+        if not self.encoder_overrides:
+            return self
+        config = copy.deepcopy(self)
+        for name, value in self.encoder_overrides.items():
+            setattr(config, name, value)
+        config.encoder_overrides = None
+        config.check()
+        return config
+
     @property
     def num_patches(self) -> int | None:
         """(image_size / patch_size)^2, the patches an image becomes; None for a model that reads tokens."""
@@ -516,10 +558,11 @@ class VaswaniConfig(PreTrainedConfig):
                 "`parallel_residual=True` sums attention and feed-forward over one normalised input: it needs "
                 "`norm_first=True` (pre-LN, as GPT-J and GPT-NeoX)."
             )
-        if self.parallel_residual and self.is_encoder_decoder:
+        if self.parallel_residual and (self.is_encoder_decoder or self.add_cross_attention and self.has_decoder):
             raise ValueError(
                 "`parallel_residual=True` is a one-stack layout (GPT-J, GPT-NeoX): a decoder layer with "
-                "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads."
+                "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads "
+                "(and add_cross_attention=False)."
             )
         if self.image_size is not None and not self.has_encoder:
             raise ValueError(

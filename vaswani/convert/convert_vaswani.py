@@ -1,5 +1,6 @@
 """
-Converters from Hugging Face's BERT, GPT-2, Marian, GPT-NeoX, BLOOM and T5 models, and from `torch.nn.Transformer`,
+Converters from Hugging Face's BERT, GPT-2, Marian, GPT-NeoX, BLOOM, T5 and ViT models (and ViT + GPT-2 captioners),
+and from `torch.nn.Transformer`,
 into Vaswani models that compute the same numbers. Each of those architectures is the paper's Transformer with a few
 choices changed; the config names each choice (`embedding_layer_norm`, `type_vocab_size`, `activation_function`,
 `norm_first`, `final_layer_norm`, `sinusoidal_layout`, `final_logits_bias`, `position_embedding_type`,
@@ -12,6 +13,8 @@ choices changed; the config names each choice (`embedding_layer_norm`, `type_voc
     BloomModel / BloomForCausalLM                      -> VaswaniModel / VaswaniForCausalLM (ALiBi)
     T5Model / T5ForConditionalGeneration               -> VaswaniModel / VaswaniForConditionalGeneration (relative bias)
     T5EncoderModel                                     -> VaswaniModel (encoder-only)
+    ViTModel / ViTForImageClassification               -> VaswaniModel / VaswaniForImageClassification (image_size)
+    VisionEncoderDecoderModel (ViT, GPT-2 + cross-attn) -> VaswaniForConditionalGeneration (a captioner)
     torch.nn.Transformer                               -> VaswaniModel (encoder-decoder; the embeddings are new)
 
 Fused projections (GPT-2's, GPT-NeoX's, BLOOM's q/k/v) are split; T5's two scalings that have no config switch are
@@ -160,6 +163,45 @@ def config_from_gpt2(config) -> VaswaniConfig:
         position_embedding_type="learned",
         layer_norm_eps=config.layer_norm_epsilon,
         tie_word_embeddings=getattr(config, "tie_word_embeddings", True),
+    )
+
+
+def config_from_vision_encoder_decoder(config) -> VaswaniConfig:
+    """
+    A `VaswaniConfig` (encoder-decoder, reading pixels) for a `VisionEncoderDecoderConfig` of a ViT encoder and a
+    GPT-2 decoder with cross-attention: the encoder's ViT settings, the decoder's GPT-2 ones; where ViT and GPT-2
+    differ in activation or LayerNorm epsilon (they do: gelu, 1e-12 against gelu_new, 1e-5), `encoder_overrides`.
+    """
+    encoder, decoder = config.encoder, config.decoder
+    _require(encoder.model_type == "vit" and decoder.model_type == "gpt2",
+             f"A VisionEncoderDecoderModel converts with a ViT encoder and a GPT-2 decoder, not {encoder.model_type} "
+             f"and {decoder.model_type}.")
+    _require(getattr(decoder, "add_cross_attention", False), "Its GPT-2 decoder has no cross-attention to convert.")
+    vit, gpt2 = config_from_vit(encoder), config_from_gpt2(decoder)
+    for name in ("d_model", "num_heads", "d_ff"):
+        _require(getattr(vit, name) == getattr(gpt2, name),
+                 f"Its ViT and GPT-2 differ in {name} ({getattr(vit, name)} and {getattr(gpt2, name)}): a Vaswani "
+                 f"model has one {name} for both stacks (and no projection between them).")
+    _require(getattr(decoder, "cross_attention_hidden_size", None) in (None, vit.d_model),
+             "Its decoder's cross_attention_hidden_size differs from the encoder's: that projection has no counterpart.")
+    overrides = {name: getattr(vit, name) for name in ("activation_function", "layer_norm_eps")
+                 if getattr(vit, name) != getattr(gpt2, name)}
+    if vit.dropout != gpt2.dropout or vit.attention_dropout != gpt2.attention_dropout:
+        logger.warning("ViT's dropout (%s, attention %s) differs from GPT-2's (%s, %s); the Vaswani model uses GPT-2's "
+                       "for both stacks (no effect on inference).",
+                       vit.dropout, vit.attention_dropout, gpt2.dropout, gpt2.attention_dropout)
+    start = config.decoder_start_token_id if getattr(config, "decoder_start_token_id", None) is not None else decoder.bos_token_id
+    pad = config.pad_token_id if getattr(config, "pad_token_id", None) is not None else decoder.pad_token_id
+    fields = {name: getattr(gpt2, name) for name in (
+        "vocab_size", "d_model", "num_heads", "d_ff", "num_decoder_layers", "dropout", "attention_dropout",
+        "activation_function", "max_position_embeddings", "layer_norm_eps", "tie_word_embeddings", "init_std",
+        "bos_token_id", "eos_token_id",
+    )}
+    return VaswaniConfig(
+        stacks="encoder-decoder", num_encoder_layers=vit.num_encoder_layers, image_size=vit.image_size,
+        patch_size=vit.patch_size, num_channels=vit.num_channels, position_embedding_type="learned", norm_first=True,
+        final_layer_norm=True, scale_embedding=False, type_vocab_size=0, pad_token_id=pad,
+        decoder_start_token_id=start, encoder_overrides=overrides or None, **fields,
     )
 
 
@@ -431,6 +473,28 @@ def _vit_body(sd: dict, config: VaswaniConfig) -> dict:
     return m
 
 
+def _vision_encoder_decoder_body(sd: dict, config: VaswaniConfig) -> dict:
+    """
+    Our body keys -> tensors of a VisionEncoderDecoderModel(ViT, GPT-2 with cross-attention) state dict: the ViT's,
+    GPT-2's, and its cross-attention (q_attn: W^Q; c_attn: W^K and W^V stacked; Conv1D weights transposed).
+    """
+    d = config.d_model
+    m = _vit_body({k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}, config)
+    gpt2 = {k[len("decoder.transformer."):]: v for k, v in sd.items() if k.startswith("decoder.transformer.")}
+    m.update(_gpt2_body(gpt2, config))
+    for i in range(config.num_decoder_layers):
+        src, dst = f"decoder.transformer.h.{i}.", f"decoder.layers.{i}."
+        _linear(m, dst + "encoder_attn.q_proj", sd[src + "crossattention.q_attn.weight"].t(),
+                sd[src + "crossattention.q_attn.bias"])
+        kv_weight, kv_bias = sd[src + "crossattention.c_attn.weight"].t(), sd[src + "crossattention.c_attn.bias"]
+        for j, name in enumerate(("k_proj", "v_proj")):  # (2 d_model, d_model): k, v stacked
+            _linear(m, dst + "encoder_attn." + name, kv_weight[j * d : (j + 1) * d], kv_bias[j * d : (j + 1) * d])
+        _linear(m, dst + "encoder_attn.o_proj", sd[src + "crossattention.c_proj.weight"].t(),
+                sd[src + "crossattention.c_proj.bias"])
+        _linear(m, dst + "encoder_attn_layer_norm", sd[src + "ln_cross_attn.weight"], sd[src + "ln_cross_attn.bias"])
+    return m
+
+
 def _unfuse_heads(weight: torch.Tensor, bias: torch.Tensor | None, num_heads: int) -> list[tuple]:
     """
     (weight, bias) of W^Q, W^K and W^V from a fused projection whose outputs are laid out head by head, each head's
@@ -572,6 +636,7 @@ ARCHITECTURES = {
     "T5EncoderModel": ("t5-encoder", VaswaniModel, None),
     "ViTModel": ("vit", VaswaniModel, None),
     "ViTForImageClassification": ("vit", VaswaniForImageClassification, "vit"),
+    "VisionEncoderDecoderModel": ("vision-encoder-decoder", VaswaniForConditionalGeneration, None),
 }
 _CONFIGS = {
     "bert": config_from_bert,
@@ -582,6 +647,7 @@ _CONFIGS = {
     "t5": config_from_t5,
     "t5-encoder": lambda config: config_from_t5(config, stacks="encoder-only"),
     "vit": config_from_vit,
+    "vision-encoder-decoder": config_from_vision_encoder_decoder,
 }
 _BODIES = {
     "bert": _bert_body,
@@ -592,6 +658,7 @@ _BODIES = {
     "t5": _t5_body,
     "t5-encoder": _t5_body,
     "vit": _vit_body,
+    "vision-encoder-decoder": _vision_encoder_decoder_body,
 }
 
 
@@ -636,6 +703,8 @@ def _head_weights(architecture: str, sd: dict, source_config) -> dict:
             scale = source_config.d_model**-0.5
             m["model.decoder.final_layer_norm.weight"] = sd["decoder.final_layer_norm.weight"] * scale
         return m
+    if architecture == "VisionEncoderDecoderModel":
+        return {"lm_head.weight": sd["decoder.lm_head.weight"]}
     if architecture == "ViTForImageClassification":
         return {"classifier.weight": sd["classifier.weight"], "classifier.bias": sd["classifier.bias"]}
     if architecture == "MarianMTModel":
@@ -645,13 +714,15 @@ def _head_weights(architecture: str, sd: dict, source_config) -> dict:
 
 def convert(source, architecture: str | None = None, **load_kwargs):
     """
-    Convert a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into the Vaswani model that computes the
-    same numbers.
+    Convert a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM, T5 or ViT model, or a ViT + GPT-2 captioner, into
+    the Vaswani model that computes the same numbers.
 
     Args:
         source: a model object (one of `ARCHITECTURES`: `BertModel`, `BertForMaskedLM`, `BertForPreTraining`,
             `GPT2Model`, `GPT2LMHeadModel`, `MarianModel`, `MarianMTModel`, `GPTNeoXModel`, `GPTNeoXForCausalLM`,
-            `BloomModel`, `BloomForCausalLM`, `T5Model`, `T5ForConditionalGeneration`, `T5EncoderModel`), or a checkpoint folder or Hub name holding one, or a
+            `BloomModel`, `BloomForCausalLM`, `T5Model`, `T5ForConditionalGeneration`, `T5EncoderModel`, `ViTModel`,
+            `ViTForImageClassification`, `VisionEncoderDecoderModel` of a ViT and a GPT-2 with cross-attention), or
+            a checkpoint folder or Hub name holding one, or a
             `torch.nn.Transformer` (then pass `vocab_size`; see `convert_torch_transformer`).
         architecture (`str`, *optional*): for a folder, the class to load it as (default: its config's
             `architectures[0]`).
@@ -704,7 +775,7 @@ def convert(source, architecture: str | None = None, **load_kwargs):
     mapping.update(_head_weights(architecture, full, source.config))
     _load_exactly(model, mapping, source_name)
     used = [*mapping.values(), *body.read, *full.read]
-    _check_all_used(dict(full), used, source_name, ("pooler.", "bert.pooler.", "cls.predictions.bias"))
+    _check_all_used(dict(full), used, source_name, ("pooler.", "bert.pooler.", "encoder.pooler.", "cls.predictions.bias"))
     if getattr(source, "generation_config", None) is not None and hasattr(model, "generation_config"):
         model.generation_config = copy.deepcopy(source.generation_config)
     dtype = next(source.parameters()).dtype

@@ -33,13 +33,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..pipelines.pipeline_vaswani import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
+from ..pipelines.pipeline_vaswani import (
+    VaswaniImageToTextPipeline,
+    VaswaniQuestionAnsweringPipeline,
+    VaswaniText2TextPipeline,
+)
 
 
 class Head(NamedTuple):
     """
     One model class of the family: the Auto class that builds it, its module, its pipeline tag, its purpose, and
-    what its encoder reads (`"text"`, or `"image"` for a config with `image_size`).
+    what its encoder reads (`"text"`, or `"image"` for a config with `image_size`). `images` is, for a class that
+    reads either, its Auto class, pipeline tag and purpose when the config's encoder reads images.
     """
 
     auto_class: str
@@ -47,6 +52,13 @@ class Head(NamedTuple):
     pipeline_tag: str
     purpose: str
     reads: str = "text"
+    images: tuple[str, str, str] | None = None
+
+    def facts(self, config) -> tuple[str, str, str]:
+        """(Auto class, pipeline tag, purpose) of this head for `config` (what its encoder reads decides)."""
+        if self.images is not None and getattr(config, "image_size", None) is not None:
+            return self.images
+        return self.auto_class, self.pipeline_tag, self.purpose
 
 
 # Every model class of the family, in the order the documentation presents them.
@@ -55,6 +67,7 @@ HEADS: dict[str, Head] = {
     "VaswaniForConditionalGeneration": Head(
         "AutoModelForSeq2SeqLM", "modeling_vaswani_heads", "text2text-generation",
         "sequence-to-sequence generation (translation, summarisation)",
+        images=("AutoModelForImageTextToText", "image-to-text", "image captioning (a text decoder attending to patches)"),
     ),
     "VaswaniForCausalLM": Head(
         "AutoModelForCausalLM", "modeling_vaswani_heads", "text-generation",
@@ -93,16 +106,19 @@ HEADS: dict[str, Head] = {
 AUTO_MAP = {
     "AutoConfig": "configuration_vaswani.VaswaniConfig",
     **{head.auto_class: f"{head.module}.{name}" for name, head in HEADS.items()},
+    **{head.images[0]: f"{head.module}.{name}" for name, head in HEADS.items() if head.images},
 }
 
 # The pipelines transformers 5 removed, brought back for this family under its own task names. (Imported, not named
 # as strings: a folder loaded with remote code then carries their module too, since transformers copies the modules
 # that the model's modules import.)
 CUSTOM_PIPELINES = {
-    task: {"impl": f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}", "pt": [auto_class], "tf": [], "type": "text"}
+    task: {"impl": f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}", "pt": [auto_class], "tf": [],
+           "type": "multimodal" if "image" in task else "text"}
     for task, pipeline, auto_class in (
         ("vaswani-text2text", VaswaniText2TextPipeline, "AutoModelForSeq2SeqLM"),
         ("vaswani-question-answering", VaswaniQuestionAnsweringPipeline, "AutoModelForQuestionAnswering"),
+        ("vaswani-image-to-text", VaswaniImageToTextPipeline, "AutoModelForImageTextToText"),
     )
 }
 
@@ -357,7 +373,7 @@ def card_facts(model) -> dict[str, str]:
     config = model.config
     head = type(model).__name__
     known = HEADS.get(head)
-    pipeline_tag, purpose = (known.pipeline_tag, known.purpose) if known else ("", "a Vaswani model")
+    auto_class, pipeline_tag, purpose = known.facts(config) if known else ("AutoModel", "", "a Vaswani model")
     data = dict(getattr(config, "model_card_data", None) or {})
     datasets = data.get("datasets", [])
     results = data.get("results", [])  # [{"task", "dataset", "split", "metric", "value"}]
@@ -390,7 +406,7 @@ def card_facts(model) -> dict[str, str]:
         "head": head,
         "purpose": purpose,
         "pipeline_tag": data.get("pipeline_tag", pipeline_tag),
-        "auto_class": known.auto_class if known else "AutoModel",
+        "auto_class": auto_class,
         "license": data.get("license", "apache-2.0"),
         "tags_yaml": _yaml_list(tags),
         "datasets_yaml": _yaml_list(datasets),
@@ -429,9 +445,11 @@ def card_facts(model) -> dict[str, str]:
 
 def _preprocessor(config) -> dict[str, str]:
     """What turns raw inputs into the model's: its tokenizer, or for a model that reads only images its processor."""
-    if config.image_size is not None and not config.has_decoder:
+    if config.image_size is not None:
+        words = " (the tokenizer, AutoTokenizer, turns the generated ids into words)" if config.has_decoder else ""
         return {"preprocessor_class": "AutoImageProcessor", "preprocessor": "image_processor",
-                "preprocessor_comment": "# The image processor is transformers' own ViT processor, saved beside the model."}
+                "preprocessor_comment": f"# The image processor is transformers' own ViT processor, saved beside the "
+                                        f"model{words}."}
     return {"preprocessor_class": "AutoTokenizer", "preprocessor": "tokenizer",
             "preprocessor_comment": "# The tokenizer is plain transformers; the flag only lets AutoTokenizer read this "
                                     "repo's config."}
@@ -507,6 +525,9 @@ def _architecture(config, head: str) -> str:
             f"patches of {patch}x{patch}, each projected to d_model, after a learned [CLS] token{scale}{positions} "
             f"(ViT)." + (" The decoder's inputs are token embeddings." if config.has_decoder else "")
         )
+    if config.encoder_overrides:
+        own = ", ".join(f"{name} {value}" for name, value in sorted(config.encoder_overrides.items()))
+        inputs += f" The encoder has its own {own} (the rest of the model: the settings below)."
     return (
         f"{stacks} {inputs} Each of the {config.num_heads} attention "
         f"heads works in {config.d_model // config.num_heads} dimensions (d_model / h, paper 3.2.2){scores}; the "
@@ -515,7 +536,7 @@ def _architecture(config, head: str) -> str:
         + (
             "This is the bare model: it returns hidden states, with no task head."
             if head == "VaswaniModel"
-            else f"`{head}` puts the head for {HEADS[head].purpose if head in HEADS else 'its task'} on top."
+            else f"`{head}` puts the head for {HEADS[head].facts(config)[2] if head in HEADS else 'its task'} on top."
         )
     )
 

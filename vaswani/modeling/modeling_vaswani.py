@@ -402,8 +402,9 @@ class VaswaniEncoderLayer(GradientCheckpointingLayer):
 class VaswaniDecoderLayer(GradientCheckpointingLayer):
     """
     One decoder layer (paper 3.1): masked multi-head self-attention (a position sees only earlier positions),
-    multi-head attention over the encoder output (only when there is an encoder), then the feed-forward network;
-    each sub-layer wrapped like the encoder's (`parallel_residual` too, when there is no encoder).
+    multi-head attention over the encoder output (when there is an encoder, or `add_cross_attention` asks for it
+    over states given from outside), then the feed-forward network; each sub-layer wrapped like the encoder's
+    (`parallel_residual` too, when there is no encoder).
     """
 
     def __init__(self, config: VaswaniConfig, layer_idx: int | None = None):
@@ -413,7 +414,7 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
         self.dropout = config.dropout
         self.self_attn = VaswaniAttention(config, layer_idx, is_causal=True)
         self.self_attn_layer_norm = layer_norm(config)
-        if config.is_encoder_decoder:
+        if config.is_encoder_decoder or config.add_cross_attention:
             self.encoder_attn = VaswaniAttention(config, layer_idx, is_causal=False)
             self.encoder_attn_layer_norm = layer_norm(config)
         self.feed_forward = VaswaniFeedForward(config)
@@ -750,6 +751,12 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         """
         if self.config.is_encoder_decoder and encoder_hidden_states is None:
             raise ValueError("This decoder attends over an encoder: pass `encoder_hidden_states`.")
+        cross_attends = self.config.is_encoder_decoder or self.config.add_cross_attention
+        if encoder_hidden_states is not None and not cross_attends:
+            raise ValueError(
+                "`encoder_hidden_states` were given, but this decoder has no encoder-decoder attention: build it "
+                "with `add_cross_attention=True` in its config (as VisionEncoderDecoderModel does)."
+            )
         if self.training and torch.is_grad_enabled() and self.layers and self.layers[0].gradient_checkpointing:
             # A checkpointed layer runs again in the backward pass, which would write its cache entries twice.
             if cache is not None:
@@ -759,11 +766,10 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
                 )
             use_cache = False
         if use_cache and cache is None:
-            cache = (
-                EncoderDecoderCache(VaswaniDynamicCache(self.config), DynamicCache(config=self.config))
-                if self.config.is_encoder_decoder
-                else VaswaniDynamicCache(self.config)
-            )
+            cache = VaswaniDynamicCache(self.config)
+        if cache is not None and cross_attends and not isinstance(cache, EncoderDecoderCache):
+            # Keys and values over the encoder output are kept apart from the target's own (as in GPT-2).
+            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
         past_length = cache.get_seq_length() if cache is not None else 0
         prefix = "decoder_" if self.config.is_encoder_decoder else ""
         position_ids = _stack_positions(
@@ -831,7 +837,7 @@ class VaswaniModel(VaswaniPreTrainedModel):
     def __init__(self, config: VaswaniConfig):
         config.check_stacks()
         super().__init__(config)
-        self.encoder = VaswaniEncoder(config) if config.has_encoder else None
+        self.encoder = VaswaniEncoder(config.for_encoder()) if config.has_encoder else None
         self.decoder = VaswaniDecoder(config) if config.has_decoder else None
         if config.image_size is not None:
             self.main_input_name = "pixel_values"  # what generate() and the pipelines feed the encoder
@@ -840,12 +846,18 @@ class VaswaniModel(VaswaniPreTrainedModel):
             self._tied_weights_keys = {"decoder.embeddings.word_embeddings.weight": "encoder.embeddings.word_embeddings.weight"}
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return (self.encoder or self.decoder).get_input_embeddings()
+    def _token_stack(self) -> nn.Module:
+        """The stack whose embeddings are the model's token embeddings (a captioner's decoder: its encoder reads pixels)."""
+        if self.config.image_size is not None and self.decoder is not None:
+            return self.decoder
+        return self.encoder or self.decoder
 
-    def set_input_embeddings(self, value: nn.Embedding):
-        (self.encoder or self.decoder).set_input_embeddings(value)
-        if self.config.is_encoder_decoder and self.config.tie_word_embeddings:
+    def get_input_embeddings(self) -> nn.Module:
+        return self._token_stack().get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self._token_stack().set_input_embeddings(value)
+        if self.config.is_encoder_decoder and self.config.tie_word_embeddings and self.config.image_size is None:
             self.decoder.set_input_embeddings(value)
 
     def get_encoder(self, modality=None):

@@ -328,6 +328,11 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
 
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
+        if self.config.image_size is not None:
+            # A captioner: the encoder reads pixels, so the projection can share only the target embedding's matrix.
+            self.main_input_name = "pixel_values"  # what generate() and the pipelines feed the encoder
+            self.input_modalities = ("image", "text")
+            self._tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.word_embeddings.weight"}
         self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
         if self.config.final_logits_bias:
             # A fixed per-token offset of the logits (Marian's); a buffer, so training leaves it as loaded.
@@ -376,6 +381,8 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         smoothing: float = 0.0,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
@@ -387,6 +394,8 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             smoothing (`float`): label smoothing epsilon_ls of the loss (paper 5.4), a training setting (training
                 code passes it in training steps); 0 gives the plain loss. Not named `label_*`: Trainer takes such
                 arguments for labels.
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`): the
+                images a captioner (`image_size` set) reads instead of `input_ids`.
             Other arguments: see [`VaswaniModel.forward`]; `num_items_in_batch` and `ignore_index` reach the loss.
         """
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -395,7 +404,7 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
                     f"`labels` must have shape (batch_size, target_length > 0), got "
                     f"{tuple(getattr(labels, 'shape', ()))}: the target token ids, -100 to ignore."
                 )
-            source = input_ids if input_ids is not None else inputs_embeds
+            source = next((x for x in (input_ids, inputs_embeds, pixel_values) if x is not None), None)
             if encoder_outputs is None and isinstance(source, torch.Tensor):
                 check_batch(source.shape[0], labels, "labels", "the source")
             check_labels(labels, self.config.vocab_size)  # before they become decoder inputs
@@ -412,6 +421,8 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
+            pixel_values=pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -481,6 +492,8 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         smoothing: float = 0.0,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
         r"""
@@ -497,6 +510,9 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             smoothing (`float`): label smoothing epsilon_ls of the loss (paper 5.4), a training setting (training
                 code passes it in training steps); 0 gives the plain loss. Not named `label_*`: Trainer takes such
                 arguments for labels.
+            encoder_hidden_states (`torch.Tensor` of shape `(batch_size, source_length, d_model)`, *optional*): states
+                to attend over, with `add_cross_attention=True` (a `VisionEncoderDecoderModel` passes its encoder's);
+                `encoder_attention_mask` their padding mask (1 for states, 0 for padding).
         """
         loss_kwargs = loss_kwargs_of(kwargs)
         outputs = self.model(
@@ -506,6 +522,8 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -526,6 +544,7 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
         )
 
 
@@ -732,6 +751,7 @@ class VaswaniForImageClassification(_VaswaniHead):
     """
 
     main_input_name = "pixel_values"
+    input_modalities = ("image",)
 
     def __init__(self, config: VaswaniConfig):
         if config.image_size is None:

@@ -1,4 +1,4 @@
-from .pipeline_vaswani import VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
+from .pipeline_vaswani import VaswaniImageToTextPipeline, VaswaniQuestionAnsweringPipeline, VaswaniText2TextPipeline
 
 
-__all__ = ["VaswaniQuestionAnsweringPipeline", "VaswaniText2TextPipeline"]
+__all__ = ["VaswaniImageToTextPipeline", "VaswaniQuestionAnsweringPipeline", "VaswaniText2TextPipeline"]

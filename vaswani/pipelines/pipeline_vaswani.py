@@ -6,14 +6,30 @@ Pipelines transformers 5 removed, brought back for Vaswani models under the fami
     vaswani-question-answering   extractive question answering: {"answer", "score", "start", "end"}, with start
                                  and end as character offsets into the context; long contexts are cut into
                                  overlapping windows (doc_stride) and the best span over all windows wins
+    vaswani-image-to-text        captions of images by an image encoder-decoder (transformers 5 turned
+                                 "image-to-text" into "image-text-to-text", which needs a processor and a prompt):
+                                 [{"generated_text": ...}] per image, as the old image-to-text pipeline did
 
-`import vaswani` registers both; a saved folder declares them in `custom_pipelines`, so
+`import vaswani` registers them; a saved folder declares them in `custom_pipelines`, so
 `pipeline("vaswani-text2text", model=folder, trust_remote_code=True)` works where the package is not installed.
 This module imports nothing beyond torch and transformers.
 """
 
 import torch
 from transformers import GenerationConfig, Pipeline
+from transformers.image_utils import is_pil_image, load_image
+
+
+def _decode(tokenizer, sequences, return_tensors: bool, clean_up_tokenization_spaces) -> list[dict]:
+    """One record per generated sequence: its text, or its ids with `return_tensors`."""
+    if return_tensors:
+        return [{"generated_token_ids": ids} for ids in sequences]
+    return [
+        {"generated_text": tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=clean_up_tokenization_spaces
+        )}
+        for ids in sequences
+    ]
 
 
 class VaswaniText2TextPipeline(Pipeline):
@@ -70,16 +86,66 @@ class VaswaniText2TextPipeline(Pipeline):
 
     def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
         # None: the tokenizer's own setting (forcing True makes a BPE tokenizer warn that it ignores it, every process)
-        records = []
-        for ids in model_outputs["output_ids"]:
-            if return_tensors:
-                records.append({"generated_token_ids": ids})
-            else:
-                text = self.tokenizer.decode(
-                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=clean_up_tokenization_spaces
-                )
-                records.append({"generated_text": text})
-        return records
+        return _decode(self.tokenizer, model_outputs["output_ids"], return_tensors, clean_up_tokenization_spaces)
+
+
+class VaswaniImageToTextPipeline(Pipeline):
+    """
+    Caption each image with an image encoder-decoder (a `VaswaniForConditionalGeneration` whose config has
+    `image_size`): the image processor makes `pixel_values`, `generate()` the ids, the tokenizer the words.
+
+    Example:
+
+    ```python
+    >>> captioner = pipeline("vaswani-image-to-text", model="path/to/folder")
+    >>> captioner("strip.png", num_beams=4)
+    [{'generated_text': 'three one four'}]
+    ```
+
+    Inputs: a PIL image, a path or URL, or a list of them. Call arguments: `return_tensors` (return
+    `generated_token_ids` instead of text), `clean_up_tokenization_spaces`, and any `generate()` argument
+    (`max_new_tokens`, `num_beams`, `do_sample`, `num_return_sequences`, ...).
+    """
+
+    _pipeline_calls_generate = True
+    _load_processor = False
+    _load_image_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = True
+    _default_generation_config = GenerationConfig(max_new_tokens=64)
+
+    def _sanitize_parameters(self, return_tensors=None, clean_up_tokenization_spaces=None, timeout=None, **kwargs):
+        postprocess_params = {}
+        if return_tensors is not None:
+            postprocess_params["return_tensors"] = return_tensors
+        if clean_up_tokenization_spaces is not None:
+            postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
+        return ({"timeout": timeout} if timeout is not None else {}), kwargs, postprocess_params
+
+    def __call__(self, inputs, **kwargs):
+        result = super().__call__(inputs, **kwargs)
+        if isinstance(inputs, list) and all(isinstance(r, list) and len(r) == 1 for r in result):
+            return [r[0] for r in result]
+        return result
+
+    def preprocess(self, image, timeout=None):
+        if getattr(self.model.config, "image_size", None) is None:
+            raise ValueError(
+                "vaswani-image-to-text needs a model whose encoder reads images (a config with `image_size`); "
+                "this one reads tokens: use vaswani-text2text."
+            )
+        if isinstance(image, str) or is_pil_image(image):  # arrays go to the processor as they are (as ViT's pipeline)
+            image = load_image(image, timeout=timeout)
+        pixel_values = self.image_processor(images=image, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values.to(self.dtype or torch.float32)}
+
+    def _forward(self, model_inputs, **generate_kwargs):
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        output = self.model.generate(**model_inputs, **generate_kwargs)
+        return {"output_ids": output.sequences if hasattr(output, "sequences") else output}
+
+    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
+        return _decode(self.tokenizer, model_outputs["output_ids"], return_tensors, clean_up_tokenization_spaces)
 
 
 class VaswaniQuestionAnsweringPipeline(Pipeline):
