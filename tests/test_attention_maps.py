@@ -202,7 +202,27 @@ def test_a_token_model_has_no_patch_grid():
     assert attention_maps(model, padded_inputs(model)).patch_grid is None
 
 
-def test_an_image_encoder_decoder_gives_cross_attention_from_the_caption_to_the_patches():
+def test_a_captioners_maps_are_its_eager_attentions_from_the_caption_to_the_patches():
+    from vaswani import VaswaniConfig
+
+    torch.manual_seed(0)
+    model = VaswaniForConditionalGeneration(VaswaniConfig(
+        vocab_size=VOCAB, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2, num_decoder_layers=1, image_size=8,
+        patch_size=4, dropout=0.0, max_position_embeddings=32,
+    ))
+    inputs = {"pixel_values": torch.randn(2, 3, 8, 8), "labels": random_ids(2, 3)}
+    maps = attention_maps(model, inputs)
+    caption = model.prepare_decoder_input_ids_from_labels(inputs["labels"])
+    expected = eager_attentions(model, {"pixel_values": inputs["pixel_values"], "decoder_input_ids": caption})
+    assert maps.kinds == ("encoder", "decoder", "cross") and maps.patch_grid == (2, 2)
+    for kind in maps.kinds:
+        assert torch.equal(maps.weights[kind], torch.stack(expected[kind])), kind
+    assert maps.weights["cross"].shape == (1, 2, 4, 3, 5)  # layers, batch, heads, caption tokens, [CLS] + 4 patches
+    assert maps.tokens["decoder"] == [[str(t) for t in row] for row in caption.tolist()]
+    assert maps.tokens["encoder"][1] == ["[CLS]", "p(0,0)", "p(0,1)", "p(1,0)", "p(1,1)"]
+
+
+def test_a_vision_encoder_decoder_with_a_vaswani_image_encoder_has_its_patch_tokens():
     from transformers import GPT2Config, GPT2LMHeadModel, VisionEncoderDecoderModel
 
     from vaswani import VaswaniModel
@@ -233,3 +253,15 @@ def test_an_image_encoder_decoder_gives_cross_attention_from_the_caption_to_the_
 def test_images_and_tokens_are_not_mixed_up(make, inputs, error, message):
     with pytest.raises(error, match=message):
         attention_maps(make(), inputs)
+
+
+def test_transformers_vit_has_the_same_layout_and_deit_is_refused_by_name():
+    from transformers import DeiTConfig, DeiTForImageClassification, ViTConfig, ViTForImageClassification
+
+    sizes = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, image_size=8,
+                 patch_size=4, num_labels=3)
+    pixels = torch.randn(1, 3, 8, 8)
+    maps = attention_maps(ViTForImageClassification(ViTConfig(**sizes)), {"pixel_values": pixels})
+    assert maps.patch_grid == (2, 2) and maps.weights["encoder"].shape == (1, 1, 4, 5, 5)
+    with pytest.raises(ValueError, match="attends over 6 tokens, not \\[CLS\\] and the 2 x 2 patches"):
+        attention_maps(DeiTForImageClassification(DeiTConfig(**sizes)), {"pixel_values": pixels})

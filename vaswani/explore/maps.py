@@ -216,6 +216,12 @@ def attention_maps(model: PreTrainedModel, inputs, tokenizer=None) -> AttentionM
         pixels = inputs["pixel_values"]
         grid = (pixels.shape[2] // patch, pixels.shape[3] // patch)
         source_tokens = [patch_tokens(*grid) for _ in range(pixels.shape[0])]
+        encoder = outputs.encoder_attentions if model.config.is_encoder_decoder else outputs.attentions
+        if encoder[0].shape[-1] != 1 + grid[0] * grid[1]:  # e.g. DeiT's distillation token, Swin's windows
+            raise ValueError(
+                f"{type(model).__name__}'s encoder attends over {encoder[0].shape[-1]} tokens, not [CLS] and the "
+                f"{grid[0]} x {grid[1]} patches of its images: attention_maps knows ViT's layout only."
+            )
         source_mask = torch.ones(pixels.shape[0], 1 + grid[0] * grid[1], dtype=torch.bool)  # no padding in images
     else:
         source_ids = inputs["input_ids"].cpu()
