@@ -1008,6 +1008,10 @@ def main(argv=None):
     if os.getloadavg()[0] > 0.5:
         log(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes compete for the "
             f"cores, and oversubscribed OpenMP threads can slow small operations (decoding) many times over")
+    if CONTENTION.max_wait > 0:
+        # The MFU denominator waits for quiet cores as the figures do: measured under load it reads a third of the
+        # machine's peak, and every MFU above 100% (seen at 91 GFLOP/s against 300 quiet, issue 19's vit runs).
+        CONTENTION.wait_for_quiet()
     report["peak_gflops"] = {
         **matmul_peak(5 if args.quick else 10),
         "method": "the faster of fp32 torch.mm and oneDNN's linear on two 2048 x 2048 matrices ('kernels' has both), "
