@@ -379,13 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--commit-message", default="Upload Vaswani model")
 
-    p = commands.add_parser("convert", help="turn a BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into a Vaswani "
+    p = commands.add_parser("convert", help="turn a BERT, GPT-2, Marian, GPT-NeoX, BLOOM, T5 or ViT model into a Vaswani "
                             "model folder",
                             description="Convert a Hugging Face BertModel, BertForMaskedLM, BertForPreTraining, "
                             "GPT2Model, GPT2LMHeadModel, MarianModel, MarianMTModel, GPTNeoXModel, GPTNeoXForCausalLM, "
-                            "BloomModel, BloomForCausalLM, T5Model, T5ForConditionalGeneration or T5EncoderModel (a "
-                            "folder or Hub name) into the Vaswani model that computes the same numbers, and write a "
-                            "Hub-ready folder with the source's tokenizer.")
+                            "BloomModel, BloomForCausalLM, T5Model, T5ForConditionalGeneration, T5EncoderModel, ViTModel, "
+                            "ViTForImageClassification or VisionEncoderDecoderModel (ViT + GPT-2) (a folder or Hub "
+                            "name) into the Vaswani model that computes the same numbers, and write a Hub-ready folder "
+                            "with the source's tokenizer and image processor.")
     p.add_argument("--source", required=True, help="the model to convert: a checkpoint folder or a Hub name")
     p.add_argument("--architecture", help="class to load the source as (default: its config's architectures[0])")
     p.add_argument("--output", required=True, type=Path, help="folder for the converted model (Hub-ready)")
@@ -1252,12 +1253,15 @@ def cmd_convert(args):
         tokenizer = None
     if tokenizer is not None:
         _fit_tokenizer_to_positions(tokenizer, model.config)
+    image_processor, made = _image_processor_of(args.source, model.config)
     _fit_generation_config(model)
     try:
         with folder_written_whole(args.output, args.overwrite) as staging:
             model.save_pretrained(staging)
             if tokenizer is not None:
                 tokenizer.save_pretrained(staging)
+            if image_processor is not None:
+                image_processor.save_pretrained(staging)
             if sentence_modules is not None:
                 copy_sentence_transformers_modules(*sentence_modules, staging)
     except FileExistsError:
@@ -1269,10 +1273,32 @@ def cmd_convert(args):
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the source",
     }
+    if image_processor is not None:
+        facts["image processor"] = type(image_processor).__name__ + (
+            " (made: the source had none; mean and std 0.5, check they are the source's)" if made else ""
+        )
     if sentence_modules is not None:
         facts["sentence-transformers"] = ", ".join(sentence_modules[1])
     _summary("convert", facts, started, args.output)
     return facts
+
+
+def _image_processor_of(source, config):
+    """
+    The image processor a converted image model needs: the source's own (its resizing and normalisation are what
+    the weights expect), or for a source without one `image_processor_for(config)`; None for a model of tokens.
+    Returns (processor, whether it was made here).
+    """
+    if getattr(config, "image_size", None) is None:
+        return None, False
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(str(source)), False
+    except Exception:  # a model object's checkpoint without preprocessor_config.json
+        from .tokenization import image_processor_for
+
+        return image_processor_for(config), True
 
 
 def cmd_export(args):
