@@ -199,6 +199,11 @@ def _add_architecture(parser):
     group.add_argument("--norm-first", action="store_true", help="pre-LN instead of the paper's post-LN")
     group.add_argument("--no-embedding-scale", action="store_true",
                        help="do not multiply token embeddings by sqrt(d_model) (the paper does, 3.4; GPT-2 does not)")
+    return group
+
+
+def _add_image_shape(group):
+    """The shape of a new model that reads images (ViT): its image side and patch side."""
     group.add_argument("--image-size", type=positive_int,
                        help="a model that reads images: their side in pixels (default: the first training image's)")
     group.add_argument("--patch-size", type=positive_int,
@@ -338,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="a saved model folder to start from (e.g. from pretrain)")
     p.add_argument("--tokenizer", type=Path, help="a tokenizer folder (with a new model, or to override --model's)")
     _add_task_options(_add_data(p), tasks_of("finetune"))
-    _add_architecture(p)
+    _add_image_shape(_add_architecture(p))
     _add_training(p)
     group = p.add_argument_group("adapters (PEFT)")
     group.add_argument("--lora", action="store_true",
