@@ -152,6 +152,17 @@ def test_an_existing_folder_is_not_replaced_without_overwrite(digits_folder):
     assert (folder / "model.safetensors").read_bytes() == before
 
 
+def test_a_saved_image_model_trains_on(digits_folder, tmp_path):
+    folder, _ = digits_folder
+    run = ok("finetune", "--task", "image-classification", "--data", "digits", "--model", folder, "--steps", "1",
+             "--quiet", "--output", tmp_path / "again")
+    assert run.metrics == {}  # no --eval-split test: digits has no validation split, said aloud
+    assert "No evaluation" in run.out
+    again = AutoModelForImageClassification.from_pretrained(tmp_path / "again")
+    assert again.config.to_dict()["image_size"] == 8 and again.config.id2label[3] == "3"
+    assert AutoImageProcessor.from_pretrained(tmp_path / "again").size == {"height": 8, "width": 8}
+
+
 def test_an_image_folder_gives_its_class_names(tmp_path):
     test = images.digits("test")
     for name in ("cat", "dog"):
@@ -177,6 +188,8 @@ def test_bad_data_and_text_models_are_refused_by_name(tmp_path):
         ([*base, "--data", empty, *TINY_VIT[:-1]], "holds no images"),
         ([*base, "--data", "digits", "--model", text_model], "reads tokens"),
         ([*base, "--data", "digits", "--image-size", "8", "--patch-size", "3"], "--patch-size 3"),
+        ([*base, "--data", "digits", "--tokenizer", text_model, *TINY_VIT[:-1]], "drop --tokenizer"),
+        ([*base, "--data", "digits", "--model", text_model, "--d-model", "32"], "drop --d-model"),
         (["finetune", "--task", "sequence-classification", "--tokenizer", "t", "--data", "d", "--image-size", "8"],
          "--image-size shapes a model that reads images"),
     ]

@@ -148,3 +148,11 @@ def test_the_digits_entry_at_a_toy_size_measures_the_vit_beside_logistic_regress
     assert (baseline["train_images"], baseline["test_images"]) == (1438, 359)
     assert 0.9 < baseline["accuracy"] <= 1  # pixels alone separate these digits well: the bar a ViT must clear
     assert figures["commands"][-1].startswith("vaswani finetune --task image-classification --data digits")
+
+
+def test_the_readmes_digits_figures_are_the_measured_ones():
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["digits"]
+    readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    assert f"**{100 * recorded['vit']['accuracy']:.1f}%**" in readme
+    assert f"| logistic regression on the 64 pixels | {100 * recorded['logistic_regression']['accuracy']:.1f}% |" in readme
+    assert f"{recorded['vit']['parameters']:,} parameters, {recorded['vit']['epochs']} epochs" in readme

