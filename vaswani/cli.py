@@ -699,9 +699,9 @@ def _quantized(model, args):
 
 def _new_config(args, tokenizer, **defaults):
     """
-    A new model's config, sized to the tokenizer (None: a model that reads images): the --preset (default `DEFAULT_PRESET`) with the architecture
-    options over it. --layers sets the depth of each stack the preset has; without a --preset, --d-model without
-    --d-ff gives d_ff = 4 x d_model.
+    A new model's config, sized to the tokenizer (None: a model that reads images): the --preset (default
+    `DEFAULT_PRESET`) with the architecture options over it. --layers sets the depth of each stack the preset has;
+    without a --preset, --d-model without --d-ff gives d_ff = 4 x d_model.
     """
     from .configuration import VaswaniConfig
     from .tokenization import config_from_tokenizer
