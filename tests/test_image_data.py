@@ -22,7 +22,7 @@ def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-# -- The data -----------------------------------------------------------------------------------------------------------
+# -- The data ----------------------------------------------------------------------------------------------------------
 def test_the_digits_are_scikit_learns_in_rgb_split_by_class():
     from sklearn.datasets import load_digits
 
@@ -112,7 +112,7 @@ def test_strips_of_the_test_split_hold_test_digits_only():
             assert array[:, 8 * k : 8 * (k + 1)].tobytes() in held_out
 
 
-# -- The command line ---------------------------------------------------------------------------------------------------
+# -- The command line --------------------------------------------------------------------------------------------------
 TINY_VIT = ["--image-size", "8", "--patch-size", "4", "--d-model", "32", "--num-heads", "4", "--d-ff", "64",
             "--layers", "1", "--positions", "learned", "--norm-first", "--quiet"]
 
@@ -180,8 +180,8 @@ def test_bad_data_and_text_models_are_refused_by_name(tmp_path):
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
     text_model = tmp_path / "text-model"
-    VaswaniForSequenceClassification(VaswaniConfig(vocab_size=16, d_model=32, num_heads=4, d_ff=64,
-                                                   num_encoder_layers=1, num_decoder_layers=1)).save_pretrained(text_model)
+    config = VaswaniConfig(vocab_size=16, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1, num_decoder_layers=1)
+    VaswaniForSequenceClassification(config).save_pretrained(text_model)
     base = ["finetune", "--task", "image-classification", "--steps", "1", "--quiet"]
     cases = [
         ([*base, "--data", "nosuch", *TINY_VIT[:-1]], "digits or mnist"),

