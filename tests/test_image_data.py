@@ -22,7 +22,7 @@ def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-# -- The data ----------------------------------------------------------------------------------------------------------
+# -- The data -----------------------------------------------------------------------------------------------------------
 def test_the_digits_are_scikit_learns_in_rgb_split_by_class():
     from sklearn.datasets import load_digits
 
@@ -112,7 +112,7 @@ def test_strips_of_the_test_split_hold_test_digits_only():
             assert array[:, 8 * k : 8 * (k + 1)].tobytes() in held_out
 
 
-# -- The command line --------------------------------------------------------------------------------------------------
+# -- The command line ---------------------------------------------------------------------------------------------------
 TINY_VIT = ["--image-size", "8", "--patch-size", "4", "--d-model", "32", "--num-heads", "4", "--d-ff", "64",
             "--layers", "1", "--positions", "learned", "--norm-first", "--quiet"]
 

@@ -141,7 +141,7 @@ def digit_strips(table: datasets.Dataset, count: int, digits_per_strip: int = 3,
                                                                   "caption": datasets.Value("string")}))
 
 
-# -- What --data names for an image task -------------------------------------------------------------------------------
+# -- What --data names for an image task --------------------------------------------------------------------------------
 def _image_files(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
 
@@ -166,7 +166,8 @@ def load_images(source, split: str) -> datasets.Dataset:
     if path.is_dir() and not (path / "dataset_info.json").is_file() and not (path / "dataset_dict.json").is_file():
         if not _image_files(path):
             raise UsageError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}) and no saved dataset: pass a "
-                             f"folder with one sub-folder of images per class (imagefolder), or {' or '.join(BUILTINS)}.")
+                             f"folder with one sub-folder of images per class (imagefolder), or "
+                             f"{' or '.join(BUILTINS)}.")
         try:
             loaded = datasets.load_dataset("imagefolder", data_dir=str(path))
         except Exception as error:
