@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,parity,tools,explore,bertviz]"
+	$(PY) -m pip install --quiet -e ".[dev,parity,tools,explore,bertviz,vision]"
 	touch $@
 
 demo: setup

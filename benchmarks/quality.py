@@ -15,8 +15,11 @@ The README's quality figures, measured with the `vaswani` command line on the sh
                  and with unit-variance q and k: validation loss, training speed, kept activations, score spread.
                  Its own training loop (every run from the same weights, on the same batches, in lockstep), not the
                  command line; the table also goes to benchmarks/results/quality_scores.md
+    digits       a small ViT (`finetune --task image-classification --data digits`, patches of 2 x 2 on the 8x8
+                 digits) and, in the same run, scikit-learn's logistic regression on the same pixels and split: both
+                 test accuracies. One torch thread, as the scores entry
 
-    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores]
+    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits]
                                  [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
@@ -417,10 +420,57 @@ def scores_table(figures: dict) -> str:
             f"{figures['heldout_windows']} held-out windows.\n\n" + "\n".join(rows) + "\n")
 
 
+# The digits entry: a small ViT on scikit-learn's 8x8 digits (train 1,438, test 359: vaswani.training.images), beside
+# logistic regression on the flattened pixels of the same split.
+DIGITS_VIT = ["--image-size", "8", "--patch-size", "2", "--d-model", "64", "--num-heads", "4", "--d-ff", "128",
+              "--layers", "4", "--positions", "learned", "--norm-first", "--activation", "gelu", "--dropout", "0.1"]
+
+
+def digits_finetune(work: Path, epochs: float) -> list[str]:
+    return ["finetune", "--task", "image-classification", "--data", "digits", "--eval-split", "test", *DIGITS_VIT,
+            "--epochs", str(epochs), "--batch-size", "32", "--lr", "1e-3", "--lr-scheduler", "cosine", "--warmup",
+            "0.1", "--weight-decay", "0.05", "--logging-steps", "500", "--quiet", "--output", str(work / "digits-vit"),
+            "--overwrite"]
+
+
+def logistic_regression_on_digits() -> dict:
+    """scikit-learn's LogisticRegression on the pixels (0..1) of the digits' train split, scored on its test split."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from vaswani.training.images import digits
+
+    def arrays(split):
+        table = digits(split)
+        pixels = np.stack([np.asarray(image)[..., 0].reshape(-1) for image in table["image"]]) / 255.0
+        return pixels, np.asarray(table["label"])
+
+    (x_train, y_train), (x_test, y_test) = arrays("train"), arrays("test")
+    classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
+    return {"accuracy": round(float(classifier.score(x_test, y_test)), 4), "train_images": len(y_train),
+            "test_images": len(y_test), "model": "sklearn.linear_model.LogisticRegression(max_iter=5000)"}
+
+
+def digits_entry(work: Path, log: list[str], epochs: float, machine: dict | None = None) -> dict:
+    """The ViT's test accuracy and F1 and the logistic regression's accuracy, on the same split."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small: two threads on shared cores wait on each other (scores entry)
+    try:
+        started = time.perf_counter()
+        vit = run(digits_finetune(work, epochs), log)
+        minutes = round((time.perf_counter() - started) / 60, 1)
+    finally:
+        torch.set_num_threads(threads)
+    parameters = _parameters(work / "digits-vit" / "model.safetensors")
+    return {"vit": {"accuracy": vit["accuracy"], "f1": vit["f1"], "test_loss": vit["loss"], "epochs": epochs,
+                    "parameters": parameters, "minutes": minutes},
+            "logistic_regression": logistic_regression_on_digits(), "torch_threads": 1, "machine": machine}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+",
-                        choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores"])
+                        choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores", "digits"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
@@ -431,6 +481,7 @@ def main(argv=None) -> int:
     parser.add_argument("--positions-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
     parser.add_argument("--scores-steps", type=int, default=1000)
     parser.add_argument("--scores-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
+    parser.add_argument("--digits-epochs", type=float, default=60)
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="the JSON file the figures go in (the scores table beside it, <name>_scores.md)")
     args = parser.parse_args(argv)
@@ -454,6 +505,7 @@ def main(argv=None) -> int:
         "positions": lambda log: positions(args.work_dir, log, args.positions_steps, args.positions_data,
                                            args.positions_kinds, machine=machine),
         "scores": lambda log: scores(args.work_dir, log, args.scores_steps, args.scores_data, machine=machine),
+        "digits": lambda log: digits_entry(args.work_dir, log, args.digits_epochs, machine=machine),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()

@@ -415,3 +415,26 @@ def test_a_vit_gpt2_of_other_widths_is_refused_by_name():
 
     with pytest.raises(ConversionError, match="differ in d_model"):
         convert(vit_gpt2(hidden_size=48))
+
+
+def test_vaswani_convert_writes_a_captioner_folder_with_its_image_processor_and_tokenizer(tmp_path):
+    from transformers import ViTImageProcessorPil, pipeline
+
+    from test_convert import cli
+
+    source = vit_gpt2()
+    source.save_pretrained(tmp_path / "vit-gpt2")
+    ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.4] * 3).save_pretrained(tmp_path / "vit-gpt2")
+    from vaswani import train_tokenizer
+
+    train_tokenizer([" ".join(WORDS)] * 20, kind="wordpiece", vocab_size=VOCAB).save_pretrained(tmp_path / "vit-gpt2")
+    run = cli("convert", "--source", tmp_path / "vit-gpt2", "--output", tmp_path / "captioner")
+    assert run.code == 0, run.err[-3000:]
+    assert "VaswaniForConditionalGeneration" in run.out and "ViTImageProcessor" in run.out and "made" not in run.out
+    caption = pipeline("vaswani-image-to-text", model=str(tmp_path / "captioner"))
+    assert list(caption.image_processor.image_mean) == [0.4] * 3  # the source's own processor, not a new one
+    image = pil_images(1)[0]
+    pixel_values = caption.image_processor(image, return_tensors="pt")["pixel_values"]
+    ids = source.generate(pixel_values=pixel_values, max_new_tokens=4, min_new_tokens=4)
+    assert caption(image, max_new_tokens=4, min_new_tokens=4)[0]["generated_text"] == caption.tokenizer.decode(
+        ids[0], skip_special_tokens=True)

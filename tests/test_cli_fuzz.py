@@ -29,6 +29,7 @@ BASES = {
     "pretrain": ["pretrain", "--objective", "seq2seq", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "pretrain clm": ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune": ["finetune", "--task", "seq2seq", "--tokenizer", "t", "--data", "d", "--output", "o"],
+    "finetune image": ["finetune", "--task", "image-classification", "--data", "d", "--output", "o"],
     "finetune qa": ["finetune", "--task", "question-answering", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune lora": ["finetune", "--task", "sequence-classification", "--model", "m", "--lora", "--data", "d",
                       "--output", "o"],
@@ -107,6 +108,8 @@ CASES[("pretrain clm", "--block-size")] = (POSITIVE, [])
 CASES[("pretrain clm", "--validation-fraction")] = (FRACTION, [])
 CASES[("finetune qa", "--doc-stride")] = (whole(0, 127), [])  # below the default --max-length 128
 CASES[("finetune qa", "--max-length")] = (whole(33), [])  # above the default --doc-stride 32
+CASES[("finetune image", "--image-size")] = (POSITIVE, [])  # the patch side must divide it: checked when building
+CASES[("finetune image", "--patch-size")] = (POSITIVE, [])
 CASES[("finetune lora", "--lora-rank")] = (POSITIVE, [])
 CASES[("finetune lora", "--lora-alpha")] = (number(lambda v: v > 0), [])
 CASES.update({("evaluate", option): case for option, case in GENERATION.items()})

@@ -128,3 +128,32 @@ def test_the_scores_entry_at_a_toy_size_trains_every_run_and_writes_its_table(qu
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == len(quality.SCORE_INITS) * len(quality.SCORE_HEADS) * len(quality.SCORE_KINDS)
     assert {row.split(" | ")[2] for row in rows} == set(quality.SCORE_KINDS)
+
+
+def test_the_digits_command_is_the_one_its_figure_was_measured_with(quality):
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["digits"]
+    command = quality.digits_finetune(Path("outputs/quality"), recorded["vit"]["epochs"])
+    assert "vaswani " + shlex.join(command).replace(f"{quality.REPOSITORY}/", "") == recorded["commands"][-1]
+
+
+def test_the_digits_entry_at_a_toy_size_measures_the_vit_beside_logistic_regression(quality, toy, tmp_path):
+    _, results = toy
+    assert quality.main(["--only", "digits", "--digits-epochs", "0.05", "--results", str(results), "--work-dir",
+                         str(tmp_path / "work")]) == 0
+    written = json.loads(results.read_text())
+    assert written["shakespeare"] == {"validation_loss": 1.9}  # the other entries are left as they were
+    figures = written["digits"]
+    assert 0 <= figures["vit"]["accuracy"] <= 1 and figures["vit"]["epochs"] == 0.05
+    baseline = figures["logistic_regression"]
+    assert (baseline["train_images"], baseline["test_images"]) == (1438, 359)
+    assert 0.9 < baseline["accuracy"] <= 1  # pixels alone separate these digits well: the bar a ViT must clear
+    assert figures["commands"][-1].startswith("vaswani finetune --task image-classification --data digits")
+
+
+def test_the_readmes_digits_figures_are_the_measured_ones():
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["digits"]
+    readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    assert f"**{100 * recorded['vit']['accuracy']:.1f}%** (F1 {recorded['vit']['f1']})" in readme
+    baseline = recorded["logistic_regression"]["accuracy"]
+    assert f"| logistic regression on the 64 pixels | {100 * baseline:.1f}% |" in readme
+    assert f"{recorded['vit']['parameters']:,} parameters, {recorded['vit']['epochs']} epochs" in readme

@@ -4,7 +4,7 @@
     vaswani train-tokenizer   learn a vocabulary from text
     vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), or seq2seq
     vaswani finetune          adapt a model: sequence-classification, token-classification, question-answering,
-                              seq2seq
+                              seq2seq, image-classification (digits, mnist, an image folder)
     vaswani evaluate          measure a saved model on data
     vaswani generate          continue or translate text with a saved model
     vaswani push              upload a saved model folder to the Hugging Face Hub
@@ -199,6 +199,16 @@ def _add_architecture(parser):
     group.add_argument("--norm-first", action="store_true", help="pre-LN instead of the paper's post-LN")
     group.add_argument("--no-embedding-scale", action="store_true",
                        help="do not multiply token embeddings by sqrt(d_model) (the paper does, 3.4; GPT-2 does not)")
+    return group
+
+
+def _add_image_shape(group):
+    """The shape of a new model that reads images (ViT): its image side and patch side."""
+    group.add_argument("--image-size", type=positive_int,
+                       help="a model that reads images: their side in pixels (default: the first training image's)")
+    group.add_argument("--patch-size", type=positive_int,
+                       help=f"a model that reads images: the side P of its patches, dividing --image-size (default "
+                            f"{_config_default('patch_size')})")
 
 
 def _config_default(field: str):
@@ -333,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="a saved model folder to start from (e.g. from pretrain)")
     p.add_argument("--tokenizer", type=Path, help="a tokenizer folder (with a new model, or to override --model's)")
     _add_task_options(_add_data(p), tasks_of("finetune"))
-    _add_architecture(p)
+    _add_image_shape(_add_architecture(p))
     _add_training(p)
     group = p.add_argument_group("adapters (PEFT)")
     group.add_argument("--lora", action="store_true",
@@ -379,13 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--commit-message", default="Upload Vaswani model")
 
-    p = commands.add_parser("convert", help="turn a BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into a Vaswani "
+    p = commands.add_parser("convert", help="turn a BERT, GPT-2, Marian, GPT-NeoX, BLOOM, T5 or ViT model into a Vaswani "
                             "model folder",
                             description="Convert a Hugging Face BertModel, BertForMaskedLM, BertForPreTraining, "
                             "GPT2Model, GPT2LMHeadModel, MarianModel, MarianMTModel, GPTNeoXModel, GPTNeoXForCausalLM, "
-                            "BloomModel, BloomForCausalLM, T5Model, T5ForConditionalGeneration or T5EncoderModel (a "
-                            "folder or Hub name) into the Vaswani model that computes the same numbers, and write a "
-                            "Hub-ready folder with the source's tokenizer.")
+                            "BloomModel, BloomForCausalLM, T5Model, T5ForConditionalGeneration, T5EncoderModel, ViTModel, "
+                            "ViTForImageClassification or VisionEncoderDecoderModel (ViT + GPT-2) (a folder or Hub "
+                            "name) into the Vaswani model that computes the same numbers, and write a Hub-ready folder "
+                            "with the source's tokenizer and image processor.")
     p.add_argument("--source", required=True, help="the model to convert: a checkpoint folder or a Hub name")
     p.add_argument("--architecture", help="class to load the source as (default: its config's architectures[0])")
     p.add_argument("--output", required=True, type=Path, help="folder for the converted model (Hub-ready)")
@@ -427,8 +438,10 @@ POSITION_OPTIONS = {"rope_theta": "rotary", "partial_rotary_factor": "rotary", "
                     "relative_max_distance": "relative"}
 # AdamW's settings: the paper's recipe brings its own optimiser and schedule (`recipe.paper_optimizer`).
 ADAMW_OPTIONS = ("lr", "warmup", "lr_scheduler", "weight_decay", "adam_beta2")
+IMAGE_OPTIONS = ("image_size", "patch_size")  # the shape of a new model that reads images
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "num_heads", "d_ff", "layers", "dropout", "positions", "activation",
-                        "norm_first", "no_embedding_scale", *POSITION_OPTIONS, "max_positions", "attention_scores")
+                        "norm_first", "no_embedding_scale", *POSITION_OPTIONS, "max_positions", "attention_scores",
+                        *IMAGE_OPTIONS)
 
 
 def _flag(dest: str) -> str:
@@ -512,6 +525,11 @@ def validate_args(args) -> None:
             _check_positions(args, chosen)
         if command == "finetune":
             _check_lora(args, chosen)
+    if task is not None and not task.reads_images:
+        for dest in IMAGE_OPTIONS:
+            if dest in chosen:
+                raise UsageError(f"{_flag(dest)} shapes a model that reads images, and {task.name} reads text: drop "
+                                 f"{_flag(dest)}.")
     if "validation_fraction" in chosen and (task is None or task.name != "clm"):
         raise UsageError(f"--validation-fraction holds out the end of a .txt file for clm, not for {task.name}: use "
                          f"--eval-data or a split instead.")
@@ -565,8 +583,8 @@ def _check_positions(args, chosen) -> None:
         named = (*POSITION_OPTIONS, "positions", "attention_scores")
         given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in named if d in chosen)
         raise UsageError(f"{given_}: {error}") from None
-    if args.max_positions is not None and kind == "learned":
-        task = _task_of(args)
+    task = _task_of(args)
+    if args.max_positions is not None and kind == "learned" and not task.reads_images:
         dest, needed = ("block_size", args.block_size + 1) if task.name == "clm" else ("max_length", args.max_length)
         if args.max_positions < needed:
             raise UsageError(f"--max-positions {args.max_positions} is fewer than the {needed} positions "
@@ -682,9 +700,9 @@ def _quantized(model, args):
 
 def _new_config(args, tokenizer, **defaults):
     """
-    A new model's config, sized to the tokenizer: the --preset (default `DEFAULT_PRESET`) with the architecture
-    options over it. --layers sets the depth of each stack the preset has; without a --preset, --d-model without
-    --d-ff gives d_ff = 4 x d_model.
+    A new model's config, sized to the tokenizer (None: a model that reads images): the --preset (default
+    `DEFAULT_PRESET`) with the architecture options over it. --layers sets the depth of each stack the preset has;
+    without a --preset, --d-model without --d-ff gives d_ff = 4 x d_model.
     """
     from .configuration import VaswaniConfig
     from .tokenization import config_from_tokenizer
@@ -712,6 +730,8 @@ def _new_config(args, tokenizer, **defaults):
     settings["final_layer_norm"] = PRESETS[preset].get("final_layer_norm")
     if args.preset is None and args.d_model is not None and args.d_ff is None:
         settings["d_ff"] = 4 * args.d_model
+    if tokenizer is None:  # a model that reads images: no vocabulary to fit
+        return VaswaniConfig.from_preset(preset, **settings)
     return config_from_tokenizer(tokenizer, config=VaswaniConfig.from_preset(preset), **settings)
 
 
@@ -1007,6 +1027,8 @@ def cmd_finetune(args):
     started = time.perf_counter()
     task = TASKS[args.task]
     label_smoothing = _label_smoothing(args, task)
+    if task.reads_images:
+        return _finetune_on_images(args, task, started, label_smoothing)
     if args.model is None and args.tokenizer is None:
         raise UsageError("Pass --model (a saved model to fine-tune) or --tokenizer (to train a new one).")
     _check_outputs(args, ("--data", args.data), ("--eval-data", args.eval_data), ("--tokenizer", args.tokenizer),
@@ -1046,6 +1068,87 @@ def cmd_finetune(args):
     metrics, _ = _train_and_record(args, task, model, tokenizer, prepared, eval_rows, "finetune " + args.task,
                                    started, label_smoothing,
                                    "Fine-tuning {model} on {examples:,} examples{evaluation}.")
+    return metrics
+
+
+def _image_rows(args):
+    """The training and evaluation images: --data's --split, and --eval-data's or --data's --eval-split (None when
+    --data lacks that split, said aloud)."""
+    from .training.data import UsageError
+    from .training.images import load_images
+
+    train = _first_rows(load_images(args.data, args.split), args.max_train_samples, "--max-train-samples")
+    if args.eval_data:
+        evaluation = load_images(args.eval_data, args.eval_split)
+    else:
+        try:
+            evaluation = load_images(args.data, args.eval_split)
+        except UsageError as error:
+            _say(f"No evaluation ({error}).")
+            return train, None
+    return train, _first_rows(evaluation, args.max_eval_samples, "--max-eval-samples")
+
+
+def _new_image_config(args, rows, image_column: str):
+    """A new model that reads images: the architecture options over the preset, one encoder over the patches."""
+    from .training.data import UsageError
+
+    side = args.image_size
+    if side is None:
+        width, height = rows[0][image_column].size
+        if width != height:
+            raise UsageError(f"The first training image is {width} x {height} pixels, not square: pass --image-size "
+                             f"(the images are resized to it).")
+        side = width
+    patch = args.patch_size or _config_default("patch_size")
+    try:
+        return _new_config(args, None, stacks="encoder-only", image_size=side, patch_size=patch, num_channels=3,
+                           type_vocab_size=0, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+                           decoder_start_token_id=None)
+    except ValueError as error:
+        raise UsageError(f"--image-size {side} --patch-size {patch}: {error}") from None
+
+
+def _finetune_on_images(args, task, started: float, label_smoothing: float):
+    """`finetune` for a task that reads images: the image processor plays the tokenizer's part (saved beside the
+    model, so AutoImageProcessor and the image pipelines load the folder)."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    from .tokenization.image_processing_vaswani import image_processor_for
+    from .training.data import UsageError
+    from .training.task_table import TaskOptions
+
+    for dest in ("tokenizer", "lora"):
+        if getattr(args, dest):
+            raise UsageError(f"{_flag(dest)}: {task.name} reads images (no tokens, no LoRA here yet): drop "
+                             f"{_flag(dest)}.")
+    _check_outputs(args, ("--data", args.data), ("--eval-data", args.eval_data), ("--model", args.model))
+    set_seed(args.seed)  # before a new model or head is built
+    options = TaskOptions.of(args)
+    train_rows, eval_rows = _image_rows(args)
+    if args.model is not None:
+        folder = _model_folder(args.model)
+        if not (folder / "config.json").is_file():
+            raise UsageError(f"No model in {args.model} (config.json missing): pass a folder a vaswani command wrote.")
+        config = AutoConfig.from_pretrained(str(folder))
+        if getattr(config, "image_size", None) is None:
+            raise UsageError(f"--model {args.model} reads tokens (its config has no image_size), and {task.name} "
+                             f"reads images: pass a model that reads pixels, or drop --model to train a new one "
+                             f"(--image-size, --patch-size).")
+        saved = (folder / "preprocessor_config.json").is_file()
+        processor = AutoImageProcessor.from_pretrained(str(folder)) if saved else image_processor_for(config)
+    else:
+        config = _new_image_config(args, train_rows, options.image_column)
+        processor = image_processor_for(config)
+    prepared = task.prepare(options, train_rows, eval_rows, processor, seed=args.seed)
+    names = prepared.label_names
+    config.id2label, config.label2id = dict(enumerate(names)), {name: i for i, name in enumerate(names)}
+    auto = task.auto_class()
+    model = auto.from_pretrained(str(folder), config=config) if args.model is not None else auto.from_config(config)
+    metrics, _ = _train_and_record(args, task, model, processor, prepared, eval_rows, "finetune " + args.task,
+                                   started, label_smoothing,
+                                   "Fine-tuning {model} ({parameters:,} parameters) on {examples:,} "
+                                   "images{evaluation}.")
     return metrics
 
 
@@ -1252,12 +1355,15 @@ def cmd_convert(args):
         tokenizer = None
     if tokenizer is not None:
         _fit_tokenizer_to_positions(tokenizer, model.config)
+    image_processor, made = _image_processor_of(args.source, model.config)
     _fit_generation_config(model)
     try:
         with folder_written_whole(args.output, args.overwrite) as staging:
             model.save_pretrained(staging)
             if tokenizer is not None:
                 tokenizer.save_pretrained(staging)
+            if image_processor is not None:
+                image_processor.save_pretrained(staging)
             if sentence_modules is not None:
                 copy_sentence_transformers_modules(*sentence_modules, staging)
     except FileExistsError:
@@ -1269,10 +1375,32 @@ def cmd_convert(args):
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the source",
     }
+    if image_processor is not None:
+        facts["image processor"] = type(image_processor).__name__ + (
+            " (made: the source had none; mean and std 0.5, check they are the source's)" if made else ""
+        )
     if sentence_modules is not None:
         facts["sentence-transformers"] = ", ".join(sentence_modules[1])
     _summary("convert", facts, started, args.output)
     return facts
+
+
+def _image_processor_of(source, config):
+    """
+    The image processor a converted image model needs: the source's own (its resizing and normalisation are what
+    the weights expect), or for a source without one `image_processor_for(config)`; None for a model of tokens.
+    Returns (processor, whether it was made here).
+    """
+    if getattr(config, "image_size", None) is None:
+        return None, False
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(str(source)), False
+    except Exception:  # a model object's checkpoint without preprocessor_config.json
+        from .tokenization import image_processor_for
+
+        return image_processor_for(config), True
 
 
 def cmd_export(args):

@@ -1,7 +1,8 @@
 """
 Training and evaluation on Trainer: data reading (`data.py`), what each task feeds the model (`tasks.py`), the one
 table of tasks the command line looks up (`task_table.py`), the paper's recipe (`recipe.py`), runs and publishing
-(`run.py`, with `VaswaniTrainer`: label smoothing in training steps only) and metrics (`evaluation.py`).
+(`run.py`, with `VaswaniTrainer`: label smoothing in training steps only), metrics (`evaluation.py`) and
+the offline images (`images.py`: digits, an MNIST sample, captioned strips).
 """
 
 from .data import UsageError, load_table, read_text, require_columns

@@ -10,6 +10,7 @@ on the task's name.
     token-classification      one tag per word
     question-answering        the answer's span in a context
     seq2seq                   source to target (the paper's translation)
+    image-classification      one label per image (ViT); the image processor plays the tokenizer's part
 """
 
 from dataclasses import dataclass, fields
@@ -28,6 +29,7 @@ class TaskOptions:
     """What the tasks read from the command line: column names and sizes. The defaults are the command line's."""
 
     text_column: str = "text"
+    image_column: str = "image"
     pair_column: str | None = None
     label_column: str = "label"
     tokens_column: str = "tokens"
@@ -51,8 +53,9 @@ class TaskOptions:
 # Help for each option; the command line appends the default.
 OPTION_HELP = {
     "text_column": "column holding the text",
+    "image_column": "image-classification: column holding the images",
     "pair_column": "sequence-classification: second text of a pair",
-    "label_column": "sequence-classification: label column",
+    "label_column": "sequence- and image-classification: label column",
     "tokens_column": "token-classification: words column",
     "tags_column": "token-classification: tags column, one tag per word",
     "question_column": "question answering: question column",
@@ -99,6 +102,11 @@ def _prepare_sequence_classification(options, train, evaluation_rows, tokenizer,
         train, evaluation_rows, tokenizer, options.text_column, options.label_column, options.max_length,
         options.pair_column, known_labels,
     )
+
+
+def _prepare_image_classification(options, train, evaluation_rows, processor, known_labels=None, **_):
+    return tasks.prepare_image_classification(train, evaluation_rows, processor, options.image_column,
+                                              options.label_column, known_labels)
 
 
 def _prepare_token_classification(options, train, evaluation_rows, tokenizer, known_labels=None, **_):
@@ -160,6 +168,7 @@ class Task:
     labelled: bool = False  # its head's labels come from the data (id2label), so data is prepared first
     running_text: bool = False  # a .txt file is one running text, not one row per line
     label_smoothing: bool = False  # its head's forward takes label smoothing (`smoothing`: token prediction)
+    reads_images: bool = False  # its data are images (`images.load_images`), prepared by an image processor
     positions: Callable[[TaskOptions], int] = lambda options: max(options.max_length, 64)
 
     def auto_class(self):
@@ -186,6 +195,9 @@ _TASKS = [
     Task("question-answering", "AutoModelForQuestionAnswering", _prepare_question_answering,
          ("question_column", "context_column", "answer_column", "answer_start_column", "max_length", "doc_stride"),
          ("finetune", "evaluate"), scores=_question_answering_scores, scores_prepared=False),
+    Task("image-classification", "AutoModelForImageClassification", _prepare_image_classification,
+         ("image_column", "label_column"), ("finetune",), scores=_classification_scores, labelled=True,
+         reads_images=True),
     Task("seq2seq", "AutoModelForSeq2SeqLM", _prepare_seq2seq, ("source_column", "target_column", "max_length"),
          ("pretrain", "finetune", "evaluate"), trainer=VaswaniSeq2SeqTrainer, scores=_translation_scores,
          scores_prepared=False, label_smoothing=True),

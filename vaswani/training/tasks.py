@@ -5,8 +5,10 @@ What each objective and task feeds the model: tokenised datasets and the collato
     mlm (+ nsp)    BERT's masked LM on sentences; with NSP, sentence pairs of which half are random
     seq2seq        source and target columns, the target shifted right into decoder inputs by the collator
     sequence-classification, token-classification, question-answering: fine-tuning tasks
+    image-classification   images and a label each, the image processor applied as rows are read
 """
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -181,6 +183,51 @@ def prepare_sequence_classification(
             require_columns(table, [text_column, label_column, pair_column], "the data")
     names = label_names_of([train, evaluation], label_column, known_labels)
     return Prepared(tokenize(train), tokenize(evaluation), DataCollatorWithPadding(tokenizer), names)
+
+
+def _label_values(table: datasets.Dataset, column: str) -> list:
+    """A label column's values, a `ClassLabel`'s ids as their names (an image folder's sub-folder names)."""
+    feature = table.features[column]
+    values = table[column]
+    return [feature.int2str(v) for v in values] if isinstance(feature, datasets.ClassLabel) else values
+
+
+def _process_images(processor, batch: dict) -> dict:
+    images = [image.convert("RGB") for image in batch["pixel_values"]]  # grey, RGBA, palette: three channels
+    return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"],
+            "labels": torch.tensor(batch["labels"])}
+
+
+def prepare_image_classification(
+    train, evaluation, processor, image_column: str, label_column: str, known_labels: list[str] | None = None,
+) -> Prepared:
+    """
+    Images and a label each. The image processor (resize, rescale, normalise) runs as rows are read
+    (`with_transform`), on columns already named as the forward's arguments (`pixel_values`, `labels`), so that
+    Trainer keeps them. Label names: a trained model's `known_labels`, else a `ClassLabel`'s names, else as for text.
+    """
+    tables = [table for table in (train, evaluation) if table is not None]
+    for table in tables:
+        require_columns(table, [image_column, label_column], "the data")
+        if not isinstance(table.features[image_column], datasets.Image):
+            raise UsageError(f"Column {image_column!r} holds {table.features[image_column]}, not images: choose the "
+                             f"image column with --image-column.")
+    values = {id(table): _label_values(table, label_column) for table in tables}
+    classes = next((t.features[label_column].names for t in tables
+                    if isinstance(t.features[label_column], datasets.ClassLabel)), None)
+    names = label_names_of([{label_column: v} for v in values.values()], label_column, known_labels or classes)
+    index = {name: i for i, name in enumerate(names)}
+
+    def rows(table):
+        if table is None:
+            return None
+        images = table.select_columns([image_column])
+        if image_column != "pixel_values":
+            images = images.rename_column(image_column, "pixel_values")
+        images = images.add_column("labels", [index[str(v)] for v in values[id(table)]])
+        return images.with_transform(functools.partial(_process_images, processor))
+
+    return Prepared(rows(train), rows(evaluation), default_data_collator, names)
 
 
 def prepare_token_classification(
