@@ -66,8 +66,8 @@ from transformers import (
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
-from vaswani.convert import convert
 from vaswani.cli import write_whole
+from vaswani.convert import convert
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
