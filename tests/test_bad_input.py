@@ -644,3 +644,16 @@ def test_a_manual_decoding_loop_is_still_checked():
     cache = model(input_ids=random_ids(1, 4), use_cache=True).cache
     with pytest.raises(ValueError, match=OUT_OF_VOCABULARY):
         model(input_ids=torch.tensor([[VOCAB + 5]]), cache=cache)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 3.0], ids=["nan", "inf", "-inf", "finite"])
+def test_the_one_pass_finiteness_check_agrees_with_isfinite(dtype, value):
+    from vaswani.modeling.validation_vaswani import all_finite
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        tensor = torch.randn(2, 3, 5, 7, generator=generator).to(dtype)
+        tensor.view(-1)[int(torch.randint(0, tensor.numel(), (1,), generator=generator))] = value
+        assert all_finite(tensor) == bool(torch.isfinite(tensor).all())
+    assert all_finite(torch.empty(0, 4, dtype=dtype))

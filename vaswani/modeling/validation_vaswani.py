@@ -173,7 +173,7 @@ def validate_inputs(
                 f"[0, {config.vocab_size}). Check that the tokenizer matches the model, or resize the embeddings "
                 f"with `model.resize_token_embeddings`."
             )
-    elif not bool(torch.isfinite(inputs_embeds).all()):
+    elif not all_finite(inputs_embeds):
         raise ValueError(f"{embeds} holds NaN or infinite values: the model would give NaN for them.")
     if token_type_ids is not None and token_type_ids.numel() > 0:
         low, high = (int(v) for v in torch.aminmax(token_type_ids))
@@ -194,6 +194,13 @@ def validate_inputs(
             f"(tokenizer(..., truncation=True, max_length={config.max_position_embeddings})) or use sinusoidal "
             f"positions."
         )
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN and no infinity in `tensor`: its minimum and maximum are finite (one pass over it, not isfinite's two)."""
+    if tensor.numel() == 0:
+        return True
+    return bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all())
 
 
 def check_encoder_states(
@@ -223,7 +230,7 @@ def check_encoder_states(
             "a 2D padding mask (batch_size, source_length) of 1/0; a 4D mask shapes one attention only."
         )
     check_attention_mask(attention_mask, tuple(states.shape[:2]), 0, "attention_mask")
-    if not tracing and not bool(torch.isfinite(states).all()):
+    if not tracing and not all_finite(states):
         raise ValueError(f"`{name}` holds NaN or infinite values: the decoder would give NaN for them.")
 
 
@@ -268,7 +275,7 @@ def check_pixel_values(config, pixel_values, input_ids=None, inputs_embeds=None,
             f"`{name}` is {height}x{width} pixels, the model takes {size}x{size} (`image_size`): resize the images "
             f"(the model's image processor does), or pass interpolate_pos_encoding=True."
         )
-    if not is_tracing() and not bool(torch.isfinite(pixel_values).all()):
+    if not is_tracing() and not all_finite(pixel_values):
         raise ValueError(f"`{name}` holds NaN or infinite values.")
 
 
