@@ -2,6 +2,8 @@
 Export (vaswani.integrations.export, `vaswani export`): torch.export programs and ONNX graphs in ONNX Runtime give the
 eager model's outputs within 1e-4, at a shape other than the export example's (the dimensions are dynamic), for every
 head; exported generation (prefill and cached decoding step) gives `generate()`'s greedy tokens, token for token.
+Models that read pixels too: the image classifier (pixel_values -> logits, dynamic batch) and the captioner (a prefill
+of pixel_values), from folders that carry the image processor.
 
 ONNX export with dynamo takes seconds per graph: each model is exported once per module (fixtures), most with one
 layer, and the forwards of the heads beyond seq2seq, masked LM and sequence classification run under `-m slow` (the
@@ -131,9 +133,9 @@ def _source(ids=None, mask=None, pixel_values=None) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids) if mask is None else mask}
 
 
-def _generate(model, ids=None, mask=None, pixel_values=None, **kwargs) -> torch.Tensor:
+def _generate(model, source: dict, **kwargs) -> torch.Tensor:
     with torch.no_grad():
-        return model.generate(**_source(ids, mask, pixel_values), do_sample=False, **kwargs)
+        return model.generate(**source, do_sample=False, **kwargs)
 
 
 def _check_decoding(graphs, model, ids=None, mask=None, pixel_values=None):
@@ -147,7 +149,7 @@ def _check_decoding(graphs, model, ids=None, mask=None, pixel_values=None):
     ids_of = {"eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id,
               "decoder_start_token_id": config.decoder_start_token_id}
     prompt = 0 if config.is_encoder_decoder else ids.shape[1]
-    expected = _generate(model, **source, max_new_tokens=9, min_new_tokens=9)
+    expected = _generate(model, source, max_new_tokens=9, min_new_tokens=9)
     new = expected[:, -9:]
     assert expected.shape == (len(next(iter(source.values()))), (1 if config.is_encoder_decoder else prompt) + 9)
     assert torch.equal(ex.greedy_generate(graphs, **source, max_new_tokens=9, min_new_tokens=9, **ids_of), expected)
@@ -155,7 +157,7 @@ def _check_decoding(graphs, model, ids=None, mask=None, pixel_values=None):
     # An eos the first sequence says at its 3rd new token (and, where another sequence says it too, wherever that is).
     eos = int(new[0, 2])
     stopping = dict(ids_of, eos_token_id=eos)
-    expected = _generate(model, **source, max_new_tokens=9, eos_token_id=eos, pad_token_id=config.pad_token_id)
+    expected = _generate(model, source, max_new_tokens=9, eos_token_id=eos, pad_token_id=config.pad_token_id)
     assert (expected[0, -expected.shape[1] + prompt:] == eos).any()
     assert torch.equal(ex.greedy_generate(graphs, **source, max_new_tokens=9, **stopping), expected)
 
@@ -316,7 +318,7 @@ def test_exported_causal_decoding_skips_left_padding_as_generate(saved, exported
     ids = tokenizer(["ROMEO: a word", "JULIET: o"], padding=True, return_tensors="pt")
     assert not ids["attention_mask"].all()
     graphs = ex.ExportedGeneration.load(exported["causal", "onnx"])
-    expected = _generate(model, ids["input_ids"], ids["attention_mask"], max_new_tokens=6, min_new_tokens=6)
+    expected = _generate(model, _source(ids["input_ids"], ids["attention_mask"]), max_new_tokens=6, min_new_tokens=6)
     got = ex.greedy_generate(graphs, ids["input_ids"], ids["attention_mask"], max_new_tokens=6, min_new_tokens=6)
     assert torch.equal(got, expected)
 
@@ -461,7 +463,7 @@ def test_exported_image_folder_names_pixel_values_and_carries_the_image_processo
         assert manifest["graphs"]["prefill"]["inputs"].keys() == {"pixel_values", "decoder_input_ids"}
         assert list(manifest["graphs"]["decode"]["inputs"])[:3] == ["decoder_input_ids", "attention_mask",
                                                                     "encoder_hidden_states"]
-        expected = _generate(model, pixel_values=batch["pixel_values"], max_new_tokens=20)
+        expected = _generate(model, {"pixel_values": batch["pixel_values"]}, max_new_tokens=20)
         assert torch.equal(namespace["tokens"], expected)
         assert len(namespace["texts"]) == 2 and manifest["checked"]["greedy_tokens_as_generate"] == ex.CHECK_TOKENS
 
@@ -485,11 +487,13 @@ def test_image_export_refuses_tokens_and_misplaced_images(image_exports):
         ex.export_forward(classifier, {"input_ids": random_ids(2, 5)})
     with pytest.raises(ValueError, match="reads tokens"):
         ex.write_export(_model(VaswaniForMaskedLM), ".", "torch", image_processor=image_processor_for(classifier.config))
-    graphs = ex.ExportedGeneration.load(image_exports["captioner"][1])
+    graphs = ex.ExportedGeneration(None, None, True)  # refused before any graph runs
     with pytest.raises(ValueError, match="one of them"):
         ex.greedy_generate(graphs, max_new_tokens=2)
     with pytest.raises(ValueError, match="without an `attention_mask`"):
         ex.greedy_generate(graphs, pixel_values=_images(2), attention_mask=torch.ones(2, 17), max_new_tokens=2)
+    with pytest.raises(ValueError, match="captioner's graphs"):
+        ex.greedy_generate(ex.ExportedGeneration(None, None, False), pixel_values=_images(2), max_new_tokens=2)
 
 
 @pytest.mark.slow  # about 20 s: the captioner's prefill and decoding step as ONNX graphs decode as generate

@@ -19,6 +19,10 @@ head_dim), is named in ONNX as in Hugging Face Optimum: causal LM `past_key_valu
 `present.{i}.key` / `.value` out (the past and this step); seq2seq `past_key_values.{i}.decoder.*` (self-attention,
 grows) and `past_key_values.{i}.encoder.*` (cross-attention over the source, computed once by the prefill) in,
 `present.{i}.decoder.*` out. The torch programs take and give them as tuples of (key, value) per layer.
+
+A model that reads pixels (its config has an `image_size`: `source_inputs`) takes `pixel_values` (batch, C, H, W)
+where a text model takes `input_ids` and `attention_mask`, of dynamic batch and the config's image size: the image
+classifier's forward, the captioner's forward and its prefill (`ImageSeq2SeqPrefill`); the decoding step is the same.
 """
 import json
 from pathlib import Path
