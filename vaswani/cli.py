@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Export a saved model folder: its forward, and for a causal LM or seq2seq "
                             "model a prefill and a cached decoding step (generation), as ONNX graphs for ONNX Runtime "
                             "or torch.export programs, with dynamic batch and lengths; the folder also holds the "
-                            "tokenizer (or image processor), the config and a README saying what each file takes and gives.")
+                            "tokenizer (or image processor), the config and a README saying what each file takes "
+                            "and gives.")
     p.add_argument("--model", required=True, type=Path, help="a saved model folder")
     p.add_argument("--format", required=True, choices=["onnx", "torch"],
                    help="onnx (ONNX Runtime, through torch.onnx with dynamo) or torch (torch.export .pt2 programs)")

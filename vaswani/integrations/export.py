@@ -56,8 +56,9 @@ def _model_inputs(model, inputs: dict) -> dict:
     """The example's tensors, checked: a forward export takes tensors only, and the model must be in eval mode."""
     source = source_inputs(model.config)[0]
     if not isinstance(inputs, dict) or source not in inputs:
+        given = f" of {', '.join(inputs)}" if isinstance(inputs, dict) else ""
         raise TypeError(f"`inputs` must be a dict of example tensors with {source} (as `example_inputs(model)` gives "
-                        f"them), got {type(inputs).__name__}" + (f" of {', '.join(inputs)}." if isinstance(inputs, dict) else "."))
+                        f"them), got {type(inputs).__name__}{given}.")
     for name, value in inputs.items():
         if name not in FORWARD_INPUTS:
             raise ValueError(f"`inputs[{name!r}]`: an exported forward takes {', '.join(FORWARD_INPUTS)}; drop {name}.")
@@ -488,7 +489,8 @@ def greedy_generate(
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
         raise ValueError(f"`max_new_tokens` must be a whole number, 1 or more, got {max_new_tokens!r}.")
     if (input_ids is None) == (pixel_values is None):
-        raise ValueError("Pass the prompt or source as `input_ids`, or a captioner's images as `pixel_values`: one of them.")
+        raise ValueError("Pass the prompt or source as `input_ids`, or a captioner's images as `pixel_values`: one "
+                         "of them.")
     if pixel_values is not None and (attention_mask is not None or not graphs.is_encoder_decoder):
         raise ValueError("`pixel_values` go to a captioner's graphs (seq2seq), without an `attention_mask`.")
     if input_ids is not None and attention_mask is None:
@@ -749,7 +751,8 @@ def _example(manifest: dict, has_tokenizer: bool, has_image_processor: bool = Fa
         lines.append('batch.setdefault("token_type_ids", 0 * batch["input_ids"])')
     if "decoder_input_ids" in inputs:  # the decoder start token, one per example
         start = manifest["generation"]["decoder_start_token_id"]
-        lines.append(f'batch["decoder_input_ids"] = {array}.full((len(batch[{next(iter(inputs))!r}]), 1), {start}, dtype={array}.int64)')
+        size = f'(len(batch["{next(iter(inputs))}"]), 1)'
+        lines.append(f'batch["decoder_input_ids"] = {array}.full({size}, {start}, dtype={array}.int64)')
     if manifest["model"] == "VaswaniForMultipleChoice":  # (batch, choices, sequence): each text twice here
         repeat = "np.repeat(v[:, None], 2, axis=1)" if onnx else "v[:, None].repeat(1, 2, 1)"
         lines.append(f"batch = {{k: {repeat} for k, v in batch.items()}}")
@@ -851,7 +854,8 @@ def export_readme(manifest: dict, has_tokenizer: bool, has_image_processor: bool
               if has_tokenizer else []),
             "```",
             "",
-            "By hand: run `prefill` on " + " and ".join(source) + (" (the source)" if manifest["is_encoder_decoder"] else "")
+            "By hand: run `prefill` on " + " and ".join(source)
+            + (" (the source)" if manifest["is_encoder_decoder"] else "")
             + (" and decoder_input_ids (the decoder start token)" if manifest["is_encoder_decoder"] else "")
             + ", take the argmax of `logits`, then feed it to `decode` with the `present.*` tensors as "
             "`past_key_values.*`"
