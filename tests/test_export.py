@@ -2,6 +2,8 @@
 Export (vaswani.integrations.export, `vaswani export`): torch.export programs and ONNX graphs in ONNX Runtime give the
 eager model's outputs within 1e-4, at a shape other than the export example's (the dimensions are dynamic), for every
 head; exported generation (prefill and cached decoding step) gives `generate()`'s greedy tokens, token for token.
+Models that read pixels too: the image classifier (pixel_values -> logits, dynamic batch) and the captioner (a prefill
+of pixel_values), from folders that carry the image processor.
 
 ONNX export with dynamo takes seconds per graph: each model is exported once per module (fixtures), most with one
 layer, and the forwards of the heads beyond seq2seq, masked LM and sequence classification run under `-m slow` (the
@@ -16,7 +18,14 @@ import torch
 from helpers import HEAD_CLASSES, inputs_for, random_ids, shakespeare_lines, tiny_config
 from test_cli import _one_thread, cli, ok  # noqa: F401  (_one_thread: autouse, one thread in this module too)
 from test_hub import run_without_vaswani
-from vaswani import VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
+from vaswani import (
+    VaswaniConfig,
+    VaswaniForCausalLM,
+    VaswaniForConditionalGeneration,
+    VaswaniForImageClassification,
+    VaswaniForMaskedLM,
+    image_processor_for,
+)
 from vaswani.integrations import export as ex
 
 pytest.importorskip("onnxruntime")
@@ -117,31 +126,40 @@ def test_forward_export_refuses_what_it_cannot_export():
 
 
 # -- Generation: prefill and cached decoding step ---------------------------------------------------------------------
-def _generate(model, ids, mask=None, **kwargs) -> torch.Tensor:
-    mask = torch.ones_like(ids) if mask is None else mask
+def _source(ids=None, mask=None, pixel_values=None) -> dict:
+    """What generate() and greedy_generate take: token ids and their mask (all ones by default), or images."""
+    if pixel_values is not None:
+        return {"pixel_values": pixel_values}
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids) if mask is None else mask}
+
+
+def _generate(model, source: dict, **kwargs) -> torch.Tensor:
     with torch.no_grad():
-        return model.generate(ids, attention_mask=mask, do_sample=False, **kwargs)
+        return model.generate(**source, do_sample=False, **kwargs)
 
 
-def _check_decoding(graphs, model, ids, mask=None):
+def _check_decoding(graphs, model, ids=None, mask=None, pixel_values=None):
     """
     Exported greedy decoding equals generate()'s: 9 new tokens exactly (min_new_tokens = max_new_tokens), then with
     an eos that the model makes mid-way for one sequence, which then pads while the others go on, until all stop.
+    A captioner's source is images (`pixel_values`).
     """
     config = model.config
+    source = _source(ids, mask, pixel_values)
     ids_of = {"eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id,
               "decoder_start_token_id": config.decoder_start_token_id}
-    expected = _generate(model, ids, mask, max_new_tokens=9, min_new_tokens=9)
+    prompt = 0 if config.is_encoder_decoder else ids.shape[1]
+    expected = _generate(model, source, max_new_tokens=9, min_new_tokens=9)
     new = expected[:, -9:]
-    assert expected.shape == (ids.shape[0], (1 if config.is_encoder_decoder else ids.shape[1]) + 9)
-    assert torch.equal(ex.greedy_generate(graphs, ids, mask, max_new_tokens=9, min_new_tokens=9, **ids_of), expected)
+    assert expected.shape == (len(next(iter(source.values()))), (1 if config.is_encoder_decoder else prompt) + 9)
+    assert torch.equal(ex.greedy_generate(graphs, **source, max_new_tokens=9, min_new_tokens=9, **ids_of), expected)
 
     # An eos the first sequence says at its 3rd new token (and, where another sequence says it too, wherever that is).
     eos = int(new[0, 2])
     stopping = dict(ids_of, eos_token_id=eos)
-    expected = _generate(model, ids, mask, max_new_tokens=9, eos_token_id=eos, pad_token_id=config.pad_token_id)
-    assert (expected[0, -expected.shape[1] + (0 if config.is_encoder_decoder else ids.shape[1]):] == eos).any()
-    assert torch.equal(ex.greedy_generate(graphs, ids, mask, max_new_tokens=9, **stopping), expected)
+    expected = _generate(model, source, max_new_tokens=9, eos_token_id=eos, pad_token_id=config.pad_token_id)
+    assert (expected[0, -expected.shape[1] + prompt:] == eos).any()
+    assert torch.equal(ex.greedy_generate(graphs, **source, max_new_tokens=9, **stopping), expected)
 
 
 # The saved folders below cover learned positions (causal, ONNX) and sinusoidal ones (seq2seq, torch); these the rest.
@@ -153,16 +171,17 @@ def test_exported_causal_programs_with_sinusoidal_positions_decode_as_generate()
 
 
 def _check_programs_and_onnx(model, folder):
-    """The exported programs, then their ONNX graphs, decode as generate() does."""
+    """The exported programs, then their ONNX graphs, decode as generate() does (a captioner: on 3 images)."""
     programs = ex.export_generation(model)
-    ids = random_ids(3, 6)
+    source = {"pixel_values": _images(3)} if model.config.image_size else {"ids": random_ids(3, 6)}
     seq2seq = model.config.is_encoder_decoder
-    _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], seq2seq), model, ids)
+    _check_decoding(ex.ExportedGeneration.from_programs(programs["prefill"], programs["decode"], seq2seq), model,
+                    **source)
     paths = []
     for name in ("prefill", "decode"):
         inputs, outputs = ex.graph_names(model, name)
         paths.append(ex.to_onnx(programs[name], folder / f"{name}.onnx", inputs, outputs))
-    _check_decoding(ex.ExportedGeneration.from_onnx(*paths), model, ids)
+    _check_decoding(ex.ExportedGeneration.from_onnx(*paths), model, **source)
 
 
 def test_exported_seq2seq_graphs_with_learned_positions_decode_as_generate(tmp_path):
@@ -264,8 +283,9 @@ def test_exported_folders_readme_examples_run(exported, name, fmt, monkeypatch, 
         shape = run_without_vaswani(code + "print(json.dumps(list(outputs[0].shape)))", tmp_path)
         assert shape == list(logits.shape)
     assert tuple(logits.shape[:2]) == tuple(namespace["batch"]["decoder_input_ids" if name == "seq2seq" else "input_ids"].shape)
-    start = 1 if name == "seq2seq" else namespace["ids"].shape[1]
+    start = 1 if name == "seq2seq" else namespace["source"]["input_ids"].shape[1]
     assert start < namespace["tokens"].shape[1] <= start + 20
+    assert len(namespace["texts"]) == 2 and all(isinstance(text, str) for text in namespace["texts"])
 
 
 @pytest.mark.parametrize("name, fmt", FOLDERS, ids=["-".join(case) for case in FOLDERS])
@@ -298,7 +318,7 @@ def test_exported_causal_decoding_skips_left_padding_as_generate(saved, exported
     ids = tokenizer(["ROMEO: a word", "JULIET: o"], padding=True, return_tensors="pt")
     assert not ids["attention_mask"].all()
     graphs = ex.ExportedGeneration.load(exported["causal", "onnx"])
-    expected = _generate(model, ids["input_ids"], ids["attention_mask"], max_new_tokens=6, min_new_tokens=6)
+    expected = _generate(model, _source(ids["input_ids"], ids["attention_mask"]), max_new_tokens=6, min_new_tokens=6)
     got = ex.greedy_generate(graphs, ids["input_ids"], ids["attention_mask"], max_new_tokens=6, min_new_tokens=6)
     assert torch.equal(got, expected)
 
@@ -360,3 +380,127 @@ def test_exported_generation_with_positions_inside_attention_decodes_as_generate
 @pytest.mark.parametrize("head", [VaswaniForCausalLM, VaswaniForConditionalGeneration])
 def test_exported_generation_with_additive_scores_decodes_as_generate(head, tmp_path):
     _check_programs_and_onnx(_model(head, attention_scores="additive"), tmp_path)
+
+
+# -- Models that read pixels: an image classifier and a captioner -----------------------------------------------------
+IMAGE = dict(vocab_size=40, d_model=32, num_heads=4, d_ff=64, num_hidden_layers=1, image_size=16, patch_size=4,
+             num_labels=3, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def _images(count: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(count, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def image_exports(tmp_path_factory):
+    """
+    name -> (the saved folder, the folder `vaswani export` wrote of it): an image classifier with its image processor
+    (ONNX), a captioner with its image processor and a character tokenizer (torch programs).
+    """
+    from vaswani.tokenization import config_from_tokenizer, train_tokenizer
+
+    work = tmp_path_factory.mktemp("images")
+    tokenizer = train_tokenizer(shakespeare_lines(200), kind="char", vocab_size=80, model_max_length=64)
+    made = {}
+    for name, head, fmt in (("classifier", VaswaniForImageClassification, "onnx"),
+                            ("captioner", VaswaniForConditionalGeneration, "torch")):
+        config = VaswaniConfig(**IMAGE)
+        if name == "captioner":
+            config = config_from_tokenizer(tokenizer, config)
+        torch.manual_seed(0)
+        head(config).save_pretrained(work / name)
+        image_processor_for(config).save_pretrained(work / name)
+        if name == "captioner":
+            tokenizer.save_pretrained(work / name)
+        ok("export", "--model", work / name, "--format", fmt, "--output", work / f"{name}-{fmt}")
+        made[name] = (work / name, work / f"{name}-{fmt}")
+    return made
+
+
+def _load_image_model(folder):
+    from transformers import AutoModelForImageClassification, AutoModelForImageTextToText
+
+    config = json.loads((folder / "config.json").read_text())
+    auto = AutoModelForImageTextToText if config.get("is_encoder_decoder") else AutoModelForImageClassification
+    return auto.from_pretrained(folder).eval()
+
+
+def test_exported_image_classifier_gives_the_logits_of_the_model_at_any_batch(image_exports):
+    saved, folder = image_exports["classifier"]
+    model = _load_image_model(saved)
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["graphs"]["model"]["inputs"] == {"pixel_values": ["batch", 3, 16, 16]}
+    assert manifest["graphs"]["model"]["outputs"] == {"logits": ["batch", 3]} and manifest["image_size"] == 16
+    pixels = _images(5)  # the export example had 2 images, the check when written 3
+    _assert_close(ex.run_onnx(folder / "model.onnx", {"pixel_values": pixels}), _eager(model, {"pixel_values": pixels}))
+    program = ex.export_forward(model, ex.example_inputs(model))
+    _assert_close(program.module()(pixel_values=pixels), _eager(model, {"pixel_values": pixels}))
+
+
+@pytest.mark.parametrize("name", ["classifier", "captioner"])
+def test_exported_image_folder_names_pixel_values_and_carries_the_image_processor(image_exports, name, monkeypatch):
+    """Its README names `pixel_values` and the image processor; its examples, run in the folder, are the model's."""
+    saved, folder = image_exports[name]
+    files = {path.name for path in folder.iterdir()}
+    assert {"preprocessor_config.json", "export.json", "README.md", "config.json"} <= files
+    assert ("tokenizer.json" in files) == (name == "captioner")
+    manifest = json.loads((folder / "export.json").read_text())
+    readme = (folder / "README.md").read_text()
+    for phrase in ("`pixel_values`", "AutoImageProcessor.from_pretrained", "`preprocessor_config.json`",
+                   "| input | `pixel_values` | (batch, 3, 16, 16) |"):
+        assert phrase in readme, phrase
+    blocks = (folder / "README.md").read_text().split("```python\n")[1:]
+    assert len(blocks) == (2 if name == "captioner" else 1)
+    monkeypatch.chdir(folder)
+    namespace = {}
+    for block in blocks:
+        exec(block.split("```")[0], namespace)
+    model = _load_image_model(saved)
+    batch = {key: torch.as_tensor(value) for key, value in namespace["batch"].items()}
+    assert list(batch) == list(manifest["graphs"]["model"]["inputs"]) and batch["pixel_values"].shape == (2, 3, 16, 16)
+    outputs = namespace["outputs"]
+    if name == "classifier":  # ONNX Runtime's list, in the order of the manifest's outputs
+        outputs = dict(zip(manifest["graphs"]["model"]["outputs"], map(torch.as_tensor, outputs)))
+    _assert_close(outputs, _eager(model, batch))
+    if name == "captioner":
+        assert manifest["graphs"]["prefill"]["inputs"].keys() == {"pixel_values", "decoder_input_ids"}
+        assert list(manifest["graphs"]["decode"]["inputs"])[:3] == ["decoder_input_ids", "attention_mask",
+                                                                    "encoder_hidden_states"]
+        expected = _generate(model, {"pixel_values": batch["pixel_values"]}, max_new_tokens=20)
+        assert torch.equal(namespace["tokens"], expected)
+        assert len(namespace["texts"]) == 2 and manifest["checked"]["greedy_tokens_as_generate"] == ex.CHECK_TOKENS
+
+
+def test_exported_image_classifier_runs_from_its_readme_without_the_package(image_exports, tmp_path):
+    _, folder = image_exports["classifier"]
+    code = (folder / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    code = f"import os\nos.chdir({str(folder)!r})\n{code}print(json.dumps(list(outputs[0].shape)))"
+    shape = run_without_vaswani(code, tmp_path)
+    assert shape == [2, 3]
+
+
+def test_exported_captioner_decodes_as_generate(image_exports):
+    saved, folder = image_exports["captioner"]
+    _check_decoding(ex.ExportedGeneration.load(folder), _load_image_model(saved), pixel_values=_images(3))
+
+
+def test_image_export_refuses_tokens_and_misplaced_images(image_exports):
+    classifier = _load_image_model(image_exports["classifier"][0])
+    with pytest.raises(TypeError, match="pixel_values"):
+        ex.export_forward(classifier, {"input_ids": random_ids(2, 5)})
+    with pytest.raises(ValueError, match="reads tokens"):
+        ex.write_export(_model(VaswaniForMaskedLM), ".", "torch",
+                        image_processor=image_processor_for(classifier.config))
+    graphs = ex.ExportedGeneration(None, None, True)  # refused before any graph runs
+    with pytest.raises(ValueError, match="one of them"):
+        ex.greedy_generate(graphs, max_new_tokens=2)
+    with pytest.raises(ValueError, match="without an `attention_mask`"):
+        ex.greedy_generate(graphs, pixel_values=_images(2), attention_mask=torch.ones(2, 17), max_new_tokens=2)
+    with pytest.raises(ValueError, match="captioner's graphs"):
+        ex.greedy_generate(ex.ExportedGeneration(None, None, False), pixel_values=_images(2), max_new_tokens=2)
+
+
+@pytest.mark.slow  # about 20 s: the captioner's prefill and decoding step as ONNX graphs decode as generate
+def test_exported_captioner_onnx_graphs_decode_as_generate(tmp_path):
+    torch.manual_seed(0)
+    _check_programs_and_onnx(VaswaniForConditionalGeneration(VaswaniConfig(**IMAGE)).eval(), tmp_path)

@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Export a saved model folder: its forward, and for a causal LM or seq2seq "
                             "model a prefill and a cached decoding step (generation), as ONNX graphs for ONNX Runtime "
                             "or torch.export programs, with dynamic batch and lengths; the folder also holds the "
-                            "tokenizer, the config and a README saying what each file takes and gives.")
+                            "tokenizer (or image processor), the config and a README saying what each file takes "
+                            "and gives.")
     p.add_argument("--model", required=True, type=Path, help="a saved model folder")
     p.add_argument("--format", required=True, choices=["onnx", "torch"],
                    help="onnx (ONNX Runtime, through torch.onnx with dynamo) or torch (torch.export .pt2 programs)")
@@ -1424,15 +1425,22 @@ def cmd_export(args):
                          f"model: convert it first (vaswani convert).")
     model = _load_model(args.model, getattr(vaswani, architecture)).eval()
     tokenizer = _load_tokenizer(args.model) if (args.model / "tokenizer_config.json").is_file() else None
+    processor = None
+    if (args.model / "preprocessor_config.json").is_file():  # a model that reads pixels: its image processor
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(str(args.model))
     try:
         with folder_written_whole(args.output, args.overwrite) as staging:
-            manifest = write_export(model, staging, args.format, tokenizer)
+            manifest = write_export(model, staging, args.format, tokenizer, processor)
     except FileExistsError:
         raise UsageError(f"{args.output} appeared meanwhile: choose another --output or pass --overwrite.") from None
     facts = {"model": architecture, "format": args.format,
              "graphs": ", ".join(graph["file"] for graph in manifest["graphs"].values()),
              "max abs difference from the model": f"{manifest['checked']['forward_max_abs_difference']:.1e}",
              "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the folder"}
+    if processor is not None:
+        facts["image processor"] = type(processor).__name__
     _summary("export", facts, started, args.output)
     return facts
 

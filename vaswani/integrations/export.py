@@ -19,6 +19,10 @@ head_dim), is named in ONNX as in Hugging Face Optimum: causal LM `past_key_valu
 `present.{i}.key` / `.value` out (the past and this step); seq2seq `past_key_values.{i}.decoder.*` (self-attention,
 grows) and `past_key_values.{i}.encoder.*` (cross-attention over the source, computed once by the prefill) in,
 `present.{i}.decoder.*` out. The torch programs take and give them as tuples of (key, value) per layer.
+
+A model that reads pixels (its config has an `image_size`: `source_inputs`) takes `pixel_values` (batch, C, H, W)
+where a text model takes `input_ids` and `attention_mask`, of dynamic batch and the config's image size: the image
+classifier's forward, the captioner's forward and its prefill (`ImageSeq2SeqPrefill`); the decoding step is the same.
 """
 import json
 from pathlib import Path
@@ -37,14 +41,24 @@ from ..explore.maps import eager_attention
 _NOT_OUTPUTS = ("loss", "cache", "past_key_values")
 
 
-FORWARD_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids")
+FORWARD_INPUTS = ("input_ids", "pixel_values", "attention_mask", "token_type_ids", "decoder_input_ids")
+
+
+def source_inputs(config) -> tuple[str, ...]:
+    """
+    The inputs the encoder (or a causal LM) reads: token ids and their mask, or, when the config has an `image_size`,
+    the images (the one place export tells the two apart). An image's size is the config's: only its batch is dynamic.
+    """
+    return ("pixel_values",) if config.image_size is not None else ("input_ids", "attention_mask")
 
 
 def _model_inputs(model, inputs: dict) -> dict:
     """The example's tensors, checked: a forward export takes tensors only, and the model must be in eval mode."""
-    if not isinstance(inputs, dict) or "input_ids" not in inputs:
-        raise TypeError(f"`inputs` must be a dict of example tensors with input_ids (and attention_mask, ...), got "
-                        f"{type(inputs).__name__}.")
+    source = source_inputs(model.config)[0]
+    if not isinstance(inputs, dict) or source not in inputs:
+        given = f" of {', '.join(inputs)}" if isinstance(inputs, dict) else ""
+        raise TypeError(f"`inputs` must be a dict of example tensors with {source} (as `example_inputs(model)` gives "
+                        f"them), got {type(inputs).__name__}{given}.")
     for name, value in inputs.items():
         if name not in FORWARD_INPUTS:
             raise ValueError(f"`inputs[{name!r}]`: an exported forward takes {', '.join(FORWARD_INPUTS)}; drop {name}.")
@@ -73,10 +87,12 @@ class HeadForward(nn.Module):
             outputs = model(**inputs, use_cache=False, return_dict=True)
         return cls(model, [name for name, value in outputs.items() if name not in _NOT_OUTPUTS and value is not None])
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, decoder_input_ids=None):
-        given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "decoder_input_ids": decoder_input_ids}
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, token_type_ids=None,
+                decoder_input_ids=None):
+        given = {"input_ids": input_ids, "pixel_values": pixel_values, "attention_mask": attention_mask,
+                 "token_type_ids": token_type_ids, "decoder_input_ids": decoder_input_ids}
         given = {name: value for name, value in given.items() if value is not None}
-        outputs = self.model(input_ids=input_ids, **given, use_cache=False, return_dict=True)
+        outputs = self.model(**given, use_cache=False, return_dict=True)
         return {name: outputs[name] for name in self.output_names}
 
 
@@ -97,18 +113,19 @@ def _dims(config):
     }
 
 
+def _axes(name: str, dims: dict, rank: int = 2) -> dict:
+    """The dynamic axes of the input `name` (of `rank` dimensions): batch, and its lengths (not an image's sides)."""
+    if name == "pixel_values":  # (batch, channels, height, width): the config fixes the image's size
+        return {0: dims["batch"]}
+    if rank == 3:  # multiple choice: (batch, choices, sequence)
+        return {0: dims["batch"], 1: dims["choices"], 2: dims["sequence"]}
+    return {0: dims["batch"], 1: dims["target" if name.startswith("decoder_") else "sequence"]}
+
+
 def forward_dynamic_shapes(model, inputs: dict) -> dict:
     """torch.export `dynamic_shapes` for a head's inputs: batch and sequence dimensions (and choices) dynamic."""
     dims = _dims(model.config)
-    shapes = {}
-    for name, value in inputs.items():
-        if value.dim() == 3:  # multiple choice: (batch, choices, sequence)
-            shapes[name] = {0: dims["batch"], 1: dims["choices"], 2: dims["sequence"]}
-        elif name.startswith("decoder_"):
-            shapes[name] = {0: dims["batch"], 1: dims["target"]}
-        else:
-            shapes[name] = {0: dims["batch"], 1: dims["sequence"]}
-    return shapes
+    return {name: _axes(name, dims, value.dim()) for name, value in inputs.items()}
 
 
 def export_forward(model, inputs: dict, dynamic: bool = True):
@@ -117,24 +134,21 @@ def export_forward(model, inputs: dict, dynamic: bool = True):
     returning an `ExportedProgram` whose module takes the same tensors (by name) and returns the main outputs
     (logits; the bare model's hidden states) as a dict by name. With `dynamic`, the batch and sequence dimensions
     (and the choices of multiple choice) are dynamic: the program then takes other sizes than the example's, lengths
-    up to `max_position_embeddings`. Every dimension of the example must be at least 2 then (torch.export
-    specialises sizes 0 and 1).
+    up to `max_position_embeddings`; images (`pixel_values`) have the config's size, only their batch is dynamic.
+    Every dynamic dimension of the example must be at least 2 then (torch.export specialises sizes 0 and 1).
     """
     inputs = _model_inputs(model, inputs)
     wrapper = HeadForward.of(model, inputs)
-    if dynamic:
-        small = [name for name, value in inputs.items() if min(value.shape) < 2]
-        if small:
-            raise ValueError(
-                f"`inputs[{small[0]!r}]` has shape {tuple(inputs[small[0]].shape)}: with dynamic shapes every "
-                f"dimension of the example must be at least 2 (torch.export fixes sizes 0 and 1); pass a larger "
-                f"example or `dynamic=False`."
-            )
-    with torch.no_grad(), eager_attention(model):
-        program = torch.export.export(
-            wrapper, (), dict(inputs), dynamic_shapes=forward_dynamic_shapes(model, inputs) if dynamic else None,
-            strict=False,
+    shapes = forward_dynamic_shapes(model, inputs) if dynamic else None
+    small = [name for name, axes in (shapes or {}).items() if any(inputs[name].shape[axis] < 2 for axis in axes)]
+    if small:
+        raise ValueError(
+            f"`inputs[{small[0]!r}]` has shape {tuple(inputs[small[0]].shape)}: with dynamic shapes every batch and "
+            f"length of the example must be at least 2 (torch.export fixes sizes 0 and 1); pass a larger example or "
+            f"`dynamic=False`."
         )
+    with torch.no_grad(), eager_attention(model):
+        program = torch.export.export(wrapper, (), dict(inputs), dynamic_shapes=shapes, strict=False)
     return program
 
 
@@ -200,8 +214,11 @@ class Seq2SeqPrefill(_GenerationGraph):
     """
 
     def forward(self, input_ids, attention_mask, decoder_input_ids):
+        return self._prefill(decoder_input_ids, input_ids=input_ids, attention_mask=attention_mask)
+
+    def _prefill(self, decoder_input_ids, **source):
         output = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            **source, decoder_input_ids=decoder_input_ids,
             cache=EncoderDecoderCache(DynamicCache(), DynamicCache()), use_cache=True, logits_to_keep=1,
         )
         return (
@@ -212,6 +229,16 @@ class Seq2SeqPrefill(_GenerationGraph):
         )
 
 
+class ImageSeq2SeqPrefill(Seq2SeqPrefill):
+    """
+    A captioner's first step: (pixel_values (B, C, H, W), decoder_input_ids (B, T)) -> as `Seq2SeqPrefill`, the
+    source being the image's S = num_patches + 1 encoder states (no mask: every patch is there).
+    """
+
+    def forward(self, pixel_values, decoder_input_ids):
+        return self._prefill(decoder_input_ids, pixel_values=pixel_values)
+
+
 class Seq2SeqDecodeStep(_GenerationGraph):
     """
     A seq2seq model's cached step: (decoder_input_ids (B, 1), attention_mask (B, S) of the source,
@@ -219,6 +246,7 @@ class Seq2SeqDecodeStep(_GenerationGraph):
     encoder_key_values (the prefill's cross-attention)) -> (logits (B, 1, V), past_key_values grown to P + 1).
     The model runs on an `EncoderDecoderCache` rebuilt from the tensors, whose cross-attention part counts as
     computed: the keys and values of the source are not projected again (the encoder output gives the shapes).
+    A captioner's step is the same, its mask all ones over the encoder states.
     """
 
     def forward(self, decoder_input_ids, attention_mask, encoder_hidden_states, past_key_values, encoder_key_values):
@@ -234,7 +262,8 @@ def generation_graphs(model) -> tuple[nn.Module, nn.Module]:
     """The prefill and decoding-step modules of a generating head (causal LM or seq2seq)."""
     _check_generative(model)
     if model.config.is_encoder_decoder:
-        return Seq2SeqPrefill(model), Seq2SeqDecodeStep(model)
+        prefill = ImageSeq2SeqPrefill if source_inputs(model.config) == ("pixel_values",) else Seq2SeqPrefill
+        return prefill(model), Seq2SeqDecodeStep(model)
     return CausalPrefill(model), CausalDecodeStep(model)
 
 
@@ -249,11 +278,12 @@ def graph_names(model, graph: str) -> tuple[list[str], list[str]]:
     def cache(prefix, part=""):
         return [f"{prefix}.{i}{part}.{kind}" for i in layers for kind in ("key", "value")]
 
+    source = list(source_inputs(model.config))
     if graph == "prefill":
         if seq2seq:
-            return (["input_ids", "attention_mask", "decoder_input_ids"],
+            return (source + ["decoder_input_ids"],
                     ["logits", "encoder_hidden_states"] + cache("present", ".decoder") + cache("present", ".encoder"))
-        return ["input_ids", "attention_mask"], ["logits"] + cache("present")
+        return source, ["logits"] + cache("present")
     if graph == "decode":
         if seq2seq:
             return (["decoder_input_ids", "attention_mask", "encoder_hidden_states"]
@@ -268,25 +298,34 @@ def _example_ids(config, batch: int, length: int) -> torch.Tensor:
     return torch.randint(0, config.vocab_size, (batch, length), generator=generator)
 
 
+def _example_source(config, batch: int, length: int) -> dict:
+    """Example inputs of the encoder (or a causal LM), by `source_inputs`: `length` tokens and their mask, or images."""
+    if source_inputs(config) == ("pixel_values",):
+        size = (batch, config.num_channels, config.image_size, config.image_size)
+        return {"pixel_values": torch.randn(size, generator=torch.Generator().manual_seed(0))}
+    ids = _example_ids(config, batch, length)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
 def generation_examples(model, batch: int = 2, length: int = 3) -> tuple[tuple, tuple]:
     """
-    Example arguments of the prefill and decoding-step graphs: a prompt (a seq2seq model: a source of `length` tokens
-    and a decoder start of 2), then one step after it with the prefill's cache. Sizes of 2 or more, so that torch.export
-    keeps each dimension dynamic.
+    Example arguments of the prefill and decoding-step graphs: a prompt (a seq2seq model: a source of `length` tokens,
+    or images, and a decoder start of 2), then one step after it with the prefill's cache. Sizes of 2 or more, so
+    that torch.export keeps each dimension dynamic.
     """
     config = model.config
     prefill, _ = generation_graphs(model)
-    ids = _example_ids(config, batch, length)
-    mask = torch.ones_like(ids)
+    source = tuple(_example_source(config, batch, length).values())
     if config.is_encoder_decoder:
-        prefill_args = (ids, mask, _example_ids(config, batch, 2))
+        prefill_args = (*source, _example_ids(config, batch, 2))
         with torch.no_grad():
             logits, encoder_states, past, cross = prefill(*prefill_args)
+        mask = torch.ones(encoder_states.shape[:2], dtype=torch.long)  # the source's: no padding in the example
         return prefill_args, (logits.argmax(-1), mask, encoder_states, past, cross)
-    prefill_args = (ids, mask)
     with torch.no_grad():
-        logits, past = prefill(*prefill_args)
-    return prefill_args, (logits.argmax(-1), torch.cat([mask, mask[:, :1]], dim=1), past)
+        logits, past = prefill(*source)
+    mask = source[1]
+    return source, (logits.argmax(-1), torch.cat([mask, mask[:, :1]], dim=1), past)
 
 
 def generation_dynamic_shapes(model) -> tuple[tuple, tuple]:
@@ -299,7 +338,7 @@ def generation_dynamic_shapes(model) -> tuple[tuple, tuple]:
         return tuple(({0: batch, 2: length}, {0: batch, 2: length}) for _ in range(layers))
 
     if model.config.is_encoder_decoder:
-        prefill = ({0: batch, 1: sequence}, {0: batch, 1: sequence}, {0: batch, 1: target})
+        prefill = (*(_axes(name, dims) for name in source_inputs(model.config)), {0: batch, 1: target})
         decode = ({0: batch}, {0: batch, 1: sequence}, {0: batch, 1: sequence}, cache(past), cache(sequence))
         return prefill, decode
     return ({0: batch, 1: sequence}, {0: batch, 1: sequence}), ({0: batch}, {0: batch, 1: past + 1}, cache(past))
@@ -309,7 +348,8 @@ def export_generation(model) -> dict:
     """
     `torch.export` of generation: {"prefill": ExportedProgram, "decode": ExportedProgram} (see `CausalPrefill`,
     `CausalDecodeStep`, `Seq2SeqPrefill`, `Seq2SeqDecodeStep` for their arguments and results), batch and lengths
-    dynamic up to `max_position_embeddings`. `greedy_generate` decodes with them.
+    dynamic up to `max_position_embeddings` (a captioner's prefill takes `pixel_values`, of dynamic batch).
+    `greedy_generate` decodes with them.
     """
     graphs = generation_graphs(model)
     examples = generation_examples(model)
@@ -424,9 +464,10 @@ class ExportedGeneration:
 
 def greedy_generate(
     graphs: ExportedGeneration,
-    input_ids: torch.Tensor,
+    input_ids: torch.Tensor | None = None,
     attention_mask: torch.Tensor | None = None,
     *,
+    pixel_values: torch.Tensor | None = None,
     max_new_tokens: int,
     min_new_tokens: int = 0,
     eos_token_id: int | list[int] | None = None,
@@ -435,7 +476,8 @@ def greedy_generate(
 ) -> torch.Tensor:
     """
     Greedy decoding with exported graphs, as `model.generate(do_sample=False)` does it: the prompt and the new tokens
-    (a causal LM), or the decoder start and the new tokens (seq2seq). `eos_token_id` ends a sequence (later tokens
+    (a causal LM), or the decoder start and the new tokens (seq2seq; a captioner's graphs take `pixel_values`, as its
+    `generate()` does, instead of `input_ids`). `eos_token_id` ends a sequence (later tokens
     are `pad_token_id`, by default the eos) and all of them ends the loop; before `min_new_tokens` it is never chosen.
     Only these settings: a model's generation config may ask for more (repetition penalties, ...), which this leaves out.
     The token ids not given are those of the exported folder (`ExportedGeneration.load`).
@@ -446,16 +488,24 @@ def greedy_generate(
         decoder_start_token_id = graphs.defaults.get("decoder_start_token_id")
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
         raise ValueError(f"`max_new_tokens` must be a whole number, 1 or more, got {max_new_tokens!r}.")
-    if attention_mask is None:
+    if (input_ids is None) == (pixel_values is None):
+        raise ValueError("Pass the prompt or source as `input_ids`, or a captioner's images as `pixel_values`: one "
+                         "of them.")
+    if pixel_values is not None and (attention_mask is not None or not graphs.is_encoder_decoder):
+        raise ValueError("`pixel_values` go to a captioner's graphs (seq2seq), without an `attention_mask`.")
+    if input_ids is not None and attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else None)
-    batch = input_ids.shape[0]
+    batch = (input_ids if input_ids is not None else pixel_values).shape[0]
     if graphs.is_encoder_decoder:
         if decoder_start_token_id is None:
             raise ValueError("A seq2seq model's decoding starts with `decoder_start_token_id`: pass it.")
-        tokens = torch.full((batch, 1), decoder_start_token_id, dtype=input_ids.dtype)
-        logits, encoder_states, past, cross = graphs.prefill(input_ids, attention_mask, tokens)
+        tokens = torch.full((batch, 1), decoder_start_token_id, dtype=torch.long)
+        source = (input_ids, attention_mask) if pixel_values is None else (pixel_values,)
+        logits, encoder_states, past, cross = graphs.prefill(*source, tokens)
+        if pixel_values is not None:  # the decoding step's mask over the image's encoder states: all there
+            attention_mask = torch.ones(encoder_states.shape[:2], dtype=torch.long)
     else:
         tokens = input_ids
         logits, past = graphs.prefill(input_ids, attention_mask)
@@ -488,14 +538,16 @@ _SUFFIX = {"onnx": ".onnx", "torch": ".pt2"}
 
 
 def example_inputs(model, batch: int = 2, length: int = 4) -> dict:
-    """Example inputs of a head's forward, as a tokenizer gives them (sizes of 2 or more keep dimensions dynamic)."""
+    """
+    Example inputs of a head's forward, as a tokenizer (or the image processor) gives them (sizes of 2 or more keep
+    dimensions dynamic).
+    """
     config = model.config
-    ids = _example_ids(config, batch, length)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs = _example_source(config, batch, length)
     if type(model).__name__ == "VaswaniForMultipleChoice":
         return {name: value[:, None].expand(-1, 2, -1).contiguous() for name, value in inputs.items()}
-    if config.stacks == "encoder-only" and config.type_vocab_size > 0:
-        inputs["token_type_ids"] = torch.zeros_like(ids)
+    if config.stacks == "encoder-only" and config.type_vocab_size > 0 and "input_ids" in inputs:
+        inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
     if config.is_encoder_decoder:
         inputs["decoder_input_ids"] = _example_ids(config, batch, 2)
     return inputs
@@ -573,10 +625,10 @@ def check_export(model, folder, format: str, programs: dict) -> dict:
     ids = {name: getattr(config, name) for name in ("eos_token_id", "pad_token_id", "decoder_start_token_id")}
     plain = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=CHECK_TOKENS, min_new_tokens=CHECK_TOKENS,
                              bos_token_id=config.bos_token_id, **ids)
+    source = {name: inputs[name] for name in source_inputs(config)}
     with torch.no_grad():
-        reference = model.generate(inputs["input_ids"], attention_mask=inputs["attention_mask"], generation_config=plain)
-    tokens = greedy_generate(graphs, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=CHECK_TOKENS,
-                             min_new_tokens=CHECK_TOKENS, **ids)
+        reference = model.generate(**source, generation_config=plain)
+    tokens = greedy_generate(graphs, **source, max_new_tokens=CHECK_TOKENS, min_new_tokens=CHECK_TOKENS, **ids)
     if not torch.equal(tokens, reference):
         raise RuntimeError(f"Greedy decoding with the exported graphs gave {tokens.tolist()}, generate() "
                            f"{reference.tolist()}: not written. Please report it with the model's config.")
@@ -584,17 +636,21 @@ def check_export(model, folder, format: str, programs: dict) -> dict:
     return checks
 
 
-def write_export(model, folder, format: str, tokenizer=None) -> dict:
+def write_export(model, folder, format: str, tokenizer=None, image_processor=None) -> dict:
     """
     Export `model` into the existing empty `folder`: its forward as `model.onnx` / `model.pt2`; for a causal LM or
-    seq2seq model also `prefill.*` and `decode.*` (generation); the config (and generation config), the tokenizer when
-    given, `export.json` (the graphs' inputs and outputs, by name and shape) and a README.md. The written graphs are
-    checked against the model first (`check_export`: a `RuntimeError` if they disagree). Returns the manifest.
+    seq2seq model also `prefill.*` and `decode.*` (generation); the config (and generation config), the tokenizer and
+    the image processor (of a model that reads pixels) when given, `export.json` (the graphs' inputs and outputs, by
+    name and shape) and a README.md. The written graphs are checked against the model first (`check_export`: a
+    `RuntimeError` if they disagree). Returns the manifest.
     """
     if format not in FORMATS:
         raise ValueError(f"`format` must be one of {FORMATS}, got {format!r}.")
     if model.training:
         raise ValueError("Export the model in inference mode: call `model.eval()` first (dropout would be traced).")
+    if image_processor is not None and "pixel_values" not in source_inputs(model.config):
+        raise ValueError("`image_processor` is for a model that reads pixels (its config has an `image_size`): this "
+                         "one reads tokens, drop it.")
     folder = Path(folder)
     graphs = {}
     inputs = example_inputs(model)
@@ -626,6 +682,7 @@ def write_export(model, folder, format: str, tokenizer=None) -> dict:
         "is_encoder_decoder": bool(config.is_encoder_decoder),
         "max_position_embeddings": config.max_position_embeddings,
         "vocab_size": config.vocab_size,
+        "image_size": config.image_size,
         "generation": {
             name: getattr(config, name, None) for name in ("eos_token_id", "pad_token_id", "decoder_start_token_id")
         },
@@ -640,14 +697,18 @@ def write_export(model, folder, format: str, tokenizer=None) -> dict:
     (folder / "config.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if model.can_generate() and model.generation_config is not None:
         model.generation_config.save_pretrained(folder)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+    for processor in (tokenizer, image_processor):
+        if processor is not None:
+            processor.save_pretrained(folder)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(export_readme(manifest, tokenizer is not None), encoding="utf-8")
+    readme = export_readme(manifest, tokenizer is not None, image_processor is not None)
+    (folder / "README.md").write_text(readme, encoding="utf-8")
     return manifest
 
 
-def export_folder(model, output, format: str = "onnx", tokenizer=None, overwrite: bool = False) -> dict:
+def export_folder(
+    model, output, format: str = "onnx", tokenizer=None, overwrite: bool = False, image_processor=None
+) -> dict:
     """
     `write_export` into the folder `output`, which appears whole or not at all; an existing non-empty `output` is
     refused (`FileExistsError`) unless `overwrite`, before any work. Returns the manifest.
@@ -658,30 +719,44 @@ def export_folder(model, output, format: str = "onnx", tokenizer=None, overwrite
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise FileExistsError(f"{output} already exists and is not empty: pass `overwrite=True` or another folder.")
     with atomic_folder(output, overwrite=overwrite) as staging:
-        return write_export(model, staging, format, tokenizer)
+        return write_export(model, staging, format, tokenizer, image_processor)
 
 
-def _example(manifest: dict, has_tokenizer: bool) -> list[str]:
-    """A few lines that run the folder's forward graph on a batch of two texts (random ids without a tokenizer)."""
+def _example(manifest: dict, has_tokenizer: bool, has_image_processor: bool = False) -> list[str]:
+    """
+    A few lines that run the folder's forward graph on a batch of two texts (random ids without a tokenizer), or of
+    two images through the image processor (random pixels without one).
+    """
     onnx = manifest["format"] == "onnx"
-    inputs = list(manifest["graphs"]["model"]["inputs"])
-    kind = "np" if onnx else "pt"
-    lines = (["import onnxruntime"] + ([] if has_tokenizer else ["import numpy as np"])) if onnx else ["import torch"]
-    if has_tokenizer:
+    inputs = manifest["graphs"]["model"]["inputs"]
+    kind, array = ("np", "np") if onnx else ("pt", "torch")
+    lines = ["import numpy as np", "import onnxruntime"] if onnx else ["import torch"]
+    if has_image_processor:
+        lines += ["from PIL import Image", "from transformers import AutoImageProcessor", "",
+                  'processor = AutoImageProcessor.from_pretrained(".")',
+                  'images = [Image.new("RGB", (64, 48), "white"), Image.new("RGB", (20, 20), "gray")]  # yours here',
+                  f'batch = dict(processor(images, return_tensors="{kind}"))']
+    elif "pixel_values" in inputs:  # already resized and normalised as the model's image processor would
+        shape = ", ".join(map(str, inputs["pixel_values"][1:]))
+        random = f"np.random.rand(2, {shape}).astype(np.float32)" if onnx else f"torch.rand(2, {shape})"
+        lines += ["", f"batch = {{'pixel_values': 2 * {random} - 1}}"]
+    elif has_tokenizer:
         lines += ["from transformers import AutoTokenizer", "", 'tokenizer = AutoTokenizer.from_pretrained(".")',
                   f'batch = dict(tokenizer(["Hello there", "Hi"], padding=True, return_tensors="{kind}"))']
     else:
         random = "np.random.randint" if onnx else "torch.randint"
         lines += ["", f"ids = {random}(0, {manifest['vocab_size']}, (2, 6))",
-                  f"batch = {{'input_ids': ids, 'attention_mask': {kind if onnx else 'torch'}.ones_like(ids)}}"]
+                  f"batch = {{'input_ids': ids, 'attention_mask': {array}.ones_like(ids)}}"]
     if "token_type_ids" in inputs:
         lines.append('batch.setdefault("token_type_ids", 0 * batch["input_ids"])')
-    if "decoder_input_ids" in inputs:
-        lines.append(f'batch["decoder_input_ids"] = 0 * batch["input_ids"][:, :1] + {manifest["generation"]["decoder_start_token_id"]}')
+    if "decoder_input_ids" in inputs:  # the decoder start token, one per example
+        start = manifest["generation"]["decoder_start_token_id"]
+        size = f'(len(batch["{next(iter(inputs))}"]), 1)'
+        lines.append(f'batch["decoder_input_ids"] = {array}.full({size}, {start}, dtype={array}.int64)')
     if manifest["model"] == "VaswaniForMultipleChoice":  # (batch, choices, sequence): each text twice here
         repeat = "np.repeat(v[:, None], 2, axis=1)" if onnx else "v[:, None].repeat(1, 2, 1)"
         lines.append(f"batch = {{k: {repeat} for k, v in batch.items()}}")
-    feeds = f"{{name: batch[name] for name in {inputs!r}}}"
+    feeds = f"{{name: batch[name] for name in {list(inputs)!r}}}"
     if onnx:
         lines += ['session = onnxruntime.InferenceSession("model.onnx")',
                   f"outputs = session.run(None, {feeds})  # {', '.join(manifest['graphs']['model']['outputs'])}"]
@@ -695,7 +770,20 @@ def _shape_text(shape: list) -> str:
     return "(" + ", ".join(str(size) for size in shape) + ")"
 
 
-def export_readme(manifest: dict, has_tokenizer: bool) -> str:
+def _images_text(manifest: dict, has_image_processor: bool) -> list[str]:
+    """What the README says of `pixel_values` (a model that reads pixels): their size, and the image processor."""
+    if manifest.get("image_size") is None:
+        return []
+    shape = _shape_text(manifest["graphs"]["model"]["inputs"]["pixel_values"])
+    where = ("`preprocessor_config.json` here: `AutoImageProcessor.from_pretrained(folder)`, then "
+             "`processor(images, return_tensors=...)`" if has_image_processor else
+             "none in this folder: `vaswani.image_processor_for(config)` builds the model's")
+    return [f"The images, `pixel_values`, are float32 {shape}: run the image processor on "
+            f"yours first ({where}); it resizes, rescales and normalises them as the model was trained. Only their "
+            f"batch is dynamic.", ""]
+
+
+def export_readme(manifest: dict, has_tokenizer: bool, has_image_processor: bool = False) -> str:
     """The README.md of an exported folder: its files, each graph's inputs and outputs, and how to run them."""
     onnx = manifest["format"] == "onnx"
     kind = "ONNX graphs for ONNX Runtime" if onnx else "torch.export programs"
@@ -705,6 +793,7 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
         f"Written by `vaswani export --format {manifest['format']}`. Dimensions named below (batch, sequence, ...) are "
         f"dynamic; lengths go up to {manifest['max_position_embeddings']} (`max_position_embeddings`).",
         "",
+        *_images_text(manifest, has_image_processor),
         f"Checked when written, on inputs of another size than the export example's: the forward's outputs are the "
         f"model's within {manifest['checked']['forward_max_abs_difference']:.1e} (max abs difference)"
         + (f"; greedy decoding with `prefill` and `decode` gives `generate()`'s {CHECK_TOKENS} tokens exactly."
@@ -725,6 +814,8 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
         "configuration (special token ids, sizes)",
         *(["- tokenizer files (`tokenizer.json`, ...): load with `AutoTokenizer.from_pretrained(folder)`"]
           if has_tokenizer else []),
+        *(["- `preprocessor_config.json`: the image processor, images to `pixel_values`: load with "
+           "`AutoImageProcessor.from_pretrained(folder)`"] if has_image_processor else []),
         f"- `{MANIFEST}`: the graphs' inputs and outputs, by name and shape (what this README lists)",
         "",
     ]
@@ -735,7 +826,7 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
         lines.append("")
     if onnx:
         lines += [
-            "ONNX Runtime takes the inputs by name, int64 ids and masks; a cache tensor is "
+            "ONNX Runtime takes the inputs by name, int64 ids and masks, float32 pixel_values; a cache tensor is "
             "(batch, num_heads, length, head_dim), per layer i.",
         ]
     else:
@@ -743,9 +834,10 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
             "The programs take the arguments of the modules they were exported from, in the order listed; the cache is "
             "a tuple of (key, value) per layer, each (batch, num_heads, length, head_dim).",
         ]
-    lines += ["", "## Running it", "", "```python", *_example(manifest, has_tokenizer)]
+    lines += ["", "## Running it", "", "```python", *_example(manifest, has_tokenizer, has_image_processor)]
     if "prefill" in manifest["graphs"]:
-        first = "input_ids" if not manifest["is_encoder_decoder"] else "input_ids (the source)"
+        source = [name for name in manifest["graphs"]["prefill"]["inputs"] if name != "decoder_input_ids"]
+        images = source == ["pixel_values"]
         lines += [
             "Greedy decoding with the prefill and decode graphs (the loop of `vaswani.integrations.export`, with the "
             "package installed: the tokens of `model.generate(do_sample=False)`), on the batch above:",
@@ -755,15 +847,20 @@ def export_readme(manifest: dict, has_tokenizer: bool) -> str:
             "from vaswani.integrations.export import ExportedGeneration, greedy_generate",
             "",
             'graphs = ExportedGeneration.load(".")',
-            'ids, mask = torch.as_tensor(batch["input_ids"]), torch.as_tensor(batch["attention_mask"])',
-            "tokens = greedy_generate(graphs, ids, mask, max_new_tokens=20)",
+            f"source = {{name: torch.as_tensor(batch[name]) for name in {source!r}}}",
+            "tokens = greedy_generate(graphs, **source, max_new_tokens=20)",
+            *(["from transformers import AutoTokenizer", "",
+               'texts = AutoTokenizer.from_pretrained(".").batch_decode(tokens, skip_special_tokens=True)']
+              if has_tokenizer else []),
             "```",
             "",
-            f"By hand: run `prefill` on {first} and attention_mask"
+            "By hand: run `prefill` on " + " and ".join(source)
+            + (" (the source)" if manifest["is_encoder_decoder"] else "")
             + (" and decoder_input_ids (the decoder start token)" if manifest["is_encoder_decoder"] else "")
             + ", take the argmax of `logits`, then feed it to `decode` with the `present.*` tensors as "
             "`past_key_values.*`"
-            + (" (the `present.*.encoder.*` ones stay as they are, with `encoder_hidden_states`)"
+            + (" (the `present.*.encoder.*` ones stay as they are, with `encoder_hidden_states`"
+               + (" and an `attention_mask` of ones over them" if images else "") + ")"
                if manifest["is_encoder_decoder"] else ", the attention mask grown by one 1")
             + ", step by step.",
             "",
