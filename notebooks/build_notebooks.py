@@ -1665,6 +1665,133 @@ def sharing():
     ]
 
 
+# ======================================================================================================================
+# 07 Vision
+# ======================================================================================================================
+def vision():
+    return [
+        md(
+            """
+            # 07 · Attention in vision: a small ViT, where it looks, and captions
+
+            The paper's Transformer reads a sequence of vectors; nothing in it says they must be words. The Vision
+            Transformer (Dosovitskiy et al. 2021) cuts an image into P x P patches, projects each patch to d_model
+            (a convolution with stride P), puts a learned [CLS] vector in front and adds positions: the encoder of
+            section 3.1 does the rest, and a linear layer on the final [CLS] state classifies the image. Here we
+            train one on scikit-learn's 8x8 digits (they ship with it: no download), draw where its attention falls
+            on the image, patch by patch and head by head (the "spatial attention" of the vision literature), then
+            give the same encoder the paper's decoder and train it to caption strips of three digits ("three one
+            four"), and look at which patches each generated word attended to.
+
+            A config with `image_size` makes the encoder read pixels; everything else is the configuration the
+            other notebooks use.
+            """
+        ),
+        setup_cell("07_vision"),
+        code(
+            """
+            import matplotlib.pyplot as plt
+            import numpy as np
+
+            from vaswani.training.images import DIGIT_WORDS, digit_strips, digits
+
+            torch.set_num_threads(1)  # models this small run faster on one thread than on two that wait on each other
+            train_digits, test_digits = digits("train"), digits("test")
+            print(train_digits)
+            print(f"{len(train_digits):,} training and {len(test_digits):,} test digits (a fixed, stratified split)")
+            figure, axes = plt.subplots(1, 8, figsize=(8, 1.3))
+            for axis, row in zip(axes, test_digits.select(range(8))):
+                axis.imshow(row["image"]); axis.set_title(row["label"]); axis.axis("off")
+            plt.show()
+            """
+        ),
+        md(
+            """
+            ## A ViT for digits
+
+            An 8x8 image in patches of 2x2 is a sequence of 16 patches, plus [CLS]: 17 positions, learned. The image
+            processor is transformers' own ViT processor at the model's size (`vaswani.image_processor_for`): it
+            resizes, rescales to [0, 1] and normalises to [-1, 1], and it is saved beside the model so that
+            `pipeline("image-classification", model=folder)` finds it.
+            """
+        ),
+        code(
+            """
+            from vaswani import VaswaniConfig, VaswaniForImageClassification, image_processor_for
+            from vaswani.training import RunSettings, publish, train
+            from vaswani.training.evaluation import classification_metrics, predict_logits
+            from vaswani.training.tasks import prepare_image_classification
+
+            transformers.set_seed(0)
+            config = VaswaniConfig(image_size=8, patch_size=2, num_channels=3, d_model=64, num_heads=4, d_ff=128,
+                                   num_hidden_layers=4, norm_first=True, activation_function="gelu",
+                                   position_embedding_type="learned", dropout=0.1, num_labels=10, vocab_size=1,
+                                   pad_token_id=None, bos_token_id=None, eos_token_id=None)
+            model = VaswaniForImageClassification(config)
+            processor = image_processor_for(config)
+            data = prepare_image_classification(train_digits, test_digits, processor, "image", "label")
+            model.config.id2label = dict(enumerate(data.label_names))
+            model.config.label2id = {name: i for i, name in enumerate(data.label_names)}
+            settings = RunSettings(output=OUT / "digits-vit", steps=20 if FAST else None, epochs=60, batch_size=32,
+                                   learning_rate=1e-3, lr_scheduler="cosine", warmup_ratio=0.1, weight_decay=0.05,
+                                   logging_steps=1000, quiet=True, seed=0)
+            started = time.perf_counter()
+            trainer, _ = train(model, processor, data, settings)
+            classifier_folder = publish(trainer, OUT / "digits-vit", overwrite=True)
+            logits, labels = predict_logits(trainer, data.eval)
+            scores = classification_metrics(logits.argmax(-1), labels, 10)
+            print(f"{sum(p.numel() for p in model.parameters()):,} parameters, trained in "
+                  f"{time.perf_counter() - started:.0f} s; test accuracy {scores['accuracy']:.3f}")
+            """
+        ),
+        md(
+            """
+            A baseline measured here, on the same split: logistic regression on the 64 raw pixels.
+            """
+        ),
+        code(
+            """
+            from sklearn.linear_model import LogisticRegression
+
+            def flat(table):
+                return np.stack([np.asarray(image.convert("L"), dtype=np.float64).ravel() / 255 for image in table["image"]])
+
+            baseline = LogisticRegression(max_iter=2000).fit(flat(train_digits), np.array(train_digits["label"]))
+            print(f"logistic regression: test accuracy {baseline.score(flat(test_digits), np.array(test_digits['label'])):.3f}")
+
+            classify = transformers.pipeline("image-classification", model=str(classifier_folder))
+            image = test_digits[0]["image"]
+            print(f"the pipeline on test digit {test_digits[0]['label']}:", classify(image, top_k=3))
+            """
+        ),
+        md(
+            """
+            ## Where the ViT looks
+
+            `vaswani.attention_maps` returns every layer's and head's weights; for an image its keys are [CLS] and
+            the patches `p(row, col)`. `plot_patch_attention` takes one query's row (the [CLS] token's, the one the
+            classifier reads) and lays its weights over the patch grid on the image: each cell is one 2x2 patch, the
+            brighter the more that head attended to it. The [CLS] key itself is not a patch; its weight is in the
+            title. Early layers tend to spread their attention; later ones concentrate on the strokes.
+            """
+        ),
+        code(
+            """
+            from vaswani.explore import plot_patch_attention
+
+            classifier = transformers.AutoModelForImageClassification.from_pretrained(classifier_folder).eval()
+            pixel_values = processor(image, return_tensors="pt")["pixel_values"]
+            maps = vaswani.attention_maps(classifier, {"pixel_values": pixel_values})
+            print("keys:", maps.tokens["encoder"][0][:6], "...", "grid:", maps.patch_grid)
+            for layer in (0, config.num_encoder_layers - 1):
+                plot_patch_attention(maps, image, layer=layer)
+                plt.show()
+            """
+        ),
+        closing_cell(),
+    ]
+
+
 NOTEBOOKS = {
     "01_quickstart": quickstart,
     "02_bert_style": bert_style,
@@ -1672,6 +1799,7 @@ NOTEBOOKS = {
     "04_translation": translation,
     "05_inside_attention": inside_attention,
     "06_sharing": sharing,
+    "07_vision": vision,
 }
 
 

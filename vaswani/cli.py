@@ -1441,6 +1441,8 @@ def cmd_export(args):
              "tokenizer": type(tokenizer).__name__ if tokenizer is not None else "none in the folder"}
     if processor is not None:
         facts["image processor"] = type(processor).__name__
+        if tokenizer is None and not model.config.has_decoder:
+            facts["tokenizer"] = "none (the model reads images only)"
     _summary("export", facts, started, args.output)
     return facts
 

@@ -26,7 +26,8 @@ def classification_metrics(predictions, references, num_labels: int) -> dict:
     return {"accuracy": round(accuracy, 4), "f1": round(f1, 4)}
 
 
-def predict_logits(trainer, dataset) -> np.ndarray:
+def predict_logits(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The head's logits over `dataset` (the first output when the model returns several) and the labels."""
     output = trainer.predict(dataset)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return logits, output.label_ids
