@@ -56,6 +56,8 @@ def test_the_folder_loads_through_the_auto_class_and_the_pipeline_and_captions_a
     caption = pipeline("vaswani-image-to-text", model=str(folder))
     got = [answer["generated_text"] for answer in caption(list(table["image"]), max_new_tokens=NEW_TOKENS)]
     assert got == expected
+    for text, reference in zip(got[:3], table["caption"]):  # the examples it printed: the folder's own captions
+        assert f"prediction: {text}\n   reference:  {reference}\n" in run.out
     scores = caption_metrics(got, list(table["caption"]))
     assert {k: run.metrics[k] for k in scores} == pytest.approx(scores)  # what it printed is what the folder does
     assert run.metrics["loss"] > 0

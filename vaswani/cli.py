@@ -595,7 +595,7 @@ def _check_positions(args, chosen) -> None:
         given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in named if d in chosen)
         raise UsageError(f"{given_}: {error}") from None
     task = _task_of(args)
-    if args.max_positions is not None and kind == "learned" and not task.reads_images:
+    if args.max_positions is not None and kind == "learned" and task.reads_text:
         dest, needed = ("block_size", args.block_size + 1) if task.name == "clm" else ("max_length", args.max_length)
         if args.max_positions < needed:
             raise UsageError(f"--max-positions {args.max_positions} is fewer than the {needed} positions "
