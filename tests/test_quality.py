@@ -176,9 +176,10 @@ def test_the_captions_entry_at_a_toy_size_measures_the_captioner_on_held_out_str
 def test_the_readmes_caption_figures_are_the_measured_ones():
     recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["captions"]
     readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    joined = " ".join(readme.replace("\\\n", " ").split())  # the README's lines (and a command's) joined
     captioner = recorded["captioner"]
     assert (f"**{100 * captioner['exact_match']:.1f}%** of the {recorded['strips']['test']} held-out strips "
-            f"captioned exactly, {100 * captioner['word_accuracy']:.1f}% of the words") in readme
-    assert f"{captioner['parameters']:,} parameters, {captioner['epochs']:g} epochs" in readme
-    # The recorded command up to the benchmark's own flags (logging, output folder) is the README's, lines joined.
-    assert recorded["commands"][-1].split(" --logging-steps")[0] in " ".join(readme.replace("\\\n", " ").split())
+            f"captioned exactly, {100 * captioner['word_accuracy']:.1f}% of the words") in joined
+    assert f"{captioner['parameters']:,} parameters, {captioner['epochs']:g} epochs" in joined
+    # The recorded command up to the benchmark's own flags (logging, output folder) is the README's.
+    assert recorded["commands"][-1].split(" --logging-steps")[0] in joined

@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="measure a saved model on data",
                             description="Evaluate a saved model: loss and perplexity for language models, accuracy "
-                            "and F1 for classifiers, exact match and F1 for QA, BLEU and chrF for seq2seq.")
+                            "and F1 for classifiers (of text or images), exact match and F1 for QA, BLEU and chrF for "
+                            "seq2seq, loss, caption exact match and word accuracy for captioning.")
     p.add_argument("--model", required=True, type=Path, help="a saved model folder")
     p.add_argument("--task", required=True, choices=tasks_of("evaluate"))
     group = p.add_argument_group("data")
