@@ -552,8 +552,9 @@ def validate_args(args) -> None:
         if not generates:
             for dest in GENERATION_OPTIONS:
                 if dest in chosen:
-                    raise UsageError(f"{_flag(dest)}: {command} {task.name} generates no text (only seq2seq and "
-                                     f"captioning are scored on generated text): drop {_flag(dest)}.")
+                    raise UsageError(f"{_flag(dest)}: {command} {task.name} generates no text (only "
+                                     f"{' and '.join(_generating_tasks())} are scored on generated text): drop "
+                                     f"{_flag(dest)}.")
         for dest in SAMPLING_OPTIONS:
             if dest in chosen and not args.do_sample:
                 raise UsageError(f"{_flag(dest)} shapes sampling: add --do-sample, or drop {_flag(dest)}.")
@@ -561,6 +562,12 @@ def validate_args(args) -> None:
         if "length_penalty" in chosen and beams < 2:
             raise UsageError("--length-penalty applies to beam search: add --num-beams N (N of 2 or more), or drop "
                              "--length-penalty.")
+
+
+def _generating_tasks() -> list[str]:
+    from .training.task_table import TASKS
+
+    return [name for name, task in TASKS.items() if task.generates]
 
 
 def _positions_of(args) -> str:
