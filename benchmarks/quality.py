@@ -18,8 +18,11 @@ The README's quality figures, measured with the `vaswani` command line on the sh
     digits       a small ViT (`finetune --task image-classification --data digits`, patches of 2 x 2 on the 8x8
                  digits) and, in the same run, scikit-learn's logistic regression on the same pixels and split: both
                  test accuracies. One torch thread, as the scores entry
+    captions     a small captioner (`pretrain --objective captioning --data digit-strips`: strips of three 8x8
+                 digits, captioned with their words, resized to 24 x 24) trained on strips of the digits' train
+                 split: caption exact match and word accuracy on 500 strips of the test split. One torch thread
 
-    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits]
+    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits captions]
                                  [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
@@ -433,6 +436,19 @@ def digits_finetune(work: Path, epochs: float) -> list[str]:
             "--overwrite"]
 
 
+def run_on_one_thread(command: list[str], log: list[str]) -> tuple[dict, float]:
+    """`run` on one torch thread (a model this small: two threads on shared cores wait on each other, as in the
+    scores entry): its metrics and minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started = time.perf_counter()
+        metrics = run(command, log)
+        return metrics, round((time.perf_counter() - started) / 60, 1)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def logistic_regression_on_digits() -> dict:
     """scikit-learn's LogisticRegression on the pixels (0..1) of the digits' train split, scored on its test split."""
     import numpy as np
@@ -453,24 +469,46 @@ def logistic_regression_on_digits() -> dict:
 
 def digits_entry(work: Path, log: list[str], epochs: float, machine: dict | None = None) -> dict:
     """The ViT's test accuracy and F1 and the logistic regression's accuracy, on the same split."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small: two threads on shared cores wait on each other (scores entry)
-    try:
-        started = time.perf_counter()
-        vit = run(digits_finetune(work, epochs), log)
-        minutes = round((time.perf_counter() - started) / 60, 1)
-    finally:
-        torch.set_num_threads(threads)
+    vit, minutes = run_on_one_thread(digits_finetune(work, epochs), log)
     parameters = _parameters(work / "digits-vit" / "model.safetensors")
     return {"vit": {"accuracy": vit["accuracy"], "f1": vit["f1"], "test_loss": vit["loss"], "epochs": epochs,
                     "parameters": parameters, "minutes": minutes},
             "logistic_regression": logistic_regression_on_digits(), "torch_threads": 1, "machine": machine}
 
 
+# The captions entry: strips of three digits from the train split (10,000) and from the test split (500: no evaluated
+# strip holds a training digit), each 8 x 24 stretched to 24 x 24 by the image processor; patches of 8 x 8 make one
+# column of three patches per digit.
+CAPTIONER = ["--image-size", "24", "--patch-size", "8", "--d-model", "64", "--num-heads", "4", "--d-ff", "128",
+             "--layers", "2", "--positions", "learned", "--norm-first", "--activation", "gelu", "--dropout", "0"]
+
+
+def captions_pretrain(work: Path, epochs: float) -> list[str]:
+    return ["pretrain", "--objective", "captioning", "--data", "digit-strips", "--eval-split", "test", *CAPTIONER,
+            "--epochs", str(epochs), "--batch-size", "32", "--lr", "2e-3", "--lr-scheduler", "cosine", "--warmup",
+            "0.05", "--weight-decay", "0.05", "--max-new-tokens", "8", "--logging-steps", "1000", "--quiet",
+            "--output", str(work / "captioner"), "--overwrite"]
+
+
+def captions_entry(work: Path, log: list[str], epochs: float, machine: dict | None = None) -> dict:
+    """The captioner's exact match and word accuracy (greedy) on the held-out strips, beside chance."""
+    from vaswani.training.images import DIGIT_WORDS, STRIP_COUNTS
+
+    captioner, minutes = run_on_one_thread(captions_pretrain(work, epochs), log)
+    words = len(DIGIT_WORDS)
+    return {"captioner": {"exact_match": captioner["exact_match"], "word_accuracy": captioner["word_accuracy"],
+                          "test_loss": captioner["loss"], "epochs": epochs, "minutes": minutes,
+                          "parameters": _parameters(work / "captioner" / "model.safetensors")},
+            "strips": {"train": STRIP_COUNTS["train"], "test": STRIP_COUNTS["test"], "digits_per_strip": 3},
+            "chance": {"exact_match": round(words ** -3, 4), "word_accuracy": round(1 / words, 4)},
+            "torch_threads": 1, "machine": machine}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+",
-                        choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores", "digits"])
+                        choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores", "digits",
+                                 "captions"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
@@ -482,6 +520,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scores-steps", type=int, default=1000)
     parser.add_argument("--scores-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
     parser.add_argument("--digits-epochs", type=float, default=60)
+    parser.add_argument("--captions-epochs", type=float, default=10)
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="the JSON file the figures go in (the scores table beside it, <name>_scores.md)")
     args = parser.parse_args(argv)
@@ -506,6 +545,7 @@ def main(argv=None) -> int:
                                            args.positions_kinds, machine=machine),
         "scores": lambda log: scores(args.work_dir, log, args.scores_steps, args.scores_data, machine=machine),
         "digits": lambda log: digits_entry(args.work_dir, log, args.digits_epochs, machine=machine),
+        "captions": lambda log: captions_entry(args.work_dir, log, args.captions_epochs, machine=machine),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()

@@ -30,6 +30,8 @@ BASES = {
     "pretrain clm": ["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune": ["finetune", "--task", "seq2seq", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune image": ["finetune", "--task", "image-classification", "--data", "d", "--output", "o"],
+    "pretrain captioning": ["pretrain", "--objective", "captioning", "--data", "d", "--output", "o"],
+    "evaluate captioning": ["evaluate", "--model", "m", "--task", "captioning", "--data", "d"],
     "finetune qa": ["finetune", "--task", "question-answering", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune lora": ["finetune", "--task", "sequence-classification", "--model", "m", "--lora", "--data", "d",
                       "--output", "o"],
@@ -110,6 +112,11 @@ CASES[("finetune qa", "--doc-stride")] = (whole(0, 127), [])  # below the defaul
 CASES[("finetune qa", "--max-length")] = (whole(33), [])  # above the default --doc-stride 32
 CASES[("finetune image", "--image-size")] = (POSITIVE, [])  # the patch side must divide it: checked when building
 CASES[("finetune image", "--patch-size")] = (POSITIVE, [])
+CASES[("pretrain captioning", "--image-size")] = (POSITIVE, [])
+CASES[("pretrain captioning", "--patch-size")] = (POSITIVE, [])
+CASES[("pretrain captioning", "--max-length")] = (POSITIVE, [])
+CASES.update({("pretrain captioning", option): case for option, case in GENERATION.items()})
+CASES.update({("evaluate captioning", option): case for option, case in GENERATION.items()})
 CASES[("finetune lora", "--lora-rank")] = (POSITIVE, [])
 CASES[("finetune lora", "--lora-alpha")] = (number(lambda v: v > 0), [])
 CASES.update({("evaluate", option): case for option, case in GENERATION.items()})

@@ -130,19 +130,24 @@ def test_the_scores_entry_at_a_toy_size_trains_every_run_and_writes_its_table(qu
     assert {row.split(" | ")[2] for row in rows} == set(quality.SCORE_KINDS)
 
 
-def test_the_digits_command_is_the_one_its_figure_was_measured_with(quality):
-    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["digits"]
-    command = quality.digits_finetune(Path("outputs/quality"), recorded["vit"]["epochs"])
+@pytest.mark.parametrize("entry, build, model", [("digits", "digits_finetune", "vit"),
+                                                  ("captions", "captions_pretrain", "captioner")])
+def test_the_image_commands_are_the_ones_their_figures_were_measured_with(quality, entry, build, model):
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())[entry]
+    command = getattr(quality, build)(Path("outputs/quality"), recorded[model]["epochs"])
     assert "vaswani " + shlex.join(command).replace(f"{quality.REPOSITORY}/", "") == recorded["commands"][-1]
 
 
-def test_the_digits_entry_at_a_toy_size_measures_the_vit_beside_logistic_regression(quality, toy, tmp_path):
-    _, results = toy
-    assert quality.main(["--only", "digits", "--digits-epochs", "0.05", "--results", str(results), "--work-dir",
-                         str(tmp_path / "work")]) == 0
+def _toy_entry(quality, results: Path, work: Path, entry: str, *options) -> dict:
+    """The figures of one entry run at a toy size into `results`, whose other entry is left as it was."""
+    assert quality.main(["--only", entry, *options, "--results", str(results), "--work-dir", str(work)]) == 0
     written = json.loads(results.read_text())
-    assert written["shakespeare"] == {"validation_loss": 1.9}  # the other entries are left as they were
-    figures = written["digits"]
+    assert written["shakespeare"] == {"validation_loss": 1.9}
+    return written[entry]
+
+
+def test_the_digits_entry_at_a_toy_size_measures_the_vit_beside_logistic_regression(quality, toy, tmp_path):
+    figures = _toy_entry(quality, toy[1], tmp_path / "work", "digits", "--digits-epochs", "0.05")
     assert 0 <= figures["vit"]["accuracy"] <= 1 and figures["vit"]["epochs"] == 0.05
     baseline = figures["logistic_regression"]
     assert (baseline["train_images"], baseline["test_images"]) == (1438, 359)
@@ -157,3 +162,24 @@ def test_the_readmes_digits_figures_are_the_measured_ones():
     baseline = recorded["logistic_regression"]["accuracy"]
     assert f"| logistic regression on the 64 pixels | {100 * baseline:.1f}% |" in readme
     assert f"{recorded['vit']['parameters']:,} parameters, {recorded['vit']['epochs']} epochs" in readme
+
+
+def test_the_captions_entry_at_a_toy_size_measures_the_captioner_on_held_out_strips(quality, toy, tmp_path):
+    figures = _toy_entry(quality, toy[1], tmp_path / "work", "captions", "--captions-epochs", "0.01")
+    captioner = figures["captioner"]
+    assert 0 <= captioner["exact_match"] <= captioner["word_accuracy"] <= 1 and captioner["epochs"] == 0.01
+    assert captioner["test_loss"] > 0 and captioner["parameters"] > 0
+    assert figures["chance"] == {"exact_match": 0.001, "word_accuracy": 0.1}  # ten words, three to a strip
+    assert figures["commands"][-1].startswith("vaswani pretrain --objective captioning --data digit-strips")
+
+
+def test_the_readmes_caption_figures_are_the_measured_ones():
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["captions"]
+    readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    joined = " ".join(readme.replace("\\\n", " ").split())  # the README's lines (and a command's) joined
+    captioner = recorded["captioner"]
+    assert (f"**{100 * captioner['exact_match']:.1f}%** of the {recorded['strips']['test']} held-out strips "
+            f"captioned exactly, {100 * captioner['word_accuracy']:.1f}% of the words") in joined
+    assert f"{captioner['parameters']:,} parameters, {captioner['epochs']:g} epochs" in joined
+    # The recorded command up to the benchmark's own flags (logging, output folder) is the README's.
+    assert recorded["commands"][-1].split(" --logging-steps")[0] in joined

@@ -2,11 +2,12 @@
 `vaswani`: the command line of the Vaswani model family: a model's life from tokenizer to the Hub.
 
     vaswani train-tokenizer   learn a vocabulary from text
-    vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), or seq2seq
+    vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), seq2seq, or
+                              a captioner (captioning: digit-strips, mnist-strips, captioned images)
     vaswani finetune          adapt a model: sequence-classification, token-classification, question-answering,
                               seq2seq, image-classification (digits, mnist, an image folder)
-    vaswani evaluate          measure a saved model on data
-    vaswani generate          continue or translate text with a saved model
+    vaswani evaluate          measure a saved model on data (text or images)
+    vaswani generate          continue or translate text, or caption images, with a saved model
     vaswani push              upload a saved model folder to the Hugging Face Hub
     vaswani convert           turn a Hugging Face BERT, GPT-2, Marian, GPT-NeoX, BLOOM or T5 model into a Vaswani folder
     vaswani export            export a saved model as ONNX graphs or torch.export programs (generation included)
@@ -325,15 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
 
     p = commands.add_parser("pretrain", help="train a new model from scratch",
-                            description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP) "
-                            "or seq2seq (encoder-decoder, the paper).")
+                            description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP), "
+                            "seq2seq (encoder-decoder, the paper) or captioning (an image encoder and a text decoder).")
     p.add_argument("--objective", required=True, choices=tasks_of("pretrain"))
     p.add_argument("--nsp", action="store_true", help="with mlm: add next-sentence prediction (VaswaniForPreTraining)")
-    p.add_argument("--tokenizer", required=True, type=Path, help="a tokenizer folder (vaswani train-tokenizer)")
+    p.add_argument("--tokenizer", type=Path,
+                   help="a tokenizer folder (vaswani train-tokenizer); captioning without it: a WordPiece tokenizer "
+                        "learned from the training captions")
     _add_task_options(_add_data(p), tasks_of("pretrain"))
     p.add_argument("--validation-fraction", type=fraction, default=0.1,
                    help="clm on a .txt file: the last fraction of the text is for validation (default 0.1; 0: none)")
-    _add_architecture(p)
+    _add_image_shape(_add_architecture(p))
     _add_training(p)
     _add_generation(p)
 
@@ -356,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="measure a saved model on data",
                             description="Evaluate a saved model: loss and perplexity for language models, accuracy "
-                            "and F1 for classifiers, exact match and F1 for QA, BLEU and chrF for seq2seq.")
+                            "and F1 for classifiers (of text or images), exact match and F1 for QA, BLEU and chrF for "
+                            "seq2seq, loss, caption exact match and word accuracy for captioning.")
     p.add_argument("--model", required=True, type=Path, help="a saved model folder")
     p.add_argument("--task", required=True, choices=tasks_of("evaluate"))
     group = p.add_argument_group("data")
@@ -373,11 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize(p)
     _add_generation(p)
 
-    p = commands.add_parser("generate", help="continue or translate text with a saved model",
-                            description="Generate from a saved causal LM (continuation) or seq2seq model "
-                            "(translation).")
+    p = commands.add_parser("generate", help="continue or translate text, or caption images, with a saved model",
+                            description="Generate from a saved causal LM (continuation), seq2seq model "
+                            "(translation) or captioner (--image: captions).")
     p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--prompt", required=True, action="append", help="a prompt or source text (repeatable)")
+    p.add_argument("--prompt", action="append", help="a prompt or source text (repeatable)")
+    p.add_argument("--image", action="append", type=Path,
+                   help="a captioner (a model that reads images): an image file to caption (repeatable)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed of sampling (default 0)")
     _add_quantize(p)
     _add_generation(p)
@@ -472,7 +478,7 @@ def validate_args(args) -> None:
     command = args.command
     task = _task_of(args)
     training = command in ("pretrain", "finetune")
-    generates = command == "generate" or (task is not None and task.name == "seq2seq")
+    generates = command == "generate" or (task is not None and task.generates)
 
     if command == "explore":
         if args.space is not None:
@@ -483,7 +489,10 @@ def validate_args(args) -> None:
         elif args.overwrite:
             raise UsageError("--overwrite replaces an existing --space folder: add --space DIR, or drop --overwrite.")
     if command == "generate":
-        empty = [i + 1 for i, prompt in enumerate(args.prompt) if prompt == ""]
+        if (args.prompt is None) == (args.image is None):
+            raise UsageError("Pass --prompt TEXT (a text model) or --image FILE (a captioner), one of them: the "
+                             "text to continue or translate, or the images to caption.")
+        empty = [i + 1 for i, prompt in enumerate(args.prompt or []) if prompt == ""]
         if empty:
             raise UsageError(f"--prompt number {empty[0]} is empty: give the text to continue or translate.")
     if training:
@@ -513,6 +522,9 @@ def validate_args(args) -> None:
             if value and args.steps and value > args.steps:
                 raise UsageError(f"{_flag(dest)} {value} is more than --steps {args.steps}, so it would never come: "
                                  f"lower {_flag(dest)}.")
+        if command == "pretrain" and args.tokenizer is None and not task.reads_images:
+            raise UsageError(f"--objective {args.objective} needs --tokenizer (a folder from vaswani train-tokenizer); "
+                             f"only captioning learns one from its captions.")
         if command == "pretrain" and args.nsp and args.objective != "mlm":
             raise UsageError(f"--nsp adds next-sentence prediction to --objective mlm, not {args.objective}: drop "
                              f"--nsp or choose --objective mlm.")
@@ -541,8 +553,9 @@ def validate_args(args) -> None:
         if not generates:
             for dest in GENERATION_OPTIONS:
                 if dest in chosen:
-                    raise UsageError(f"{_flag(dest)}: {command} {task.name} generates no text (only seq2seq is "
-                                     f"scored on generated text): drop {_flag(dest)}.")
+                    raise UsageError(f"{_flag(dest)}: {command} {task.name} generates no text (only "
+                                     f"{' and '.join(_generating_tasks())} are scored on generated text): drop "
+                                     f"{_flag(dest)}.")
         for dest in SAMPLING_OPTIONS:
             if dest in chosen and not args.do_sample:
                 raise UsageError(f"{_flag(dest)} shapes sampling: add --do-sample, or drop {_flag(dest)}.")
@@ -550,6 +563,12 @@ def validate_args(args) -> None:
         if "length_penalty" in chosen and beams < 2:
             raise UsageError("--length-penalty applies to beam search: add --num-beams N (N of 2 or more), or drop "
                              "--length-penalty.")
+
+
+def _generating_tasks() -> list[str]:
+    from .training.task_table import TASKS
+
+    return [name for name, task in TASKS.items() if task.generates]
 
 
 def _positions_of(args) -> str:
@@ -585,7 +604,7 @@ def _check_positions(args, chosen) -> None:
         given_ = " ".join(f"{_flag(d)} {getattr(args, d)}" for d in named if d in chosen)
         raise UsageError(f"{given_}: {error}") from None
     task = _task_of(args)
-    if args.max_positions is not None and kind == "learned" and not task.reads_images:
+    if args.max_positions is not None and kind == "learned" and task.reads_text:
         dest, needed = ("block_size", args.block_size + 1) if task.name == "clm" else ("max_length", args.max_length)
         if args.max_positions < needed:
             raise UsageError(f"--max-positions {args.max_positions} is fewer than the {needed} positions "
@@ -960,10 +979,11 @@ def _training_table(args):
 
 
 def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedure: str, started: float,
-                      label_smoothing: float, announce: str):
+                      label_smoothing: float, announce: str, companions=()):
     """
-    Train, score on the evaluation rows, record the card, publish: what pretrain and finetune share. `announce` is
-    said first, formatted with the model's class name, its parameter count and the number of training examples.
+    Train, score on the evaluation rows, record the card, publish (with `companions` saved beside the model, such
+    as a captioner's image processor): what pretrain and finetune share. `announce` is said first, formatted with
+    the model's class name, its parameter count and the number of training examples.
     """
     from .training.data import UsageError
     from .training.run import publish, train
@@ -987,7 +1007,7 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
         metrics.update(scores)
     _record_card(model, args, metrics, procedure, label_smoothing, _training_rows(args, task))
     _fit_generation_config(model)
-    publish(trainer, args.output, args.overwrite)
+    publish(trainer, args.output, args.overwrite, companions)
     _summary(procedure, metrics, started, args.output)
     return metrics, examples
 
@@ -1001,16 +1021,29 @@ def cmd_pretrain(args):
     label_smoothing = _label_smoothing(args, task)
     _check_outputs(args, ("--data", args.data), ("--eval-data", args.eval_data), ("--tokenizer", args.tokenizer))
     set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
-    tokenizer = _load_tokenizer(args.tokenizer)
     options = TaskOptions.of(args)
-    train_rows, eval_rows = _pretraining_rows(args, task)
-    config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
+    processor = None
+    if task.reads_images:  # a captioner: an image encoder, the image processor beside the tokenizer
+        from .tokenization.image_processing_vaswani import image_processor_for
+        from .training.tasks import require_images
+
+        train_rows, eval_rows = _image_rows(args)
+        require_images(train_rows, options.image_column, [options.caption_column])
+        tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else _caption_tokenizer(train_rows, options)
+        config = _new_image_config(args, train_rows, options.image_column, tokenizer,
+                                   max_position_embeddings=task.positions(options))
+        processor = image_processor_for(config)
+    else:
+        tokenizer = _load_tokenizer(args.tokenizer)
+        train_rows, eval_rows = _pretraining_rows(args, task)
+        config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
     _fit_tokenizer_to_positions(tokenizer, config)
     model = task.auto_class().from_config(config)
-    prepared = task.prepare(options, train_rows, eval_rows, tokenizer, model=model, seed=args.seed)
+    prepared = task.prepare(options, train_rows, eval_rows, tokenizer, processor=processor, model=model, seed=args.seed)
     metrics, examples = _train_and_record(
         args, task, model, tokenizer, prepared, eval_rows, "pretrain " + args.objective, started, label_smoothing,
         "Training {model}: {parameters:,} parameters, {examples:,} training examples{evaluation}.",
+        companions=[processor] if processor is not None else [],
     )
     for source, prediction, reference in examples:
         _say(f"   source:     {source}\n   prediction: {prediction}\n   reference:  {reference}")
@@ -1078,42 +1111,67 @@ def _image_rows(args):
     from .training.data import UsageError
     from .training.images import load_images
 
-    train = _first_rows(load_images(args.data, args.split), args.max_train_samples, "--max-train-samples")
+    train = _first_rows(load_images(args.data, args.split, args.max_train_samples), args.max_train_samples,
+                        "--max-train-samples")
     if args.eval_data:
-        evaluation = load_images(args.eval_data, args.eval_split)
+        evaluation = load_images(args.eval_data, args.eval_split, args.max_eval_samples)
     else:
         try:
-            evaluation = load_images(args.data, args.eval_split)
+            evaluation = load_images(args.data, args.eval_split, args.max_eval_samples)
         except UsageError as error:
             _say(f"No evaluation ({error}).")
             return train, None
     return train, _first_rows(evaluation, args.max_eval_samples, "--max-eval-samples")
 
 
-def _new_image_config(args, rows, image_column: str):
-    """A new model that reads images: the architecture options over the preset, one encoder over the patches."""
+def _new_image_config(args, rows, image_column: str, tokenizer=None, **defaults):
+    """
+    A new model that reads images: the architecture options over the preset, an encoder over the patches; with a
+    `tokenizer`, the preset's decoder after it (a captioner), sized to the tokenizer. The image processor resizes
+    every image to --image-size square (default: the first training image's side, or its longer side, said aloud,
+    for an image that is not square).
+    """
     from .training.data import UsageError
+    from .training.tasks import require_images
 
+    require_images(rows, image_column)
     side = args.image_size
     if side is None:
         width, height = rows[0][image_column].size
+        side = max(width, height)
         if width != height:
-            raise UsageError(f"The first training image is {width} x {height} pixels, not square: pass --image-size "
-                             f"(the images are resized to it).")
-        side = width
+            _say(f"The first training image is {width} x {height} pixels: every image is resized to {side} x {side} "
+                 f"(--image-size {side}).")
     patch = args.patch_size or _config_default("patch_size")
+    shape = dict(image_size=side, patch_size=patch, num_channels=3, type_vocab_size=0, **defaults)
     try:
-        return _new_config(args, None, stacks="encoder-only", image_size=side, patch_size=patch, num_channels=3,
-                           type_vocab_size=0, pad_token_id=None, bos_token_id=None, eos_token_id=None,
-                           decoder_start_token_id=None)
+        if tokenizer is not None:
+            return _new_config(args, tokenizer, **shape)
+        return _new_config(args, None, stacks="encoder-only", pad_token_id=None, bos_token_id=None, eos_token_id=None,
+                           decoder_start_token_id=None, **shape)
     except ValueError as error:
         raise UsageError(f"--image-size {side} --patch-size {patch}: {error}") from None
+
+
+def _caption_tokenizer(rows, options, vocab_size: int = 8000):
+    """A WordPiece tokenizer (at most `vocab_size` tokens, train-tokenizer's default) learned from the captions."""
+    from .tokenization import train_tokenizer
+    from .training.data import UsageError, require_columns
+
+    require_columns(rows, [options.caption_column], "the training data")
+    captions = [str(caption) for caption in rows[options.caption_column] if str(caption).strip()]
+    if not captions:
+        raise UsageError(f"Column {options.caption_column!r} holds no captions to learn a tokenizer from.")
+    tokenizer = train_tokenizer(captions, kind="wordpiece", vocab_size=vocab_size, model_max_length=options.max_length)
+    _say(f"No --tokenizer: a WordPiece tokenizer of {len(tokenizer):,} tokens learned from the {len(captions):,} "
+         f"training captions (saved with the model).")
+    return tokenizer
 
 
 def _finetune_on_images(args, task, started: float, label_smoothing: float):
     """`finetune` for a task that reads images: the image processor plays the tokenizer's part (saved beside the
     model, so AutoImageProcessor and the image pipelines load the folder)."""
-    from transformers import AutoConfig, AutoImageProcessor
+    from transformers import AutoConfig
 
     from .tokenization.image_processing_vaswani import image_processor_for
     from .training.data import UsageError
@@ -1136,12 +1194,11 @@ def _finetune_on_images(args, task, started: float, label_smoothing: float):
             raise UsageError(f"--model {args.model} reads tokens (its config has no image_size), and {task.name} "
                              f"reads images: pass a model that reads pixels, or drop --model to train a new one "
                              f"(--image-size, --patch-size).")
-        saved = (folder / "preprocessor_config.json").is_file()
-        processor = AutoImageProcessor.from_pretrained(str(folder)) if saved else image_processor_for(config)
+        processor = _image_processor_in(folder, config)
     else:
         config = _new_image_config(args, train_rows, options.image_column)
         processor = image_processor_for(config)
-    prepared = task.prepare(options, train_rows, eval_rows, processor, seed=args.seed)
+    prepared = task.prepare(options, train_rows, eval_rows, None, processor=processor, seed=args.seed)
     names = prepared.label_names
     config.id2label, config.label2id = dict(enumerate(names)), {name: i for i, name in enumerate(names)}
     auto = task.auto_class()
@@ -1220,34 +1277,78 @@ def cmd_evaluate(args):
     running_text = task.running_text and is_text_file(args.data)
     if running_text:
         _refuse_row_options(args, ["split", "max_eval_samples"])
-    tokenizer = _load_tokenizer(args.model)
+    _check_reads(args.model, task)
+    tokenizer = _load_tokenizer(args.model) if task.reads_text else None
     model = _quantized(_load_model(args.model, task.auto_class()).eval(), args)
-    check_tokenizer_fits(model.config, tokenizer)
+    processor = _image_processor_in(_model_folder(args.model), model.config) if task.reads_images else None
+    if tokenizer is not None:
+        check_tokenizer_fits(model.config, tokenizer)
     _fit_lengths_to_positions(args, task, model.config)
     options = TaskOptions.of(args)
     if running_text:
         whole, tail = _running_text(args.data, args.validation_fraction)
         rows = (tail or "") if args.validation_fraction else whole  # the part pretrain held out, or all of it
+    elif task.reads_images:
+        from .training.images import load_images
+
+        rows = _first_rows(load_images(args.data, args.split, args.max_eval_samples), args.max_eval_samples,
+                           "--max-eval-samples")
     else:
         rows = _first_rows(load_table(args.data, args.split), args.max_eval_samples, "--max-eval-samples")
     with tempfile.TemporaryDirectory() as scratch:  # Trainer makes its output_dir: nothing is written by the model
         prepared = trainer = None
         if task.scores_prepared:
             known = [str(model.config.id2label[i]) for i in range(model.config.num_labels)] if task.labelled else None
-            prepared = task.prepare(options, None, rows, tokenizer, model=model, known_labels=known)
+            prepared = task.prepare(options, None, rows, tokenizer, processor=processor, model=model,
+                                    known_labels=known)
             # A quantised model is a CPU int8 model: the Trainer must not move it to a GPU.
             trainer_args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=args.batch_size, report_to=[],
                                              use_cpu=args.quantize is not None or not torch.cuda.is_available())
             trainer = VaswaniTrainer(model=model, args=trainer_args, data_collator=prepared.collator)  # unsmoothed
-        if task.scores is None:  # a language model: its loss and perplexity say it all
+        metrics = {}
+        if task.scores is None or task.reports_loss:  # a language model: its loss and perplexity say it all
             metrics = task.loss_metrics(trainer.evaluate(prepared.eval)["eval_loss"])
-        else:
-            metrics, _ = task.scores(model, tokenizer, rows, options, prepared, trainer, _generation_kwargs(args))
+        if task.scores is not None:
+            scores, _ = task.scores(model, tokenizer, rows, options, prepared, trainer, _generation_kwargs(args))
+            metrics.update(scores)
     rows_used = args.split if running_text else f"{args.split}, {len(rows):,} rows"
     _summary(f"evaluate {args.task} on {args.data} ({rows_used})", metrics, started)
     if args.json:
         _write_json(args.json, metrics)
     return metrics
+
+
+def _reads_images(folder: Path) -> bool | None:
+    """Whether the saved model in `folder` reads pixels (its config has an image_size); None where there is none."""
+    from transformers import AutoConfig
+
+    folder = _model_folder(folder)
+    if not (folder / "config.json").is_file():
+        return None  # loading it says so
+    return getattr(AutoConfig.from_pretrained(str(folder)), "image_size", None) is not None
+
+
+def _check_reads(folder: Path, task) -> None:
+    """A model that reads images for a task that reads images, and one that reads tokens for the others."""
+    from .training.data import UsageError
+
+    reads_images = _reads_images(folder)
+    if reads_images is not None and reads_images != task.reads_images:
+        reads, other = ("images", "tokens") if reads_images else ("tokens", "images")
+        raise UsageError(f"--model {folder} reads {reads} (its config {'has' if reads_images else 'lacks'} "
+                         f"image_size), and {task.name} reads {other}: pass a model that reads {other}, or another "
+                         f"--task.")
+
+
+def _image_processor_in(folder: Path, config):
+    """The image processor saved in `folder` (preprocessor_config.json), else the one `image_processor_for` makes."""
+    from transformers import AutoImageProcessor
+
+    from .tokenization.image_processing_vaswani import image_processor_for
+
+    if (Path(folder) / "preprocessor_config.json").is_file():
+        return AutoImageProcessor.from_pretrained(str(folder))
+    return image_processor_for(config)
 
 
 def _fit_generation_to_positions(args, model, tokenizer) -> int:
@@ -1262,7 +1363,8 @@ def _fit_generation_to_positions(args, model, tokenizer) -> int:
 
     config = model.config
     limit = tokenizer.model_max_length
-    lengths = [len(ids) for ids in tokenizer(args.prompt, add_special_tokens=True)["input_ids"]]
+    # A captioner's prompts are images: its decoder starts from one token, as a seq2seq model's does.
+    lengths = [len(ids) for ids in tokenizer(args.prompt, add_special_tokens=True)["input_ids"]] if args.prompt else [0]
     if max(lengths) > limit:  # truncating would drop the end of the prompt, the part a continuation follows
         number = lengths.index(max(lengths)) + 1
         raise UsageError(f"--prompt number {number} has {max(lengths)} tokens, more than the {limit} the model's "
@@ -1301,9 +1403,16 @@ def cmd_generate(args):
     validate_args(args)
     folder = _model_folder(args.model)
     config = AutoConfig.from_pretrained(str(folder)) if (folder / "config.json").is_file() else None
+    reads_images = getattr(config, "image_size", None) is not None
+    if reads_images != (args.image is not None) and config is not None:
+        raise UsageError(f"--model {args.model} reads {'images' if reads_images else 'text'}: pass "
+                         f"{'--image FILE (the images to caption)' if reads_images else '--prompt TEXT'} instead of "
+                         f"{'--prompt' if reads_images else '--image'}.")
     auto = AutoModelForSeq2SeqLM if config is not None and config.is_encoder_decoder else AutoModelForCausalLM
     model = _quantized(_load_model(args.model, auto), args)
     tokenizer = _load_tokenizer(args.model)
+    if reads_images:
+        return _caption_images(args, model, tokenizer, folder)
     for number, ids in enumerate(tokenizer(args.prompt, add_special_tokens=False)["input_ids"], 1):
         if not ids:
             raise UsageError(f"--prompt number {number} ({args.prompt[number - 1]!r}) gives no tokens: give some text.")
@@ -1313,6 +1422,30 @@ def cmd_generate(args):
     for prompt, text in zip(args.prompt, texts):
         print(f">>> {prompt}\n{text if config.is_encoder_decoder else prompt + text}\n")
     return {"generated": texts}
+
+
+def _caption_images(args, model, tokenizer, folder: Path) -> dict:
+    """`generate --image`: each image's caption, with the generation options as for text."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .training.data import UsageError
+    from .training.tasks import generate_captions
+
+    images = []
+    for path in args.image:
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError) as error:
+            raise UsageError(f"--image {path}: not an image file this machine can read ({_one_line(error)}): pass "
+                             f"a .png, .jpg or other image file.") from None
+    _fit_generation_to_positions(args, model, tokenizer)
+    torch.manual_seed(args.seed)
+    captions = generate_captions(model, tokenizer, _image_processor_in(folder, model.config), images,
+                                 **_generation_kwargs(args))
+    for path, caption in zip(args.image, captions):
+        print(f">>> {path}\n{caption}\n")
+    return {"generated": captions}
 
 
 def cmd_push(args):

@@ -7,7 +7,7 @@ import torch
 
 from ..metrics import load_metric
 from .data import require_columns
-from .tasks import answer_of, generate_texts
+from .tasks import answer_of, generate_captions, generate_texts
 
 
 def language_model_metrics(eval_loss: float) -> dict:
@@ -70,3 +70,30 @@ def evaluate_question_answering(
         references.append(list(gold["text"]) if isinstance(gold, dict) else [answer_of(row, answer_column, start_column)[0]])
     scores = load_metric("squad").compute(predictions=predictions, references=references)
     return {"exact_match": round(scores["exact_match"], 2), "f1": round(scores["f1"], 2)}
+
+
+def caption_metrics(predictions: list[str], references: list[str]) -> dict:
+    """
+    Exact match: the share of captions equal to their reference, word for word, case aside; word accuracy: the
+    words in their reference's place, over the longer caption of each pair (a missing or extra word counts wrong).
+    """
+    right = total = exact = 0
+    for prediction, reference in zip(predictions, references):
+        said, meant = prediction.lower().split(), reference.lower().split()
+        exact += said == meant
+        right += sum(a == b for a, b in zip(said, meant))
+        total += max(len(said), len(meant))
+    count = max(len(references), 1)
+    return {"exact_match": round(exact / count, 4), "word_accuracy": round(right / max(total, 1), 4)}
+
+
+def evaluate_captioning(model, tokenizer, processor, table, image_column, caption_column, batch_size=32, **generate):
+    """Caption the table's images (`generate` as given: greedy, beam or sampling) and score them against its
+    captions; a few (image size, prediction, reference) examples beside."""
+    require_columns(table, [image_column, caption_column], "the evaluation data")
+    images = list(table[image_column])
+    predictions = generate_captions(model, tokenizer, processor, images, batch_size, **generate)
+    references = [str(caption) for caption in table[caption_column]]
+    examples = [(f"image {i} ({images[i].width} x {images[i].height})", predictions[i], references[i])
+                for i in range(min(3, len(images)))]
+    return caption_metrics(predictions, references), examples

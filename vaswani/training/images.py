@@ -8,8 +8,12 @@ pipelines feed every model three channels, so grey digits are copied into R, G a
 
 Each has a fixed split, stratified per class and seeded (`SPLIT_SEED`): `TEST_FRACTION` of each class is the test
 split, the rest train. `digit_strips` puts digits side by side into captioned strips ("three one four") for
-captioning; built from the test split, a strip holds test digits only. `load_images` reads what `--data` names for
-an image task: a built-in above, an `imagefolder` (one sub-folder of images per class) or a saved dataset.
+captioning; built from the test split, a strip holds test digits only. The captioned built-ins `digit-strips` and
+`mnist-strips` are such strips, the train split's from the train digits and the test split's from the test digits
+(so no evaluated strip holds a training digit), seeded: the first N strips are the same for any count.
+`load_images` reads what `--data` names for an image task: a built-in above, an `imagefolder` (one sub-folder of
+images per class, or a `metadata.jsonl` / `metadata.csv` beside the images giving more columns, such as a caption)
+or a saved dataset.
 Provenance and licences: vaswani/data/README.md.
 """
 
@@ -112,6 +116,9 @@ def mnist_sample(split: str = "train") -> datasets.Dataset:
 
 
 BUILTINS = {"digits": digits, "mnist": mnist_sample}
+# Captioned strips of three digits: the digits they are made of, and how many strips each split has by default.
+STRIPS = {"digit-strips": "digits", "mnist-strips": "mnist"}
+STRIP_COUNTS = {"train": 10_000, "test": 500}
 
 
 def digit_strips(table: datasets.Dataset, count: int, digits_per_strip: int = 3, seed: int = 0) -> datasets.Dataset:
@@ -147,23 +154,28 @@ def _image_files(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
 
 
-def load_images(source, split: str) -> datasets.Dataset:
+def load_images(source, split: str, rows: int | None = None) -> datasets.Dataset:
     """
-    The rows of `split` that `--data` names for an image task: "digits" or "mnist" (splits train and test), a
-    folder in datasets' `imagefolder` layout (one sub-folder of images per class, optionally under train/ and
-    test/ folders; a folder without splits is split "train"), or a dataset saved with `save_to_disk`. A split the
-    data lacks is a `UsageError` naming the splits there are.
+    The rows of `split` that `--data` names for an image task: "digits" or "mnist" (splits train and test),
+    "digit-strips" or "mnist-strips" (captioned strips of that split's digits: `rows` of them, default
+    `STRIP_COUNTS[split]`), a folder in datasets' `imagefolder` layout (one sub-folder of images per class,
+    optionally under train/ and test/ folders, a folder without splits being split "train"; a `metadata.jsonl`
+    gives each image more columns), or a dataset saved with `save_to_disk`. A split the data lacks is a
+    `UsageError` naming the splits there are.
     """
     name = str(source)
-    if name in BUILTINS:
+    if name in BUILTINS or name in STRIPS:
         if split not in SPLITS:
             raise UsageError(f"{name} has the splits {list(SPLITS)}, not {split!r}: choose one with --split / "
                              f"--eval-split.")
+        if name in STRIPS:
+            return digit_strips(BUILTINS[STRIPS[name]](split), rows or STRIP_COUNTS[split], seed=SPLIT_SEED)
         return BUILTINS[name](split)
     path = Path(source)
     if not path.exists():
-        raise UsageError(f"--data {name}: no such folder, and not a built-in image set: pass {' or '.join(BUILTINS)}, "
-                         f"a folder with one sub-folder of images per class, or a saved dataset.")
+        raise UsageError(f"--data {name}: no such folder, and not a built-in image set: pass {' or '.join(BUILTINS)} "
+                         f"(labelled digits), {' or '.join(STRIPS)} (captioned strips), a folder of images, or a "
+                         f"saved dataset.")
     if path.is_dir() and not (path / "dataset_info.json").is_file() and not (path / "dataset_dict.json").is_file():
         if not _image_files(path):
             raise UsageError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}) and no saved dataset: pass a "
@@ -186,6 +198,8 @@ __all__ = [
     "DIGIT_WORDS",
     "SPLITS",
     "SPLIT_SEED",
+    "STRIPS",
+    "STRIP_COUNTS",
     "TEST_FRACTION",
     "digit_strips",
     "digits",

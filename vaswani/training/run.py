@@ -427,10 +427,11 @@ def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_
     return trainer, eval_loss
 
 
-def publish(trainer, output: Path, overwrite: bool = False) -> Path:
+def publish(trainer, output: Path, overwrite: bool = False, companions=()) -> Path:
     """
-    Write the finished model folder (weights, config, code, card, tokenizer; for a PEFT model, the adapter and
-    `merged/`, the model with the adapter merged in) into a staging folder beside `output`,
+    Write the finished model folder (weights, config, code, card, tokenizer, and each of `companions` through its
+    `save_pretrained`, such as a captioner's image processor; for a PEFT model, the adapter and `merged/`, the
+    model with the adapter merged in) into a staging folder beside `output`,
     then put it in place in one step (`replace_folder`: an atomic exchange with an existing folder, whose old
     contents are deleted only once the new ones are in place). `output` is thus always the old folder or the new
     one, whole: an error or Ctrl-C while saving deletes the staging folder and leaves the old one; Ctrl-C during the
@@ -448,6 +449,8 @@ def publish(trainer, output: Path, overwrite: bool = False) -> Path:
         with _interruption_point_in_tokenizer_save(trainer):
             trainer.save_model(str(staging))
         if main:
+            for companion in companions:
+                companion.save_pretrained(str(staging))
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not for a Hub folder
             if hasattr(trainer.model, "merge_and_unload"):  # a PEFT model saved its adapter: the merged model beside
                 from ..integrations.adapters import save_merged

@@ -11,6 +11,8 @@ on the task's name.
     question-answering        the answer's span in a context
     seq2seq                   source to target (the paper's translation)
     image-classification      one label per image (ViT); the image processor plays the tokenizer's part
+    captioning                a caption per image: an image encoder, a text decoder (the image processor and the
+                              tokenizer both)
 """
 
 from dataclasses import dataclass, fields
@@ -30,6 +32,7 @@ class TaskOptions:
 
     text_column: str = "text"
     image_column: str = "image"
+    caption_column: str = "caption"
     pair_column: str | None = None
     label_column: str = "label"
     tokens_column: str = "tokens"
@@ -53,7 +56,8 @@ class TaskOptions:
 # Help for each option; the command line appends the default.
 OPTION_HELP = {
     "text_column": "column holding the text",
-    "image_column": "image-classification: column holding the images",
+    "image_column": "image-classification and captioning: column holding the images",
+    "caption_column": "captioning: column holding each image's caption",
     "pair_column": "sequence-classification: second text of a pair",
     "label_column": "sequence- and image-classification: label column",
     "tokens_column": "token-classification: words column",
@@ -104,9 +108,14 @@ def _prepare_sequence_classification(options, train, evaluation_rows, tokenizer,
     )
 
 
-def _prepare_image_classification(options, train, evaluation_rows, processor, known_labels=None, **_):
+def _prepare_image_classification(options, train, evaluation_rows, tokenizer, processor=None, known_labels=None, **_):
     return tasks.prepare_image_classification(train, evaluation_rows, processor, options.image_column,
                                               options.label_column, known_labels)
+
+
+def _prepare_captioning(options, train, evaluation_rows, tokenizer, processor=None, **_):
+    return tasks.prepare_captioning(train, evaluation_rows, tokenizer, processor, options.image_column,
+                                    options.caption_column, options.max_length)
 
 
 def _prepare_token_classification(options, train, evaluation_rows, tokenizer, known_labels=None, **_):
@@ -139,6 +148,12 @@ def _translation_scores(model, tokenizer, rows, options, prepared, trainer, gene
                                            options.max_length, **generation)
 
 
+def _caption_scores(model, tokenizer, rows, options, prepared, trainer, generation):
+    batch_size = trainer.args.per_device_eval_batch_size if trainer is not None else 32
+    return evaluation.evaluate_captioning(model, tokenizer, prepared.image_processor, rows, options.image_column,
+                                          options.caption_column, batch_size, **generation)
+
+
 def _loss(eval_loss: float) -> dict:
     return {"loss": round(eval_loss, 4)}
 
@@ -151,9 +166,10 @@ def _pretraining_loss(eval_loss: float) -> dict:
 @dataclass(frozen=True)
 class Task:
     """
-    One task. `prepare(options, train, evaluation, tokenizer, model=, known_labels=, seed=)` gives a `Prepared`
-    (either set may be None); `scores(model, tokenizer, rows, options, prepared, trainer, generation)` gives the
-    headline metrics and a few examples, or is None where the evaluation loss says all (language models).
+    One task. `prepare(options, train, evaluation, tokenizer, processor=, model=, known_labels=, seed=)` gives a
+    `Prepared` (either set may be None; `processor`: the image processor of a task that reads images, and
+    `tokenizer` None for one without text); `scores(model, tokenizer, rows, options, prepared, trainer, generation)`
+    gives the headline metrics and a few examples, or is None where the evaluation loss says all (language models).
     """
 
     name: str
@@ -169,6 +185,9 @@ class Task:
     running_text: bool = False  # a .txt file is one running text, not one row per line
     label_smoothing: bool = False  # its head's forward takes label smoothing (`smoothing`: token prediction)
     reads_images: bool = False  # its data are images (`images.load_images`), prepared by an image processor
+    reads_text: bool = True  # its data pass through a tokenizer (text in, or a caption out)
+    generates: bool = False  # it is scored on generated text: the generation options apply
+    reports_loss: bool = False  # `evaluate` reports its evaluation loss beside its scores
     positions: Callable[[TaskOptions], int] = lambda options: max(options.max_length, 64)
 
     def auto_class(self):
@@ -196,11 +215,14 @@ _TASKS = [
          ("question_column", "context_column", "answer_column", "answer_start_column", "max_length", "doc_stride"),
          ("finetune", "evaluate"), scores=_question_answering_scores, scores_prepared=False),
     Task("image-classification", "AutoModelForImageClassification", _prepare_image_classification,
-         ("image_column", "label_column"), ("finetune",), scores=_classification_scores, labelled=True,
-         reads_images=True),
+         ("image_column", "label_column"), ("finetune", "evaluate"), scores=_classification_scores, labelled=True,
+         reads_images=True, reads_text=False),
     Task("seq2seq", "AutoModelForSeq2SeqLM", _prepare_seq2seq, ("source_column", "target_column", "max_length"),
          ("pretrain", "finetune", "evaluate"), trainer=VaswaniSeq2SeqTrainer, scores=_translation_scores,
-         scores_prepared=False, label_smoothing=True),
+         scores_prepared=False, label_smoothing=True, generates=True),
+    Task("captioning", "AutoModelForImageTextToText", _prepare_captioning,
+         ("image_column", "caption_column", "max_length"), ("pretrain", "evaluate"), scores=_caption_scores,
+         label_smoothing=True, reads_images=True, generates=True, reports_loss=True),
 ]
 TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
 

@@ -6,6 +6,7 @@ What each objective and task feeds the model: tokenised datasets and the collato
     seq2seq        source and target columns, the target shifted right into decoder inputs by the collator
     sequence-classification, token-classification, question-answering: fine-tuning tasks
     image-classification   images and a label each, the image processor applied as rows are read
+    captioning     images and a caption each: pixel values as rows are read, the tokenised caption as labels
 """
 
 import functools
@@ -33,6 +34,7 @@ class Prepared:
     eval: datasets.Dataset | None
     collator: object
     label_names: list[str] | None = None  # id -> label, for classification heads
+    image_processor: object = None  # what made the pixel values, for scoring on the rows' images (captioning)
 
 
 def _map(table: datasets.Dataset, function, desc: str, **kwargs) -> datasets.Dataset:
@@ -192,10 +194,31 @@ def _label_values(table: datasets.Dataset, column: str) -> list:
     return [feature.int2str(v) for v in values] if isinstance(feature, datasets.ClassLabel) else values
 
 
-def _process_images(processor, batch: dict) -> dict:
+def _process_images(processor, batch: dict, stack_labels: bool = True) -> dict:
     images = [image.convert("RGB") for image in batch["pixel_values"]]  # grey, RGBA, palette: three channels
+    labels = batch["labels"]  # one class each (stacked), or a caption's ids each (padded by the collator)
     return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"],
-            "labels": torch.tensor(batch["labels"])}
+            "labels": torch.tensor(labels) if stack_labels else labels}
+
+
+def require_images(table: datasets.Dataset, image_column: str, columns=()) -> None:
+    """Refuse a table without `columns`, or whose `image_column` is missing or holds no images, by name."""
+    if image_column not in table.column_names:
+        raise UsageError(f"The data has no column {image_column!r} of images (its columns are {table.column_names}): "
+                         f"pass images (digits, mnist, digit-strips, mnist-strips, an image folder, a saved dataset), "
+                         f"or name their column with --image-column.")
+    require_columns(table, columns, "the data")
+    if not isinstance(table.features[image_column], datasets.Image):
+        raise UsageError(f"Column {image_column!r} holds {table.features[image_column]}, not images: choose the "
+                         f"image column with --image-column.")
+
+
+def _image_rows(table, image_column: str, labels: list, transform):
+    """The table's images as `pixel_values` beside a `labels` column, `transform` applied as rows are read."""
+    images = table.select_columns([image_column])
+    if image_column != "pixel_values":
+        images = images.rename_column(image_column, "pixel_values")
+    return images.add_column("labels", labels).with_transform(transform)
 
 
 def prepare_image_classification(
@@ -208,10 +231,7 @@ def prepare_image_classification(
     """
     tables = [table for table in (train, evaluation) if table is not None]
     for table in tables:
-        require_columns(table, [image_column, label_column], "the data")
-        if not isinstance(table.features[image_column], datasets.Image):
-            raise UsageError(f"Column {image_column!r} holds {table.features[image_column]}, not images: choose the "
-                             f"image column with --image-column.")
+        require_images(table, image_column, [label_column])
     values = {id(table): _label_values(table, label_column) for table in tables}
     classes = next((t.features[label_column].names for t in tables
                     if isinstance(t.features[label_column], datasets.ClassLabel)), None)
@@ -221,13 +241,38 @@ def prepare_image_classification(
     def rows(table):
         if table is None:
             return None
-        images = table.select_columns([image_column])
-        if image_column != "pixel_values":
-            images = images.rename_column(image_column, "pixel_values")
-        images = images.add_column("labels", [index[str(v)] for v in values[id(table)]])
-        return images.with_transform(functools.partial(_process_images, processor))
+        labels = [index[str(v)] for v in values[id(table)]]
+        return _image_rows(table, image_column, labels, functools.partial(_process_images, processor))
 
-    return Prepared(rows(train), rows(evaluation), default_data_collator, names)
+    return Prepared(rows(train), rows(evaluation), default_data_collator, names, image_processor=processor)
+
+
+def _caption_batch(features: list[dict]) -> dict:
+    """Stacked pixel values, and the captions' ids padded with -100 (ignored by the loss)."""
+    longest = max(len(f["labels"]) for f in features)
+    labels = [list(f["labels"]) + [-100] * (longest - len(f["labels"])) for f in features]
+    return {"pixel_values": torch.stack([torch.as_tensor(f["pixel_values"]) for f in features]),
+            "labels": torch.tensor(labels, dtype=torch.long)}
+
+
+def prepare_captioning(train, evaluation, tokenizer, processor, image_column: str, caption_column: str,
+                       max_length: int) -> Prepared:
+    """
+    Images and a caption each. The image processor runs as rows are read (as for image classification; a strip
+    that is not square is resized to the model's square, as every image is); each caption is tokenised as a seq2seq
+    target (`text_target`, cut at `max_length`) into `labels`, which the captioner shifts right into its decoder
+    inputs itself.
+    """
+    def rows(table):
+        if table is None:
+            return None
+        require_images(table, image_column, [caption_column])
+        captions = [str(caption) for caption in table[caption_column]]
+        labels = tokenizer(text_target=captions, truncation=True, max_length=max_length)["input_ids"]
+        transform = functools.partial(_process_images, processor, stack_labels=False)
+        return _image_rows(table, image_column, labels, transform)
+
+    return Prepared(rows(train), rows(evaluation), _caption_batch, image_processor=processor)
 
 
 def prepare_token_classification(
@@ -338,5 +383,17 @@ def generate_texts(model, tokenizer, sources: list[str], max_length: int, batch_
         generated = model.generate(**inputs, **generate_kwargs)
         if not model.config.is_encoder_decoder:
             generated = generated[:, inputs["input_ids"].shape[1] :]
+        outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+    return outputs
+
+
+@torch.no_grad()
+def generate_captions(model, tokenizer, processor, images: list, batch_size: int = 32, **generate_kwargs) -> list[str]:
+    """Captions of `images` (PIL images), batch by batch: the image processor, `generate()`, the tokenizer."""
+    model.eval()
+    outputs = []
+    for batch in batches(list(images), batch_size):
+        pixel_values = processor([image.convert("RGB") for image in batch], return_tensors="pt")["pixel_values"]
+        generated = model.generate(pixel_values=pixel_values.to(model.device, model.dtype), **generate_kwargs)
         outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
     return outputs
