@@ -206,7 +206,8 @@ def _add_architecture(parser):
 def _add_image_shape(group):
     """The shape of a new model that reads images (ViT): its image side and patch side."""
     group.add_argument("--image-size", type=positive_int,
-                       help="a model that reads images: their side in pixels (default: the first training image's)")
+                       help="a model that reads images: their side in pixels (default: the first training "
+                       "image's longer side)")
     group.add_argument("--patch-size", type=positive_int,
                        help=f"a model that reads images: the side P of its patches, dividing --image-size (default "
                             f"{_config_default('patch_size')})")
