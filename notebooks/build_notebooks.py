@@ -1857,9 +1857,12 @@ def vision():
             ## Which patches each word looked at
 
             The decoder's cross-attention has one row per target position: position i is where the model chose
-            word i + 1, looking at the patches. `plot_patch_attention(..., kind="cross", query=i)` lays that row,
-            averaged over the heads here, on the strip. A captioner that reads left to right should look at the
-            first column for the first word, the second for the second, and so on.
+            token i + 1, looking at the patches. `plot_patch_attention(..., kind="cross", query=i)` lays that row
+            (one head here) on the strip. (The WordPiece tokenizer puts its `[CLS]` in front of every caption, so
+            the first position chooses `[CLS]` and the words come from the next three.) If the captioner reads
+            left to right, the position choosing the first word looks at the first column, the next at the
+            second, and so on: the table below sums each position's weights (averaged over the heads) per digit
+            column, over 20 held-out strips, for both decoder layers; what a row lacks went to [CLS].
             """
         ),
         code(
@@ -1869,16 +1872,36 @@ def vision():
             ids = model.generate(pixel_values=pixel_values, max_new_tokens=8)
             maps = vaswani.attention_maps(model, {"pixel_values": pixel_values, "decoder_input_ids": ids})
             said = words.convert_ids_to_tokens(ids[0])
+            chooses_a_word = [i for i in range(len(said) - 1) if said[i + 1] in DIGIT_WORDS]  # position i -> token i + 1
+            print("generated:", said, "| positions choosing words:", chooses_a_word)
+            shown = chooses_a_word or list(range(min(3, len(said) - 1)))  # an untrained model may say no word at all
             layer = caption_config.num_decoder_layers - 1
-            figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-            for position, axis in enumerate(axes):  # position i chose token i + 1: the caption's first three words
+            figure, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.2), squeeze=False)
+            for position, axis in zip(shown, axes[0]):
                 plot_patch_attention(maps, strip, layer=layer, head=0, query=position, kind="cross", ax=axis)
                 axis.set_title(f"choosing {said[position + 1]!r}")
             plt.show()
-            grid = torch.stack([torch.as_tensor(vaswani.explore.patch_attention(maps, layer, None, position, "cross")[0])
-                                .mean(0) for position in range(3)])  # (words, rows, columns), heads averaged
-            print("attention per digit column (rows: the first three words; columns: the strip's three digits)")
-            print(grid.sum(1).numpy().round(2))
+
+            from vaswani.explore import patch_attention
+
+            columns, used = {layer: torch.zeros(3, 3) for layer in range(caption_config.num_decoder_layers)}, 0
+            for row in test_strips.select(range(20)):
+                pixels = strip_processor(row["image"], return_tensors="pt")["pixel_values"]
+                generated = model.generate(pixel_values=pixels, max_new_tokens=8)
+                tokens = words.convert_ids_to_tokens(generated[0])
+                positions = [i for i in range(len(tokens) - 1) if tokens[i + 1] in DIGIT_WORDS][:3]
+                if len(positions) < 3:
+                    continue  # a caption of fewer than three words has no third row to add
+                used += 1
+                row_maps = vaswani.attention_maps(model, {"pixel_values": pixels, "decoder_input_ids": generated})
+                for layer in columns:
+                    for word, position in enumerate(positions):  # (heads, rows, columns) -> mean over heads, sum per column
+                        grid = torch.as_tensor(patch_attention(row_maps, layer, None, position, "cross")[0])
+                        columns[layer][word] += grid.mean(0).sum(0)
+            print(f"{used} of 20 strips captioned with three words or more")
+            for layer, table in columns.items():
+                print(f"layer {layer}: rows = the 1st, 2nd, 3rd word; columns = the strip's 1st, 2nd, 3rd digit")
+                print((table / max(used, 1)).numpy().round(2))
             """
         ),
         closing_cell(),
