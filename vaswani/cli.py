@@ -2,7 +2,8 @@
 `vaswani`: the command line of the Vaswani model family: a model's life from tokenizer to the Hub.
 
     vaswani train-tokenizer   learn a vocabulary from text
-    vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), or seq2seq
+    vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), permutation
+                              LM (plm, XLNet), or seq2seq
     vaswani finetune          adapt a model: sequence-classification, token-classification, question-answering,
                               seq2seq, image-classification (digits, mnist, an image folder)
     vaswani evaluate          measure a saved model on data
@@ -158,7 +159,8 @@ def _add_task_options(group, task_names):
 
     from .training.task_table import OPTION_HELP, TaskOptions, options_of
 
-    sizes = {"max_length": positive_int, "block_size": positive_int, "doc_stride": nonnegative_int}
+    sizes = {"max_length": positive_int, "block_size": positive_int, "doc_stride": nonnegative_int,
+             "plm_probability": probability, "max_span_length": positive_int}
     defaults = {f.name: f.default for f in fields(TaskOptions)}
     for name in options_of(task_names):
         default = defaults[name]
@@ -325,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
 
     p = commands.add_parser("pretrain", help="train a new model from scratch",
-                            description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP) "
-                            "or seq2seq (encoder-decoder, the paper).")
+                            description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP), "
+                            "plm (encoder-only, XLNet's permutation LM) or seq2seq (encoder-decoder, the paper).")
     p.add_argument("--objective", required=True, choices=tasks_of("pretrain"))
     p.add_argument("--nsp", action="store_true", help="with mlm: add next-sentence prediction (VaswaniForPreTraining)")
     p.add_argument("--tokenizer", required=True, type=Path, help="a tokenizer folder (vaswani train-tokenizer)")
