@@ -745,6 +745,8 @@ class VaswaniForPermutationLM(_VaswaniHead):
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs | streams)
         hidden_states = outputs.query_hidden_state if target_mapping is not None else outputs.last_hidden_state
         logits = self.lm_head(hidden_states)
+        if isinstance(labels, torch.Tensor):
+            labels = labels.contiguous()  # a slice of a batch's labels is fine here; transformers' loss views them
         loss = self._token_loss(logits, labels, smoothing, **loss_kwargs) if labels is not None else None
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
