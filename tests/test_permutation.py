@@ -71,8 +71,9 @@ def test_the_query_stream_never_sees_its_own_token(kind):
         seen = ORDER[ORDER.index(target) - 1]  # the token just before it in the order
         moved = predictions(model, changed(ids, [seen]), perm_mask, target_mapping)
         assert (moved[:, k] - before[:, k]).abs().max() > MOVED, (kind, target, seen)
-    # Even where perm_mask lets every token see every other (its diagonal 0 too), the query stream is blind to its own.
-    everything = torch.zeros_like(perm_mask)
+    # Where perm_mask would let a query see its own token (diagonal 0), it still does not attend to it. (Through
+    # other tokens' content, a second layer would see it: keeping it from them is perm_mask's part, as above.)
+    model, everything = build(kind, num_hidden_layers=1), torch.zeros_like(perm_mask)
     before = predictions(model, ids, everything, target_mapping)
     for k, target in enumerate(TARGETS):
         assert torch.equal(predictions(model, changed(ids, [target]), everything, target_mapping)[:, k], before[:, k])
@@ -98,7 +99,7 @@ def test_a_prediction_never_depends_on_later_tokens_in_the_order(kind, norm_firs
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_query_stream_knows_its_position(kind):
-    """Two predictions with the same visible tokens differ only by their positions: they must differ."""
+    """Two predictions that see the same tokens differ only by their positions: they must differ."""
     model = build(kind)
     ids = random_ids(1, LENGTH)
     perm_mask = torch.zeros(1, LENGTH, LENGTH)

@@ -723,8 +723,8 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         Two-stream self-attention (Yang et al. 2019, 2.3). The content stream h is the encoder as always, each token
         seeing the tokens not after it in its factorisation order (and itself); the query stream g, at the m
         predicted positions only, starts from `query_embeds` with the position (and segment) of its target but not
-        its token, and never sees that token. Every layer is position-wise but for attention, so both streams run
-        as one sequence, the m query rows after the L content rows, through the same weights; attention takes keys
+        its token, and never attends to that token. Every layer is position-wise but for attention, so both streams
+        run as one sequence, the m query rows after the L content rows, through the same weights; attention takes keys
         and values from the content rows alone (`content_length`).
         """
         batch, length = hidden_states.shape[:2]
@@ -741,7 +741,8 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         targets = target_mapping.argmax(-1)  # (B, m): the position each prediction is at
         query_positions = position_ids.gather(1, targets)
         query_types = token_type_ids.gather(1, targets) if token_type_ids is not None else None
-        queries = self.embeddings(None, query_positions, query_types, inputs_embeds=query_embeds.to(hidden_states.dtype))
+        query_embeds = query_embeds.to(hidden_states.dtype)
+        queries = self.embeddings(None, query_positions, query_types, inputs_embeds=query_embeds)
         hidden_states = torch.cat((hidden_states, queries), dim=1)  # (B, L + m, d)
         mask = two_stream_mask(perm_mask, targets, attention_mask, length)
         mask, positions = self.attention_positions(
@@ -761,7 +762,8 @@ def two_stream_mask(perm_mask, targets: torch.Tensor, attention_mask, length: in
     The boolean mask (B, 1, L + m, L) of two-stream attention, True where a query may attend: the content rows from
     `perm_mask` (1 = may not see) with the diagonal always open (a token's content includes itself), then the query
     rows of the m targets, the same rows of `perm_mask` with the diagonal always shut (the query stream predicts that
-    token: it must never see it); padding keys shut in both.
+    token: it never attends to it; that no other token passes it on is `perm_mask`'s part, a factorisation order
+    gives it); padding keys shut in both.
     """
     own = torch.eye(length, dtype=torch.bool, device=targets.device)
     if perm_mask is None:

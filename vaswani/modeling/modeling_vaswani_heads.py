@@ -699,7 +699,7 @@ class VaswaniForPermutationLM(_VaswaniHead):
         self.query_embedding = nn.Parameter(torch.empty(self.config.d_model))
         self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=True)
         self.post_init()
-        self.loss_type = "ForMaskedLM"  # a token loss over labelled predictions (transformers knows no "ForPermutationLM")
+        self.loss_type = "ForMaskedLM"  # a token loss over labelled predictions (transformers has no PLM loss)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -725,7 +725,8 @@ class VaswaniForPermutationLM(_VaswaniHead):
         Args:
             perm_mask (`torch.Tensor` of shape `(batch_size, sequence_length, sequence_length)`, *optional*): 1 where
                 token i may not see token j (j is later in the factorisation order, or j = i for a target), 0 where
-                it may; padding is never seen whatever it says (`attention_mask`). None: every token sees every other.
+                it may; padding is never seen whatever it says (`attention_mask`). None: every token sees every other
+                (a prediction then never attends to its own token, but after one layer other tokens carry it).
             target_mapping (`torch.Tensor` of shape `(batch_size, num_predict, sequence_length)`, *optional*): one-hot
                 rows, the position of each prediction. Then `logits` are the query stream's, `(batch_size,
                 num_predict, vocab_size)`; without it, the content stream's at every position (as XLNet's).
