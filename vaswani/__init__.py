@@ -58,7 +58,8 @@ from .tokenization import check_tokenizer_fits, config_from_tokenizer, image_pro
 __version__ = "0.1.0"
 
 # Every Auto class the family serves, with the class it builds: read from the table of heads.
-AUTO_CLASSES = {getattr(transformers, head.auto_class): getattr(modeling, name) for name, head in HEADS.items()}
+AUTO_CLASSES = {getattr(transformers, head.auto_class): getattr(modeling, name) for name, head in HEADS.items()
+                if head.auto_class}
 AUTO_CLASSES |= {getattr(transformers, head.images[0]): getattr(modeling, name) for name, head in HEADS.items() if head.images}
 
 AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig, exist_ok=True)

@@ -2,8 +2,9 @@
 `vaswani`: the command line of the Vaswani model family: a model's life from tokenizer to the Hub.
 
     vaswani train-tokenizer   learn a vocabulary from text
-    vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), seq2seq, or
-                              a captioner (captioning: digit-strips, mnist-strips, captioned images)
+    vaswani pretrain          train a new model: causal LM (clm), masked LM (mlm, optionally with NSP), permutation
+                              LM (plm, XLNet), seq2seq, or a captioner (captioning: digit-strips, mnist-strips,
+                              captioned images)
     vaswani finetune          adapt a model: sequence-classification, token-classification, question-answering,
                               seq2seq, image-classification (digits, mnist, an image folder)
     vaswani evaluate          measure a saved model on data (text or images)
@@ -159,7 +160,8 @@ def _add_task_options(group, task_names):
 
     from .training.task_table import OPTION_HELP, TaskOptions, options_of
 
-    sizes = {"max_length": positive_int, "block_size": positive_int, "doc_stride": nonnegative_int}
+    sizes = {"max_length": positive_int, "block_size": positive_int, "doc_stride": nonnegative_int,
+             "plm_probability": probability, "max_span_length": positive_int}
     defaults = {f.name: f.default for f in fields(TaskOptions)}
     for name in options_of(task_names):
         default = defaults[name]
@@ -328,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("pretrain", help="train a new model from scratch",
                             description="Train a new model: clm (decoder-only), mlm (encoder-only, --nsp for NSP), "
-                            "seq2seq (encoder-decoder, the paper) or captioning (an image encoder and a text decoder).")
+                            "plm (encoder-only, XLNet's permutation LM), seq2seq (encoder-decoder, the paper) or "
+                            "captioning (an image encoder and a text decoder).")
     p.add_argument("--objective", required=True, choices=tasks_of("pretrain"))
     p.add_argument("--nsp", action="store_true", help="with mlm: add next-sentence prediction (VaswaniForPreTraining)")
     p.add_argument("--tokenizer", type=Path,

@@ -87,7 +87,7 @@ class Explorer:
                 f"`model_dir` {folder} holds a {architecture or config.model_type}, not a Vaswani model: convert it "
                 f"first (vaswani convert)."
             )
-        auto_class = getattr(transformers, HEADS[architecture].auto_class)
+        auto_class = getattr(transformers, HEADS[architecture].facts(config)[0])
         try:
             self.model = auto_class.from_pretrained(str(folder)).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder))

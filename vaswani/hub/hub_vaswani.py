@@ -47,7 +47,7 @@ class Head(NamedTuple):
     reads either, its Auto class, pipeline tag and purpose when the config's encoder reads images.
     """
 
-    auto_class: str
+    auto_class: str | None  # None: no Auto class fits (the class itself loads it)
     module: str
     pipeline_tag: str
     purpose: str
@@ -58,7 +58,7 @@ class Head(NamedTuple):
         """(Auto class, pipeline tag, purpose) of this head for `config` (what its encoder reads decides)."""
         if self.images is not None and getattr(config, "image_size", None) is not None:
             return self.images
-        return self.auto_class, self.pipeline_tag, self.purpose
+        return self.auto_class or "AutoModel", self.pipeline_tag, self.purpose  # AutoModel: at least the body loads
 
 
 # Every model class of the family, in the order the documentation presents them.
@@ -77,6 +77,11 @@ HEADS: dict[str, Head] = {
     "VaswaniForPreTraining": Head(
         "AutoModelForPreTraining", "modeling_vaswani_heads", "fill-mask",
         "BERT-style pre-training (masked LM and next-sentence prediction)",
+    ),
+    "VaswaniForPermutationLM": Head(
+        None, "modeling_vaswani_heads", "feature-extraction",
+        "XLNet-style permutation language modelling (two-stream attention); no Auto class builds this head: "
+        "AutoModel loads its encoder, VaswaniForPermutationLM.from_pretrained the whole",
     ),
     "VaswaniForNextSentencePrediction": Head(
         "AutoModelForNextSentencePrediction", "modeling_vaswani_heads", "text-classification",
@@ -105,7 +110,7 @@ HEADS: dict[str, Head] = {
 # The Auto classes and the class each one builds (module.Class inside the saved folder).
 AUTO_MAP = {
     "AutoConfig": "configuration_vaswani.VaswaniConfig",
-    **{head.auto_class: f"{head.module}.{name}" for name, head in HEADS.items()},
+    **{head.auto_class: f"{head.module}.{name}" for name, head in HEADS.items() if head.auto_class},
     **{head.images[0]: f"{head.module}.{name}" for name, head in HEADS.items() if head.images},
 }
 

@@ -10,7 +10,7 @@ The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one class
     VaswaniEncoderLayer      self-attention, then feed-forward, each as LayerNorm(x + Dropout(Sublayer(x))) (3.1)
     VaswaniDecoderLayer      masked self-attention, encoder-decoder attention, feed-forward (3.1)
     VaswaniPreTrainedModel   initialisation and loading conventions shared by every Vaswani model
-    VaswaniEncoder           N encoder layers over the embedded source
+    VaswaniEncoder           N encoder layers over the embedded source (two streams for permutation LM: XLNet)
     VaswaniDecoder           N decoder layers over the embedded (shifted) target
     VaswaniModel             the stacks a config asks for: encoder-decoder, encoder-only or decoder-only
 
@@ -26,6 +26,7 @@ Every learned projection (W^Q, W^K, W^V, W^O, W_1, W_2, the pre-softmax linear t
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -64,7 +65,7 @@ from .positions_vaswani import (
     key_positions,
     merge_position_bias,
 )
-from .validation_vaswani import check_encoder_states, check_pixel_values, validate_inputs
+from .validation_vaswani import check_encoder_states, check_pixel_values, check_two_streams, validate_inputs
 from .vision_vaswani import VaswaniPatchEmbeddings
 
 
@@ -298,12 +299,15 @@ class VaswaniAttention(nn.Module):
         cache: Cache | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         position_bias: torch.Tensor | None = None,
+        content_length: int | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         r"""
         position_embeddings: (cos, sin) of rotary positions, each (B, T, rotary_dim): queries and keys are rotated
             before the keys are cached. position_bias: (B, h, T, S), for the flex back-end, which adds it in its
-            score_mod (eager and sdpa get the bias inside `attention_mask`).
+            score_mod (eager and sdpa get the bias inside `attention_mask`). content_length: two-stream attention
+            (XLNet): only the first `content_length` rows (the content stream) give keys and values; every row,
+            the query stream's after them, gives a query.
         """
         is_cross_attention = key_value_states is not None
         batch, length, _ = hidden_states.shape
@@ -319,11 +323,15 @@ class VaswaniAttention(nn.Module):
             key, value = own_cache.layers[self.layer_idx].keys, own_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
+            key_rotation = position_embeddings
+            if content_length is not None:  # the query stream knows positions, not tokens: it gives no keys
+                source = source[:, :content_length]
+                key_rotation = tuple(table[:, :content_length] for table in position_embeddings or ()) or None
             kv_shape = (batch, source.shape[1], -1, self.head_dim)
             key = self.k_proj(source).view(kv_shape).transpose(1, 2)  # (B, h, S, d_k)
             value = self.v_proj(source).view(kv_shape).transpose(1, 2)
-            if position_embeddings is not None:
-                key = apply_rotary(key, *position_embeddings)  # rotated once, then cached (RoPE)
+            if key_rotation is not None:
+                key = apply_rotary(key, *key_rotation)  # rotated once, then cached (RoPE)
             if own_cache is not None:
                 key, value = own_cache.update(key, value, self.layer_idx)
                 if is_cross_attention:
@@ -515,6 +523,8 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
                 init.zeros_(module.bias)
         if isinstance(module, VaswaniPatchEmbeddings):
             init.normal_(module.cls_token, mean=0.0, std=std)
+        if isinstance(getattr(module, "query_embedding", None), nn.Parameter):
+            init.normal_(module.query_embedding, mean=0.0, std=std)  # a permutation head's query-stream input
         if isinstance(getattr(module, "final_logits_bias", None), torch.Tensor):
             init.zeros_(module.final_logits_bias)  # loaded from the checkpoint when it has one
         if isinstance(module, VaswaniEmbeddings) and hasattr(module, "sinusoidal_table"):
@@ -556,11 +566,12 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
             )
         return super().get_correct_attn_implementation(requested_attention, is_init_check)
 
-    def attention_positions(self, hidden_states, mask, attention_mask, position_ids, past_length: int):
+    def attention_positions(self, hidden_states, mask, attention_mask, position_ids, past_length: int, keys=None):
         """
         The positions a stack's self-attention layers share, made once per forward: rotary cos and sin, or a bias
         (ALiBi, T5's) merged into the mask for eager and sdpa and handed to flex's score_mod. Returns the mask the
-        layers get and their keyword arguments.
+        layers get and their keyword arguments. `keys`: the keys' positions where the queries are not the keys (two
+        streams); by default those of the cache and the new tokens.
         """
         if self.rotary_embedding is not None:
             return mask, {"position_embeddings": self.rotary_embedding(hidden_states, position_ids)}
@@ -577,7 +588,8 @@ class VaswaniPreTrainedModel(VaswaniHubMixin, PreTrainedModel):
             key_length = mask.shape[-1] if mask is not None else past_length + hidden_states.shape[1]
         else:  # flex's BlockMask
             key_length = mask.seq_lengths[1]
-        keys = key_positions(attention_mask, position_ids, key_length)
+        if keys is None:
+            keys = key_positions(attention_mask, position_ids, key_length)
         bias = self.position_bias(position_ids, keys).to(hidden_states.dtype)  # (B, h, T, S)
         if implementation == "flex_attention":
             return mask, {"position_bias": bias.expand(hidden_states.shape[0], -1, -1, -1)}
@@ -648,6 +660,9 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        query_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
         r"""
@@ -661,6 +676,12 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
                 for a config with `image_size` (instead of tokens).
             interpolate_pos_encoding (`bool`, defaults to `False`): let images of another size than `image_size`
                 through (a multiple of `patch_size`), resizing learned patch positions to their grid.
+            perm_mask (`torch.Tensor` of shape `(batch_size, source_length, source_length)`, *optional*): two-stream
+                attention (XLNet): 1 where token i may not see token j (j comes later in i's factorisation order).
+            target_mapping (`torch.Tensor` of shape `(batch_size, num_predict, source_length)`, *optional*): one-hot
+                rows, the positions the query stream predicts; with it the output's `query_hidden_state` holds them.
+            query_embeds (`torch.Tensor` of shape `(batch_size, num_predict, d_model)`): the query stream's input
+                before positions (a permutation head's learned vector), with `target_mapping`.
         """
         if self.reads_pixels:
             check_pixel_values(self.config, pixel_values, input_ids, inputs_embeds, interpolate_pos_encoding)
@@ -678,6 +699,11 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
                 self.embeddings, input_ids, inputs_embeds, attention_mask, position_ids, 0, token_type_ids
             )
             hidden_states = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
+        if perm_mask is not None or target_mapping is not None:
+            return self._two_streams(
+                hidden_states, attention_mask, position_ids, token_type_ids, perm_mask, target_mapping, query_embeds,
+                **kwargs,
+            )
         mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask,
             allow_is_bidirectional_skip=self.position_bias is None,  # a bias needs a mask to live in
@@ -688,6 +714,79 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         return BaseModelOutput(last_hidden_state=hidden_states)
+
+    def _two_streams(
+        self, hidden_states, attention_mask, position_ids, token_type_ids, perm_mask, target_mapping, query_embeds,
+        **kwargs,
+    ) -> "VaswaniTwoStreamOutput":
+        """
+        Two-stream self-attention (Yang et al. 2019, 2.3). The content stream h is the encoder as always, each token
+        seeing the tokens not after it in its factorisation order (and itself); the query stream g, at the m
+        predicted positions only, starts from `query_embeds` with the position (and segment) of its target but not
+        its token, and never attends to that token. Every layer is position-wise but for attention, so both streams
+        run as one sequence, the m query rows after the L content rows, through the same weights; attention takes keys
+        and values from the content rows alone (`content_length`).
+        """
+        batch, length = hidden_states.shape[:2]
+        check_two_streams(self.config, perm_mask, target_mapping, query_embeds, batch, length)
+        implementation = self.config._attn_implementation
+        if implementation not in ("eager", "additive", "sdpa"):
+            raise ValueError(
+                f"Two-stream attention (`perm_mask`, `target_mapping`) needs a mask per query, which the "
+                f"{implementation!r} back-end cannot take: load the model with attn_implementation='sdpa' or 'eager'."
+            )
+        if target_mapping is None:  # a permutation mask on the content stream alone: no predictions
+            target_mapping = hidden_states.new_zeros(batch, 0, length)
+            query_embeds = hidden_states.new_zeros(batch, 0, hidden_states.shape[-1])
+        targets = target_mapping.argmax(-1)  # (B, m): the position each prediction is at
+        query_positions = position_ids.gather(1, targets)
+        query_types = token_type_ids.gather(1, targets) if token_type_ids is not None else None
+        query_embeds = query_embeds.to(hidden_states.dtype)
+        queries = self.embeddings(None, query_positions, query_types, inputs_embeds=query_embeds)
+        hidden_states = torch.cat((hidden_states, queries), dim=1)  # (B, L + m, d)
+        mask = two_stream_mask(perm_mask, targets, attention_mask, length)
+        mask, positions = self.attention_positions(
+            hidden_states, mask, attention_mask, torch.cat((position_ids, query_positions), dim=1), 0, keys=position_ids
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, mask, **positions, content_length=length, **kwargs)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return VaswaniTwoStreamOutput(
+            last_hidden_state=hidden_states[:, :length], query_hidden_state=hidden_states[:, length:]
+        )
+
+
+def two_stream_mask(perm_mask, targets: torch.Tensor, attention_mask, length: int) -> torch.Tensor:
+    """
+    The boolean mask (B, 1, L + m, L) of two-stream attention, True where a query may attend: the content rows from
+    `perm_mask` (1 = may not see) with the diagonal always open (a token's content includes itself), then the query
+    rows of the m targets, the same rows of `perm_mask` with the diagonal always shut (the query stream predicts that
+    token: it never attends to it; that no other token passes it on is `perm_mask`'s part, a factorisation order
+    gives it); padding keys shut in both.
+    """
+    own = torch.eye(length, dtype=torch.bool, device=targets.device)
+    if perm_mask is None:
+        sees = torch.ones(targets.shape[0], length, length, dtype=torch.bool, device=targets.device)
+    else:
+        sees = perm_mask.to(targets.device) == 0
+    content = sees | own
+    query = sees.gather(1, targets[..., None].expand(-1, -1, length)) & ~own[targets]  # (B, m, L)
+    rows = torch.cat((content, query), dim=1)
+    if attention_mask is not None:
+        rows = rows & attention_mask.to(device=rows.device).bool()[:, None, :]
+    return rows[:, None]
+
+
+@dataclass
+class VaswaniTwoStreamOutput(BaseModelOutput):
+    """
+    The encoder's output with two-stream attention: `last_hidden_state` is the content stream (B, L, d),
+    `query_hidden_state` the query stream at the predicted positions (B, m, d). Recorded hidden states and attention
+    weights hold both, the m query rows after the L content rows.
+    """
+
+    query_hidden_state: torch.FloatTensor | None = None
 
 
 class VaswaniDecoder(VaswaniPreTrainedModel):
@@ -968,6 +1067,7 @@ __all__ = [
     "VaswaniFeedForward",
     "VaswaniModel",
     "VaswaniPreTrainedModel",
+    "VaswaniTwoStreamOutput",
     "additive_attention_forward",
     "eager_attention_forward",
     "sinusoidal_positions",

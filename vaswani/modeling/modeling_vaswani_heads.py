@@ -4,7 +4,8 @@ the stacks it needs, so one config serves them all:
 
     encoder-decoder  VaswaniForConditionalGeneration (the paper: translation, summarisation)
     decoder-only     VaswaniForCausalLM (GPT-style)
-    encoder-only     VaswaniForMaskedLM, VaswaniForPreTraining (MLM + NSP), VaswaniForNextSentencePrediction,
+    encoder-only     VaswaniForMaskedLM, VaswaniForPreTraining (MLM + NSP), VaswaniForPermutationLM (XLNet's
+                     two-stream permutation LM), VaswaniForNextSentencePrediction,
                      VaswaniForSequenceClassification, VaswaniForTokenClassification, VaswaniForQuestionAnswering,
                      VaswaniForMultipleChoice (BERT-style)
 """
@@ -668,6 +669,88 @@ class VaswaniForPreTraining(_VaswaniHead):
             seq_relationship_logits=seq_relationship_logits,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+        )
+
+
+class VaswaniForPermutationLM(_VaswaniHead):
+    """
+    XLNet's pre-training (Yang et al. 2019): permutation language modelling with two-stream attention. Each sequence
+    gets a factorisation order (`perm_mask`: 1 where token i may not see token j); the predicted tokens
+    (`target_mapping`) are read from the query stream, which starts from one learned vector (`query_embedding`,
+    XLNet's mask_emb) at the target's position, sees the tokens earlier in the order and never its own. The output
+    projection is tied to the input embedding and has a bias, as XLNet's `lm_loss` does (the bias carries the
+    tokens' overall frequencies, which a tied matrix would otherwise have to fold into the embeddings; it also keeps
+    XLNet's weights convertible). The encoder gains no parameter: a PLM folder fine-tunes into every encoder head.
+
+    No Auto class builds it: XLNetLMHeadModel's two (AutoModelForCausalLM, AutoModelForPreTraining) build
+    VaswaniForCausalLM and VaswaniForPreTraining for this config type, transformers 5 has no AutoModelWithLMHead, and
+    a tuple registration picks by `config.architectures`, which fails on a fresh config (None) and cannot be written
+    into a folder's `auto_map`. Load it by its class (`VaswaniForPermutationLM.from_pretrained`); `AutoModel` on its
+    folder loads the encoder.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        if self.config.image_size is not None:
+            raise ValueError("VaswaniForPermutationLM predicts tokens: build it from a config without `image_size`.")
+        # XLNet's mask_emb: the query stream's input, one vector for every prediction (it knows no token).
+        self.query_embedding = nn.Parameter(torch.empty(self.config.d_model))
+        self.lm_head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=True)
+        self.post_init()
+        self.loss_type = "ForMaskedLM"  # a token loss over labelled predictions (transformers has no PLM loss)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear):
+        self.lm_head = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        smoothing: float = 0.0,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        r"""
+        Args:
+            perm_mask (`torch.Tensor` of shape `(batch_size, sequence_length, sequence_length)`, *optional*): 1 where
+                token i may not see token j (j is later in the factorisation order, or j = i for a target), 0 where
+                it may; padding is never seen whatever it says (`attention_mask`). None: every token sees every other
+                (a prediction then never attends to its own token, but after one layer other tokens carry it).
+            target_mapping (`torch.Tensor` of shape `(batch_size, num_predict, sequence_length)`, *optional*): one-hot
+                rows, the position of each prediction. Then `logits` are the query stream's, `(batch_size,
+                num_predict, vocab_size)`; without it, the content stream's at every position (as XLNet's).
+            labels (`torch.LongTensor` of shape `(batch_size, num_predict)`, *optional*): the predicted tokens' ids,
+                -100 for predictions to ignore (`(batch_size, sequence_length)` without `target_mapping`).
+            smoothing (`float`): label smoothing epsilon_ls of the loss (paper 5.4), a training setting.
+            Other arguments: see [`VaswaniModel.forward`].
+        """
+        loss_kwargs = loss_kwargs_of(kwargs)
+        streams = {"perm_mask": perm_mask, "target_mapping": target_mapping}
+        if target_mapping is not None:
+            reference = input_ids if input_ids is not None else inputs_embeds
+            if reference is not None:
+                check_batch(reference.shape[0], target_mapping, "target_mapping")
+            if isinstance(target_mapping, torch.Tensor) and target_mapping.dim() == 3:
+                streams["query_embeds"] = self.query_embedding.expand(*target_mapping.shape[:2], -1)
+        outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs | streams)
+        hidden_states = outputs.query_hidden_state if target_mapping is not None else outputs.last_hidden_state
+        logits = self.lm_head(hidden_states)
+        if isinstance(labels, torch.Tensor):
+            labels = labels.contiguous()  # a slice of a batch's labels is fine here; transformers' loss views them
+        loss = self._token_loss(logits, labels, smoothing, **loss_kwargs) if labels is not None else None
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 

@@ -9,6 +9,7 @@ it becomes an index error deep in torch or a silently wrong answer.
     check_labels           labels are class ids of the head (or the ignore index), of the right shape
     decoding_own_tokens    generate()'s later steps skip the value checks of the model's own tokens
     check_span_positions   answer spans are token indices
+    check_two_streams      permutation LM's perm_mask (B, L, L) and target_mapping (B, m, L): 0/1, one-hot rows
 
 Value checks (which read tensor values, a host sync) are skipped while tracing or compiling, and in generate()'s
 cached steps, whose inputs the model made itself. This module imports only
@@ -324,12 +325,58 @@ def check_span_positions(positions: torch.Tensor, name: str, batch: int):
         raise ValueError(f"`{name}` must hold token indices, 0 or more, got {positions.reshape(-1).tolist()}.")
 
 
+def _check_zero_one(tensor: torch.Tensor, name: str, shape: tuple, meaning: str):
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"`{name}` must be a tensor, got {type(tensor).__name__}.")
+    if tensor.is_complex():
+        raise ValueError(f"`{name}` must hold 0s and 1s ({meaning}), got dtype {tensor.dtype}.")
+    if tuple(tensor.shape) != shape:
+        raise ValueError(
+            f"`{name}` has shape {tuple(tensor.shape)}, expected {shape} (batch, predictions or tokens, tokens): "
+            f"{meaning}, as DataCollatorForPermutationLanguageModeling makes it."
+        )
+    if not is_tracing() and tensor.numel() and not bool(((tensor == 0) | (tensor == 1)).all()):
+        raise ValueError(f"`{name}` must hold only 0s and 1s ({meaning}).")
+
+
+def check_two_streams(config, perm_mask, target_mapping, query_embeds, batch: int, length: int):
+    """
+    The inputs of two-stream attention (permutation language modelling): `perm_mask` (B, L, L) of 0/1, 1 where
+    token i may not see token j; `target_mapping` (B, m, L) of one-hot rows, the predicted positions; `query_embeds`
+    (B, m, d_model), the query stream's input, with it.
+    """
+    if config.image_size is not None:
+        raise ValueError("`perm_mask` / `target_mapping` (permutation language modelling) need an encoder that reads "
+                         "tokens; this config has `image_size`, its encoder reads pixels.")
+    if perm_mask is not None:
+        _check_zero_one(perm_mask, "perm_mask", (batch, length, length), "1 where token i may not attend to token j")
+    if target_mapping is None:
+        return
+    three_d = isinstance(target_mapping, torch.Tensor) and target_mapping.dim() == 3
+    num_predict = target_mapping.shape[1] if three_d else "num_predict"
+    _check_zero_one(target_mapping, "target_mapping", (batch, num_predict, length),
+                    "one 1 per row, at the position that prediction is for")
+    if not is_tracing() and target_mapping.numel() and not bool((target_mapping.sum(-1) == 1).all()):
+        raise ValueError(
+            "`target_mapping` must have exactly one 1 per row (the position each prediction is for): a row of "
+            "target_mapping[b, k] picks the token that prediction k of example b predicts."
+        )
+    expected = (batch, target_mapping.shape[1], config.d_model)
+    if query_embeds is None or not isinstance(query_embeds, torch.Tensor) or tuple(query_embeds.shape) != expected:
+        raise ValueError(
+            f"`query_embeds` must be the query stream's input, a tensor of shape {expected} (one row per prediction "
+            f"of `target_mapping`), got {getattr(query_embeds, 'shape', query_embeds)}: a permutation head passes "
+            f"its learned vector, VaswaniForPermutationLM does this for you."
+        )
+
+
 __all__ = [
     "check_attention_mask",
     "check_batch",
     "check_encoder_states",
     "check_labels",
     "check_span_positions",
+    "check_two_streams",
     "decoding_own_tokens",
     "validate_inputs",
 ]

@@ -6,6 +6,7 @@ on the task's name.
 
     clm                       causal LM on running text (a .txt file is read whole)
     mlm, mlm+nsp              BERT's masked LM, with next-sentence prediction for `pretrain --nsp`
+    plm                       XLNet's permutation LM (two-stream attention; a head no Auto class builds)
     sequence-classification   one label per text (or text pair)
     token-classification      one tag per word
     question-answering        the answer's span in a context
@@ -46,6 +47,8 @@ class TaskOptions:
     max_length: int = 128
     block_size: int = 128
     doc_stride: int = 32
+    plm_probability: float = 1 / 6
+    max_span_length: int = 5
 
     @classmethod
     def of(cls, namespace) -> "TaskOptions":
@@ -71,6 +74,8 @@ OPTION_HELP = {
     "max_length": "longest tokenised example",
     "block_size": "clm: tokens predicted per block",
     "doc_stride": "question answering: overlap of the windows of a long context",
+    "plm_probability": "plm: share of tokens predicted (one span per span-length / probability tokens)",
+    "max_span_length": "plm: longest span of predicted tokens",
 }
 
 
@@ -94,6 +99,11 @@ def _prepare_mlm(nsp: bool):
                                  seed=seed)
 
     return prepare
+
+
+def _prepare_plm(options, train, evaluation_rows, tokenizer, **_):
+    return tasks.prepare_plm(train, evaluation_rows, tokenizer, options.text_column, options.max_length,
+                             options.plm_probability, options.max_span_length)
 
 
 def _prepare_seq2seq(options, train, evaluation_rows, tokenizer, model=None, **_):
@@ -173,7 +183,7 @@ class Task:
     """
 
     name: str
-    auto: str  # the transformers Auto class that builds and loads the head
+    auto: str  # the transformers Auto class that builds and loads the head (the head's class where none fits)
     prepare: Callable[..., Prepared]
     options: tuple[str, ...]  # the TaskOptions fields it reads: the command line offers exactly these
     commands: tuple[str, ...]  # the commands that offer it as --objective / --task
@@ -193,7 +203,31 @@ class Task:
     def auto_class(self):
         import transformers
 
-        return getattr(transformers, self.auto)
+        if hasattr(transformers, self.auto):
+            return getattr(transformers, self.auto)
+        return _OwnClass(self.auto)
+
+    def head_class(self):
+        """The model class the task trains."""
+        import vaswani
+
+        auto = self.auto_class()
+        return auto.model_class if isinstance(auto, _OwnClass) else vaswani.AUTO_CLASSES[auto]
+
+
+class _OwnClass:
+    """In the place of an Auto class for a head that none builds (permutation LM): its own class builds and loads."""
+
+    def __init__(self, name: str):
+        import vaswani
+
+        self.model_class = getattr(vaswani, name)
+
+    def from_config(self, config, **kwargs):
+        return self.model_class._from_config(config, **kwargs)
+
+    def from_pretrained(self, *args, **kwargs):
+        return self.model_class.from_pretrained(*args, **kwargs)
 
 
 _TASKS = [
@@ -205,6 +239,10 @@ _TASKS = [
          positions=lambda options: options.max_length),
     Task("mlm+nsp", "AutoModelForPreTraining", _prepare_mlm(nsp=True), ("text_column", "max_length"), (),
          loss_metrics=_pretraining_loss, label_smoothing=True, positions=lambda options: options.max_length),
+    Task("plm", "VaswaniForPermutationLM", _prepare_plm, ("text_column", "max_length", "plm_probability",
+                                                          "max_span_length"),
+         ("pretrain", "evaluate"), loss_metrics=evaluation.language_model_metrics, label_smoothing=True,
+         positions=lambda options: options.max_length),
     Task("sequence-classification", "AutoModelForSequenceClassification", _prepare_sequence_classification,
          ("text_column", "pair_column", "label_column", "max_length"), ("finetune", "evaluate"),
          scores=_classification_scores, labelled=True),

@@ -3,6 +3,7 @@ What each objective and task feeds the model: tokenised datasets and the collato
 
     clm            causal LM on running text, cut into blocks (nanoGPT's x, y = data[i:i+T], data[i+1:i+T+1])
     mlm (+ nsp)    BERT's masked LM on sentences; with NSP, sentence pairs of which half are random
+    plm            XLNet's permutation LM on sentences: spans to predict, a factorisation order per sequence
     seq2seq        source and target columns, the target shifted right into decoder inputs by the collator
     sequence-classification, token-classification, question-answering: fine-tuning tasks
     image-classification   images and a label each, the image processor applied as rows are read
@@ -17,6 +18,7 @@ import datasets
 import torch
 from transformers import (
     DataCollatorForLanguageModeling,
+    DataCollatorForPermutationLanguageModeling,
     DataCollatorForSeq2Seq,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
@@ -109,6 +111,70 @@ def prepare_mlm(
         return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed)
+    return Prepared(tokenize(train), tokenize(evaluation), collator)
+
+
+@dataclass
+class PermutationCollator:
+    """
+    XLNet's permutation-LM batches from transformers' `DataCollatorForPermutationLanguageModeling`, made fit for the
+    model: rows padded to an even length (the collator permutes within two halves and refuses odd lengths); an
+    `attention_mask`, which it does not return (it leaves padding visible to every token); and `target_mapping`
+    cut to the predicted positions (it gives one row per position, so the query stream would run L queries where
+    about `plm_probability` * L are scored). Its spans and orders come from torch's global generator (the collator
+    takes no seed): Trainer seeds it.
+    """
+
+    tokenizer: object
+    plm_probability: float = 1 / 6
+    max_span_length: int = 5
+
+    def __post_init__(self):
+        self.permute = DataCollatorForPermutationLanguageModeling(
+            self.tokenizer, plm_probability=self.plm_probability, max_span_length=self.max_span_length
+        )
+
+    def __call__(self, examples: list[dict]) -> dict:
+        padded = self.tokenizer.pad(
+            [{"input_ids": example["input_ids"]} for example in examples], pad_to_multiple_of=2, return_tensors="pt"
+        )
+        batch = dict(self.permute(list(padded["input_ids"])))
+        batch["attention_mask"] = padded["attention_mask"]
+        labels = batch["labels"]
+        labelled = labels != -100
+        count = max(int(labelled.sum(-1).max()), 1)
+        # The labelled positions of each row first, in order; shorter rows end in unlabelled ones (label -100).
+        positions = torch.argsort((~labelled).to(torch.int8), dim=-1, stable=True)[:, :count]
+        batch["labels"] = labels.gather(1, positions)
+        batch["target_mapping"] = torch.nn.functional.one_hot(positions, labels.shape[-1]).to(torch.float32)
+        return batch
+
+
+def prepare_plm(
+    train: datasets.Dataset | None,
+    evaluation: datasets.Dataset | None,
+    tokenizer,
+    text_column: str,
+    max_length: int,
+    plm_probability: float = 1 / 6,
+    max_span_length: int = 5,
+) -> Prepared:
+    """XLNet's permutation LM on sentences (one per row), as `prepare_mlm` reads them; `PermutationCollator` batches."""
+    if tokenizer.mask_token is None or tokenizer.pad_token is None:
+        raise UsageError("Permutation-LM pre-training needs a tokenizer with a mask token and a pad token (the "
+                         "collator replaces targets by the mask): train a wordpiece tokenizer.")
+    if max_length % 2:
+        raise UsageError(f"--max-length {max_length} is odd: permutation LM needs an even length (the collator "
+                         f"permutes within two halves): pass --max-length {max_length + 1} or {max_length - 1}.")
+
+    def tokenize(table):
+        if table is None:
+            return None
+        require_columns(table, [text_column], "the data")
+        plain = datasets.Dataset.from_dict({"text": [t for t in table[text_column] if t and t.strip()]})
+        return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
+
+    collator = PermutationCollator(tokenizer, plm_probability, max_span_length)
     return Prepared(tokenize(train), tokenize(evaluation), collator)
 
 
