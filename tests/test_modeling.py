@@ -1007,3 +1007,17 @@ def test_a_plain_trainer_reports_the_evaluation_loss_of_a_token_head(tmp_path):
             for b in batches
         ) / 2
     assert metrics["eval_loss"] == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_a_token_loss_takes_labels_that_are_a_slice():
+    """Labels sliced out of a wider batch (not contiguous) give the loss of their contiguous copy."""
+    from vaswani import VaswaniForMaskedLM
+
+    torch.manual_seed(0)
+    model = VaswaniForMaskedLM(tiny_config()).eval()
+    ids = torch.randint(3, VOCAB, (2, 6))
+    wide = torch.randint(3, VOCAB, (2, 12))
+    labels = wide[:, ::2]
+    assert not labels.is_contiguous()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, labels=labels).loss, model(input_ids=ids, labels=labels.contiguous()).loss)

@@ -165,7 +165,8 @@ def _add_task_options(group, task_names):
     defaults = {f.name: f.default for f in fields(TaskOptions)}
     for name in options_of(task_names):
         default = defaults[name]
-        shown = f" (default {default})" if default is not None else ""
+        shown = "" if default is None else f" (default {default:.4g})" if isinstance(default, float) else (
+            f" (default {default})")
         group.add_argument("--" + name.replace("_", "-"), type=sizes.get(name, str), default=default,
                            help=OPTION_HELP[name] + shown)
 

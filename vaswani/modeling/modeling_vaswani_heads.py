@@ -142,6 +142,7 @@ class _VaswaniHead(VaswaniPreTrainedModel):
         `label_smoothing` (a training setting, paper 5.4, which transformers' losses lack) the same reduction with
         smoothed targets. Without `num_items_in_batch`, the mean over labelled positions (0 when there are none).
         """
+        targets = targets.contiguous() if isinstance(targets, torch.Tensor) else targets  # transformers' losses view
         ignore_index = loss_kwargs.setdefault("ignore_index", -100)
         check_labels(targets, logits.shape[-1], ignore_index, name, shape=tuple(logits.shape[:-1]))
         if loss_kwargs.get("num_items_in_batch") is None:
@@ -746,8 +747,6 @@ class VaswaniForPermutationLM(_VaswaniHead):
         outputs = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs | streams)
         hidden_states = outputs.query_hidden_state if target_mapping is not None else outputs.last_hidden_state
         logits = self.lm_head(hidden_states)
-        if isinstance(labels, torch.Tensor):
-            labels = labels.contiguous()  # a slice of a batch's labels is fine here; transformers' loss views them
         loss = self._token_loss(logits, labels, smoothing, **loss_kwargs) if labels is not None else None
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
