@@ -1,18 +1,21 @@
 """
 Transformer-XL's segment memory (`memory_length`, `VaswaniSegmentMemory`, `VaswaniForCausalLM(..., memory=...)`):
 exact where the paper's computation is (fixed weights), no gradient into the memory, per-row reset, refusals by
-name, and generate() with a memory consistent with the cache.
+name, generate() with a memory consistent with the cache, and the Trainer that reads streams of segments
+with memory.
 """
 
 import copy
 
 import pytest
 import torch
+from transformers import AutoConfig
 
 from helpers import random_ids, tiny_config
 from test_positions import KINDS
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForMaskedLM, VaswaniSegmentMemory
 from vaswani.modeling.cache_vaswani import DynamicCache
+from vaswani.training.segment_memory import VaswaniMemoryTrainer, stream_segments
 
 ATOL = 1e-5
 MOVED = 1e-3  # what a change must move the logits by, for an "unchanged" check to mean anything
@@ -233,3 +236,92 @@ def test_generate_refuses_what_a_memory_cannot_decode():
         model(inputs_embeds=torch.randn(2, 4, 32), memory=memory)
     with pytest.raises(ValueError, match="inputs_embeds"):
         model.generate(random_ids(2, 3), memory=memory, max_new_tokens=2)
+
+
+# -- Training and evaluation over streams -------------------------------------------------------------------------------
+@pytest.mark.parametrize("world", [1, 2])
+def test_each_row_continues_its_stream_from_batch_to_batch(world):
+    """accelerate's round-robin sharding of in-order batches: process p's batch k row b follows its batch k - 1."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    batch, segment = 3, 4
+    rows = stream_segments(list(range(200)), segment, streams=world * batch)
+    seen = set()
+    for process in range(world):
+        sampler = BatchSamplerShard(BatchSampler(SequentialSampler(rows), batch, drop_last=True), world, process)
+        batches = [[rows[i] for i in indices] for indices in sampler]
+        assert len(batches) > 2
+        for previous, current in zip(batches, batches[1:]):
+            for before, after in zip(previous, current):
+                assert after["input_ids"][0] == before["input_ids"][-1] + 1  # the next segment of the same stream
+        for row in (row for rows_ in batches for row in rows_):
+            assert row["shift_labels"] == [token + 1 for token in row["input_ids"]]
+            seen.update(row["input_ids"])
+    assert len(seen) == len(rows) * segment  # every segment read once, by one process
+
+
+def _stream_trainer(model, rows, batch, tmp_path, **arguments):
+    from transformers import TrainingArguments, default_data_collator
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch,
+                             per_device_eval_batch_size=batch, report_to=[], use_cpu=True, **arguments)
+    return VaswaniMemoryTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows,
+                                data_collator=default_data_collator)
+
+
+def test_the_memory_trainer_evaluates_a_text_in_order_with_memory(tmp_path):
+    model = build("rotary", memory_length=6)
+    batch, segment = 2, 5
+    rows = stream_segments(random_ids(1, 81)[0].tolist(), segment, streams=batch)
+    trainer = _stream_trainer(model, rows, batch, tmp_path)
+    evaluated = trainer.evaluate()["eval_loss"]
+    memory, losses = VaswaniSegmentMemory(model.config), []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch):
+            step = rows[start:start + batch]
+            losses.append(model(torch.tensor(step["input_ids"]), shift_labels=torch.tensor(step["shift_labels"]),
+                                memory=memory).loss)
+    assert evaluated == pytest.approx(torch.stack(losses).mean().item(), abs=1e-5)
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(evaluated, abs=1e-6)  # each evaluation starts afresh
+    model.config.memory_length = 0  # the same segments in order, without memory: the control
+    assert abs(trainer.evaluate()["eval_loss"] - evaluated) > MOVED
+
+
+def test_the_memory_trainer_carries_the_memory_from_step_to_step(tmp_path):
+    model = build("alibi", memory_length=7)
+    batch, segment = 2, 5
+    ids = random_ids(1, 101)[0].tolist()
+    rows = stream_segments(ids, segment, streams=batch)
+    trainer = _stream_trainer(model, rows, batch, tmp_path, max_steps=3, learning_rate=1e-3, save_strategy="no")
+    trainer.train()
+    memory = trainer._memories["train"]
+    assert memory.get_seq_length() == 7
+    # After three steps each stream's memory holds its last 7 tokens read: the end of its third segment.
+    last = rows[2 * batch:3 * batch]["input_ids"]
+    previous = rows[batch:2 * batch]["input_ids"]
+    expected = torch.tensor([p[-2:] + q for p, q in zip(previous, last)])
+    assert torch.equal(memory.token_ids, expected)
+    assert trainer.args.train_sampling_strategy == "sequential" and trainer.args.dataloader_drop_last
+
+
+def test_pretrain_and_evaluate_with_a_memory_on_the_command_line(tmp_path):
+    from test_cli import TINY, cli, ok
+    from vaswani.training.data import SHAKESPEARE
+
+    text = tmp_path / "text.txt"
+    text.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:12000], encoding="utf-8")
+    ok("train-tokenizer", "--data", text, "--kind", "char", "--output", tmp_path / "tokenizer")
+    common = ("--data", text, "--validation-fraction", "0.2", "--block-size", "16", "--batch-size", "4")
+    ok("pretrain", "--objective", "clm", "--memory-length", "16", "--positions", "alibi", "--tokenizer",
+       tmp_path / "tokenizer", *common, "--steps", "20", "--lr", "3e-3", "--output", tmp_path / "model", *TINY)
+    assert AutoConfig.from_pretrained(tmp_path / "model").memory_length == 16
+    with_memory = ok("evaluate", "--model", tmp_path / "model", "--task", "clm", *common).metrics["loss"]
+    without = ok("evaluate", "--model", tmp_path / "model", "--task", "clm", *common, "--memory-length", "0")
+    assert without.metrics["loss"] != with_memory
+    refused = cli("pretrain", "--objective", "clm", "--memory-length", "16", "--positions", "learned", "--tokenizer",
+                  tmp_path / "tokenizer", *common, "--output", tmp_path / "other")
+    assert refused.code == 2 and "--memory-length 16: add --positions rotary, alibi or relative" in refused.err
+    refused = cli("pretrain", "--objective", "mlm", "--memory-length", "16", "--tokenizer", tmp_path / "tokenizer",
+                  "--data", text, "--output", tmp_path / "other")
+    assert refused.code == 2 and "--objective clm" in refused.err

@@ -33,6 +33,7 @@ class Prepared:
     eval: datasets.Dataset | None
     collator: object
     label_names: list[str] | None = None  # id -> label, for classification heads
+    trainer: type | None = None  # a Trainer these data need (the segment memory's streams), instead of the task's
 
 
 def _map(table: datasets.Dataset, function, desc: str, **kwargs) -> datasets.Dataset:
