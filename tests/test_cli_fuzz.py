@@ -108,6 +108,7 @@ for base in ("pretrain", "finetune"):
     CASES[(base, "--max-length")] = (POSITIVE, [])
 CASES[("pretrain clm", "--block-size")] = (POSITIVE, [])
 CASES[("pretrain clm", "--validation-fraction")] = (FRACTION, [])
+CASES[("pretrain clm", "--memory-length")] = (NONNEGATIVE, ["--positions", "alibi"])  # memory needs such positions
 CASES[("finetune qa", "--doc-stride")] = (whole(0, 127), [])  # below the default --max-length 128
 CASES[("finetune qa", "--max-length")] = (whole(33), [])  # above the default --doc-stride 32
 CASES[("finetune image", "--image-size")] = (POSITIVE, [])  # the patch side must divide it: checked when building
@@ -125,6 +126,7 @@ CASES[("evaluate", "--batch-size")] = (POSITIVE, [])
 CASES[("evaluate", "--max-length")] = (POSITIVE, [])
 CASES[("evaluate clm", "--block-size")] = (POSITIVE, [])
 CASES[("evaluate clm", "--validation-fraction")] = (FRACTION, [])
+CASES[("evaluate clm", "--memory-length")] = (NONNEGATIVE, [])
 CASES[("evaluate qa", "--doc-stride")] = (whole(0, 127), [])
 CASES.update({("generate", option): case for option, case in GENERATION.items()})
 CASES[("generate", "--seed")] = (whole(0, SEED_MAX), [])

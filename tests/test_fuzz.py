@@ -250,6 +250,7 @@ FIELD_VALUES = {
     "projection_bias": [True, False],
     "parallel_residual": [False, True],
     "add_cross_attention": [False, True, 1],
+    "memory_length": [0, 0, 8, -1, 2.5, True],
     "encoder_overrides": [None, {"layer_norm_eps": 1e-6}, {"activation_function": "gelu"}, {"d_model": 64}, {},
                           {"layer_norm_eps": -1.0}],
     "norm_first": [False, True, "yes", 1],
@@ -281,6 +282,8 @@ def _config_is_valid(kwargs) -> bool:
             and kwargs.get("relative_attention_max_distance", 128) > kwargs.get("relative_attention_num_buckets", 32) // 2),
         isinstance(kwargs.get("rms_norm", False), bool),
         isinstance(kwargs.get("add_cross_attention", False), bool),
+        kwargs.get("memory_length", 0) in (0, 8) and not isinstance(kwargs.get("memory_length", 0), bool)
+        and (kwargs.get("memory_length", 0) == 0 or kwargs.get("position_embedding_type") in ("rotary", "alibi", "relative")),
         kwargs.get("encoder_overrides") in (None, {"layer_norm_eps": 1e-6}, {"activation_function": "gelu"}),
         isinstance(kwargs.get("norm_first", False), bool),
         kwargs.get("pad_token_id", 0) is None or (isinstance(kwargs.get("pad_token_id", 0), int)
@@ -336,6 +339,9 @@ def _check_config(kwargs, head):
     cross = stacks == "encoder-decoder" or config.add_cross_attention and stacks == "decoder-only"
     if config.parallel_residual and (not config.norm_first or cross):
         _expect_named_error(lambda: head(config), [f"parallel_residual with {head.__name__}, {checked}"])
+        return
+    if config.memory_length and (stacks != "decoder-only" or config.add_cross_attention):
+        _expect_named_error(lambda: head(config), [f"memory_length with {head.__name__}, {checked}"])
         return
     model = head(config).eval()
     ids = torch.randint(0, config.vocab_size, (2, 4))

@@ -37,7 +37,9 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from .configuration.configuration_vaswani import ACTIVATIONS, ATTENTION_SCORES, POSITION_EMBEDDING_TYPES, PRESETS
+from .configuration.configuration_vaswani import (
+    ACTIVATIONS, ATTENTION_POSITIONS, ATTENTION_SCORES, POSITION_EMBEDDING_TYPES, PRESETS,
+)
 
 
 EXIT_USAGE = 2
@@ -161,7 +163,7 @@ def _add_task_options(group, task_names):
     from .training.task_table import OPTION_HELP, TaskOptions, options_of
 
     sizes = {"max_length": positive_int, "block_size": positive_int, "doc_stride": nonnegative_int,
-             "plm_probability": probability, "max_span_length": positive_int}
+             "plm_probability": probability, "max_span_length": positive_int, "memory_length": nonnegative_int}
     defaults = {f.name: f.default for f in fields(TaskOptions)}
     for name in options_of(task_names):
         default = defaults[name]
@@ -541,6 +543,7 @@ def validate_args(args) -> None:
         if command == "pretrain" or (command == "finetune" and args.model is None):
             _check_heads(args)
             _check_positions(args, chosen)
+            _check_memory(args, chosen, task)
         if command == "finetune":
             _check_lora(args, chosen)
     if task is not None and not task.reads_images:
@@ -614,6 +617,26 @@ def _check_positions(args, chosen) -> None:
         if args.max_positions < needed:
             raise UsageError(f"--max-positions {args.max_positions} is fewer than the {needed} positions "
                              f"{_flag(dest)} {getattr(args, dest)} needs: raise --max-positions or lower {_flag(dest)}.")
+
+
+def _check_memory(args, chosen, task) -> None:
+    """--memory-length for clm only, and with positions a segment memory can take (the config's rule)."""
+    from .configuration import VaswaniConfig
+    from .training.data import UsageError
+
+    length = getattr(args, "memory_length", None)
+    if "memory_length" not in chosen:
+        return
+    if task.name != "clm":
+        raise UsageError(f"--memory-length is a causal LM's segment memory (--objective clm), not {task.name}'s: drop "
+                         f"--memory-length.")
+    kind = _positions_of(args)
+    try:
+        VaswaniConfig.from_preset(args.preset or DEFAULT_PRESET, position_embedding_type=kind, memory_length=length,
+                                  **_position_settings(args, VaswaniConfig.from_preset(args.preset or DEFAULT_PRESET)))
+    except ValueError as error:
+        fix = "" if kind in ATTENTION_POSITIONS else ": add --positions rotary, alibi or relative"
+        raise UsageError(f"--memory-length {length}{fix} ({error})") from None
 
 
 def _check_heads(args) -> None:
@@ -1041,7 +1064,8 @@ def cmd_pretrain(args):
     else:
         tokenizer = _load_tokenizer(args.tokenizer)
         train_rows, eval_rows = _pretraining_rows(args, task)
-        config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
+        memory = {"memory_length": options.memory_length} if getattr(options, "memory_length", None) else {}
+        config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options), **memory)
     _fit_tokenizer_to_positions(tokenizer, config)
     model = task.auto_class().from_config(config)
     prepared = task.prepare(options, train_rows, eval_rows, tokenizer, processor=processor, model=model, seed=args.seed)
@@ -1289,7 +1313,7 @@ def cmd_evaluate(args):
     if tokenizer is not None:
         check_tokenizer_fits(model.config, tokenizer)
     _fit_lengths_to_positions(args, task, model.config)
-    options = TaskOptions.of(args)
+    options = _with_model_memory(TaskOptions.of(args), model)
     if running_text:
         whole, tail = _running_text(args.data, args.validation_fraction)
         rows = (tail or "") if args.validation_fraction else whole  # the part pretrain held out, or all of it
@@ -1309,7 +1333,8 @@ def cmd_evaluate(args):
             # A quantised model is a CPU int8 model: the Trainer must not move it to a GPU.
             trainer_args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=args.batch_size, report_to=[],
                                              use_cpu=args.quantize is not None or not torch.cuda.is_available())
-            trainer = VaswaniTrainer(model=model, args=trainer_args, data_collator=prepared.collator)  # unsmoothed
+            trainer = (prepared.trainer or VaswaniTrainer)(model=model, args=trainer_args,
+                                                           data_collator=prepared.collator)  # unsmoothed
         metrics = {}
         if task.scores is None or task.reports_loss:  # a language model: its loss and perplexity say it all
             metrics = task.loss_metrics(trainer.evaluate(prepared.eval)["eval_loss"])
@@ -1354,6 +1379,31 @@ def _image_processor_in(folder: Path, config):
     if (Path(folder) / "preprocessor_config.json").is_file():
         return AutoImageProcessor.from_pretrained(str(folder))
     return image_processor_for(config)
+
+
+def _with_model_memory(options, model):
+    """
+    The evaluation's segment memory: --memory-length (0: the same in-order segments without memory), else the
+    model's own `memory_length` when it has one; the model is set to read with it.
+    """
+    import copy
+    import dataclasses
+
+    from .training.data import UsageError
+
+    length = getattr(options, "memory_length", None)
+    if length is None:
+        length = getattr(model.config, "memory_length", 0) or None
+    if length is None:
+        return options
+    try:
+        config = copy.deepcopy(model.config)
+        config.memory_length = length
+        config.check_stacks()
+    except ValueError as error:
+        raise UsageError(f"--memory-length {length}: {error}") from None
+    model.config.memory_length = length
+    return dataclasses.replace(options, memory_length=length)
 
 
 def _fit_generation_to_positions(args, model, tokenizer) -> int:

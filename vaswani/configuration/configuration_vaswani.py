@@ -45,6 +45,9 @@ SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 # (Luong et al. 2015), which 3.2.1 says additive attention beats for large d_k; and additive attention
 # v^T tanh(W_q q + W_k k) (Bahdanau et al. 2015).
 ATTENTION_SCORES = ("scaled_dot_product", "dot_product", "additive")
+# RoPE types whose frequencies change with the length of the text: a segment memory's keys, rotated once, would
+# disagree with later queries.
+LENGTH_DEPENDENT_ROPE_TYPES = ("dynamic", "longrope")
 
 # The paper's Table 3 (base and big), the two shapes that made its encoder and decoder famous alone, and the small
 # shape the command line trains when no preset or width is given (sized for a CPU).
@@ -159,6 +162,15 @@ class VaswaniConfig(PreTrainedConfig):
             tokens. The decoder, if any, always reads tokens (a captioner).
         patch_size (`int`, defaults to 16): P, the side of a patch; it must divide `image_size`.
         num_channels (`int`, defaults to 3): colour channels of the images.
+        memory_length (`int`, defaults to 0): Transformer-XL's segment memory (Dai et al. 2019, 3.2): a decoder-only
+            language model reading a long text segment by segment also attends to the last `memory_length` tokens
+            of the earlier segments, as extra keys and values (`forward(..., memory=VaswaniSegmentMemory(config))`);
+            0 = none. The memory holds each layer's keys and values, not the hidden states the paper keeps and
+            re-projects: for fixed weights (evaluation) the two give the same numbers; in training the memory's
+            keys and values are one optimizer step old and no gradient reaches W^K, W^V through memory positions.
+            Memory and segment would share absolute positions, so it needs positions inside attention whose
+            frequencies do not depend on the length (`"rotary"` with any rope_type but `"dynamic"` and
+            `"longrope"`, `"alibi"`, `"relative"`); decoder-only stacks without cross-attention.
         add_cross_attention (`bool`, defaults to `False`): a decoder-only stack also gets the decoder's
             encoder-decoder attention (paper 3.2.3), over `encoder_hidden_states` given by the caller, as
             `VisionEncoderDecoderModel` and `EncoderDecoderModel` give them (Hugging Face's name, as in GPT-2 and
@@ -215,7 +227,7 @@ class VaswaniConfig(PreTrainedConfig):
     """
 
     model_type = "vaswani"
-    keys_to_ignore_at_inference = ["cache"]
+    keys_to_ignore_at_inference = ["cache", "memory"]
     attribute_map: ClassVar[dict[str, str]] = {
         "hidden_size": "d_model",
         "num_attention_heads": "num_heads",
@@ -240,6 +252,7 @@ class VaswaniConfig(PreTrainedConfig):
     image_size: int | None = None
     patch_size: int = 16
     num_channels: int = 3
+    memory_length: int = 0
     add_cross_attention: bool = False
     encoder_overrides: dict | None = None
     sinusoidal_layout: str = "interleaved"
@@ -415,6 +428,7 @@ class VaswaniConfig(PreTrainedConfig):
                 "'alibi' or 'relative' with attention_scores='additive', or a dot-product score with rotary."
             )
         self._check_positions()
+        self._check_memory()
         self._check_pixels()
         self._check_encoder_overrides()
         for name in (
@@ -493,6 +507,28 @@ class VaswaniConfig(PreTrainedConfig):
                     f"buckets beyond grow up to it (T5 uses 32 buckets and 128)."
                 )
 
+    def _check_memory(self):
+        length = self.memory_length
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ValueError(f"`memory_length` must be a non-negative integer (tokens; 0 = no memory), got {length!r}.")
+        if length == 0:
+            return
+        kind = self.position_embedding_type
+        if kind not in ATTENTION_POSITIONS:
+            raise ValueError(
+                f"`memory_length={length}` needs positions inside attention, one of {ATTENTION_POSITIONS}, but "
+                f"`position_embedding_type` is {kind!r}: with absolute positions (sinusoidal, learned) the memory "
+                f"and the segment would share positions. Set position_embedding_type='rotary', 'alibi' or "
+                f"'relative', or memory_length=0."
+            )
+        rope_type = (self.rope_parameters or {}).get("rope_type")
+        if kind == "rotary" and rope_type in LENGTH_DEPENDENT_ROPE_TYPES:
+            raise ValueError(
+                f"`memory_length={length}` with rope_type {rope_type!r}, whose frequencies change with the length "
+                f"of the text: the memory's rotated keys would disagree with later queries. Use another rope_type "
+                f"(e.g. 'default', 'linear', 'yarn', 'llama3') or memory_length=0."
+            )
+
     def _check_pixels(self):
         for name in ("patch_size", "num_channels"):
             value = getattr(self, name)
@@ -563,6 +599,13 @@ class VaswaniConfig(PreTrainedConfig):
                 "`parallel_residual=True` is a one-stack layout (GPT-J, GPT-NeoX): a decoder layer with "
                 "encoder-decoder attention has no parallel form. Use it with decoder-only or encoder-only heads "
                 "(and add_cross_attention=False)."
+            )
+        if self.memory_length and (self.stacks != "decoder-only" or self.add_cross_attention):
+            raise ValueError(
+                f"`memory_length={self.memory_length}` is a decoder-only language model's memory "
+                f"(VaswaniForCausalLM), but this model has `stacks={self.stacks!r}`"
+                f"{' with cross-attention' if self.add_cross_attention and self.stacks == 'decoder-only' else ''}: "
+                f"set memory_length=0, or use VaswaniForCausalLM without add_cross_attention."
             )
         if self.image_size is not None and not self.has_encoder:
             raise ValueError(

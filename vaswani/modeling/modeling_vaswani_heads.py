@@ -39,7 +39,7 @@ from transformers.loss.loss_utils import fixed_cross_entropy
 
 from ..configuration.configuration_vaswani import VaswaniConfig
 from ..hub.hub_vaswani import HEADS
-from .cache_vaswani import VaswaniDynamicCache
+from .cache_vaswani import VaswaniDynamicCache, VaswaniSegmentMemory
 from .modeling_vaswani import VaswaniModel, VaswaniPreTrainedModel, accepts_past_key_values, activation_function
 from .validation_vaswani import (
     check_attention_mask,
@@ -450,6 +450,16 @@ class VaswaniForConditionalGeneration(_VaswaniHead, _CompiledGeneration, Generat
 
 
 # -- Decoder-only: GPT-style --------------------------------------------------------------------------------------------
+@dataclass
+class VaswaniCausalLMOutput(CausalLMOutputWithCrossAttentions):
+    """
+    A causal LM's output; `memory` is the `VaswaniSegmentMemory` the forward was given, updated in place with this
+    segment (None without one).
+    """
+
+    memory: VaswaniSegmentMemory | None = None
+
+
 class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
     """
     A decoder-only language model: masked self-attention layers and the softmax projection tied to the embedding.
@@ -496,8 +506,9 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
         smoothing: float = 0.0,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        memory: VaswaniSegmentMemory | None = None,
         **kwargs,
-    ) -> CausalLMOutputWithCrossAttentions:
+    ) -> VaswaniCausalLMOutput:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): token ids.
@@ -515,8 +526,18 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
             encoder_hidden_states (`torch.Tensor` of shape `(batch_size, source_length, d_model)`, *optional*): states
                 to attend over, with `add_cross_attention=True` (a `VisionEncoderDecoderModel` passes its encoder's);
                 `encoder_attention_mask` their padding mask (1 for states, 0 for padding).
+            memory (`VaswaniSegmentMemory`, *optional*): Transformer-XL's segment memory, with
+                `config.memory_length > 0`: the segment (`input_ids`, `attention_mask` its own padding) also attends
+                to the memory's keys and values, its positions continuing after them. The memory is then updated in
+                place with this segment (its last `memory_length` tokens kept, detached) and returned as
+                `output.memory`. Not with a `cache`.
         """
         loss_kwargs = loss_kwargs_of(kwargs)
+        if memory is not None:
+            self._check_memory(memory, cache)
+            reference = input_ids if input_ids is not None else inputs_embeds
+            attention_mask = memory.attention_mask_for(attention_mask, *reference.shape[:2], reference.device)
+            cache, use_cache = memory, True
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -540,14 +561,73 @@ class VaswaniForCausalLM(_VaswaniHead, _CompiledGeneration, GenerationMixin):
                              shape=tuple(logits.shape[:-1]))
                 targets, name = F.pad(labels, (0, 1), value=loss_kwargs.get("ignore_index", -100))[:, 1:], "labels"
             loss = self._token_loss(logits, targets, smoothing, name, **loss_kwargs)
-        return CausalLMOutputWithCrossAttentions(
+        if memory is not None:
+            memory.end_segment(attention_mask, input_ids, self.model.decoder.rotary_embedding)
+        return VaswaniCausalLMOutput(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
+            cache=None if memory is not None else outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             cross_attentions=outputs.cross_attentions,
+            memory=memory,
         )
+
+    def _check_memory(self, memory, cache):
+        if not isinstance(memory, VaswaniSegmentMemory):
+            raise TypeError(
+                f"`memory` must be a VaswaniSegmentMemory (start one with VaswaniSegmentMemory(model.config)), got "
+                f"{type(memory).__name__}."
+            )
+        if self.config.memory_length == 0:
+            raise ValueError(
+                "`memory` was given, but this model's config has memory_length=0 (no segment memory): set "
+                "`model.config.memory_length` (or build it with VaswaniConfig(memory_length=...)), or pass no memory."
+            )
+        if cache is not None:
+            raise ValueError(
+                "`memory` and `cache` were both given: a segment memory is the self-attention's cache of earlier "
+                "segments. Pass one of them (generate(..., memory=...) decodes on a copy of the memory)."
+            )
+        if self.training and torch.is_grad_enabled() and self.is_activation_checkpointing:
+            raise ValueError(
+                "A segment memory cannot be used with gradient checkpointing (a checkpointed layer runs again in "
+                "the backward pass and would write its keys and values twice): call "
+                "model.gradient_checkpointing_disable(), or pass no memory."
+            )
+
+    def generate(self, inputs=None, *args, memory: VaswaniSegmentMemory | None = None, **kwargs):
+        """
+        `GenerationMixin.generate`; with `memory` (a `VaswaniSegmentMemory` filled by earlier segments), the prompt
+        continues the remembered text: the same tokens as generate(remembered tokens + prompt), decoded on a copy of
+        the memory (which is left unchanged) and not cropped while decoding. The returned sequences are the prompt
+        and the new tokens, without the remembered ones.
+        """
+        if memory is None:
+            return super().generate(inputs, *args, **kwargs)
+        prompt = inputs if inputs is not None else kwargs.pop("input_ids", None)
+        self._check_memory(memory, kwargs.get("cache", kwargs.get("past_key_values")))
+        if prompt is None or memory.mask is None:
+            raise ValueError("generate(memory=...) needs a prompt (`input_ids`) and a memory that has read a segment.")
+        if memory.token_ids is None:
+            raise ValueError(
+                "This memory was filled from `inputs_embeds`, so its tokens are unknown: generate(memory=...) needs a "
+                "memory filled from `input_ids`."
+            )
+        config = kwargs.get("generation_config") or self.generation_config
+        for name in ("num_beams", "num_return_sequences"):
+            if (kwargs.get(name) or getattr(config, name, 1) or 1) != 1:
+                raise ValueError(f"generate(memory=...) decodes one sequence per memory row: `{name}` must be 1.")
+        remembered = memory.token_ids.to(prompt.device)
+        mask = kwargs.pop("attention_mask", None)
+        mask = memory.attention_mask_for(mask, *prompt.shape, prompt.device)
+        output = super().generate(
+            torch.cat((remembered, prompt), dim=-1), *args, attention_mask=mask, cache=memory.to_cache(), **kwargs
+        )
+        if isinstance(output, torch.Tensor):
+            return output[:, remembered.shape[-1]:]
+        output.sequences = output.sequences[:, remembered.shape[-1]:]
+        return output
 
 
 # -- Encoder-only: BERT-style -------------------------------------------------------------------------------------------
@@ -1014,6 +1094,7 @@ class VaswaniForMultipleChoice(_VaswaniHead):
 
 __all__ = [
     *(name for name, head in HEADS.items() if head.module == __name__.rsplit(".", 1)[-1]),  # the heads defined here
+    "VaswaniCausalLMOutput",
     "VaswaniForPreTrainingOutput",
     "shift_tokens_right",
     "token_cross_entropy",

@@ -381,7 +381,7 @@ def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_
     if label_smoothing is None:
         label_smoothing = LABEL_SMOOTHING if settings.paper_recipe and takes_label_smoothing(model) else 0.0
     check_label_smoothing(label_smoothing, model)
-    trainer_class = with_label_smoothing(trainer_class)
+    trainer_class = with_label_smoothing(prepared.trainer or trainer_class)
     resume_from = None
     if settings.resume:
         checkpoints = complete_checkpoints(settings.checkpoint_dir)

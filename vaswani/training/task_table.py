@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import evaluation, tasks
+from . import evaluation, segment_memory, tasks
 from .data import require_columns
 from .run import VaswaniSeq2SeqTrainer, VaswaniTrainer
 from .tasks import Prepared
@@ -49,6 +49,8 @@ class TaskOptions:
     doc_stride: int = 32
     plm_probability: float = 1 / 6
     max_span_length: int = 5
+    memory_length: int | None = None
+    batch_size: int = 16  # not an option of its own: a segment memory's streams are the rows of a batch
 
     @classmethod
     def of(cls, namespace) -> "TaskOptions":
@@ -76,6 +78,10 @@ OPTION_HELP = {
     "doc_stride": "question answering: overlap of the windows of a long context",
     "plm_probability": "plm: share of tokens predicted (one span per span-length / probability tokens)",
     "max_span_length": "plm: longest span of predicted tokens",
+    "memory_length": "clm: Transformer-XL segment memory, tokens of earlier segments each block of --block-size "
+                     "also attends to; the rows of a batch then continue the same streams of the text from step to "
+                     "step (pretrain: the new model's memory_length; evaluate: reads the text in order, by default "
+                     "with the model's memory_length, 0 without memory)",
 }
 
 
@@ -89,6 +95,11 @@ def _running_text(source, column: str) -> str | None:
 
 
 def _prepare_clm(options, train, evaluation_rows, tokenizer, **_):
+    if options.memory_length is not None:  # streams of segments, read in order
+        return segment_memory.prepare_clm_memory(
+            _running_text(train, options.text_column), _running_text(evaluation_rows, options.text_column),
+            tokenizer, options.block_size, options.batch_size,
+        )
     return tasks.prepare_clm(_running_text(train, options.text_column),
                              _running_text(evaluation_rows, options.text_column), tokenizer, options.block_size)
 
@@ -231,7 +242,8 @@ class _OwnClass:
 
 
 _TASKS = [
-    Task("clm", "AutoModelForCausalLM", _prepare_clm, ("text_column", "block_size"), ("pretrain", "evaluate"),
+    Task("clm", "AutoModelForCausalLM", _prepare_clm, ("text_column", "block_size", "memory_length"),
+         ("pretrain", "evaluate"),
          loss_metrics=evaluation.language_model_metrics, running_text=True, label_smoothing=True,
          positions=lambda options: max(options.block_size + 1, 64)),
     Task("mlm", "AutoModelForMaskedLM", _prepare_mlm(nsp=False), ("text_column", "max_length"),

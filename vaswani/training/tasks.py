@@ -37,6 +37,7 @@ class Prepared:
     collator: object
     label_names: list[str] | None = None  # id -> label, for classification heads
     image_processor: object = None  # what made the pixel values, for scoring on the rows' images (captioning)
+    trainer: type | None = None  # a Trainer these data need (the segment memory's streams), instead of the task's
 
 
 def _map(table: datasets.Dataset, function, desc: str, **kwargs) -> datasets.Dataset:
