@@ -21,8 +21,13 @@ The README's quality figures, measured with the `vaswani` command line on the sh
     captions     a small captioner (`pretrain --objective captioning --data digit-strips`: strips of three 8x8
                  digits, captioned with their words, resized to 24 x 24) trained on strips of the digits' train
                  split: caption exact match and word accuracy on 500 strips of the test split. One torch thread
+    memory       issue 20: the shakespeare model with ALiBi positions trained on segments of 64 characters, the rows
+                 of a batch continuing the same streams of the text, with a 64-token Transformer-XL memory and
+                 without (`--memory-length 64` and `0`), each scored over the whole held-out text in order, one
+                 stream (every held-out character a target once, the same targets for both)
 
-    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits captions]
+    python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits captions
+                                  memory]
                                  [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
@@ -504,11 +509,39 @@ def captions_entry(work: Path, log: list[str], epochs: float, machine: dict | No
             "torch_threads": 1, "machine": machine}
 
 
+# The memory entry: one position kind that takes a memory (ALiBi; rotary and relative would too), the shakespeare
+# settings, and training and scoring both in order (--memory-length 0: the same streams without memory).
+MEMORY_POSITIONS, MEMORY_LENGTHS = "alibi", (0, 64)
+
+
+def memory_commands(work: Path, steps: int = 2000, data: Path = SHAKESPEARE):
+    """(memory length, pretrain command, evaluate command) for the model without memory and the one with it."""
+    for length in MEMORY_LENGTHS:
+        output = work / f"memory-{length}"
+        pretrain = shakespeare_pretrain(work, output, MEMORY_POSITIONS, steps, data) + ["--memory-length", str(length)]
+        evaluate = ["evaluate", "--task", "clm", "--model", str(output), "--data", str(data), "--validation-fraction",
+                    "0.1", "--block-size", "64", "--batch-size", "1", "--memory-length", str(length)]
+        yield length, pretrain, evaluate
+
+
+def memory_entry(work: Path, log: list[str], steps: int, data: Path = SHAKESPEARE) -> dict:
+    """The held-out loss, read in order, of segment-64 models trained and scored with and without a memory."""
+    char_tokenizer(work, log, data)
+    figures = {"positions": MEMORY_POSITIONS, "segment": 64, "steps": steps}
+    for length, pretrain, evaluate in memory_commands(work, steps, data):
+        started = time.perf_counter()
+        trained = run(pretrain, log)
+        scored = run(evaluate, log)
+        figures[f"memory_{length}"] = {"validation_loss": scored["loss"], "training_validation_loss": trained["loss"],
+                                       "minutes": round((time.perf_counter() - started) / 60, 1)}
+    return figures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+",
                         choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores", "digits",
-                                 "captions"])
+                                 "captions", "memory"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
@@ -521,6 +554,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scores-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
     parser.add_argument("--digits-epochs", type=float, default=60)
     parser.add_argument("--captions-epochs", type=float, default=10)
+    parser.add_argument("--memory-steps", type=int, default=2000)
+    parser.add_argument("--memory-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="the JSON file the figures go in (the scores table beside it, <name>_scores.md)")
     args = parser.parse_args(argv)
@@ -546,6 +581,7 @@ def main(argv=None) -> int:
         "scores": lambda log: scores(args.work_dir, log, args.scores_steps, args.scores_data, machine=machine),
         "digits": lambda log: digits_entry(args.work_dir, log, args.digits_epochs, machine=machine),
         "captions": lambda log: captions_entry(args.work_dir, log, args.captions_epochs, machine=machine),
+        "memory": lambda log: memory_entry(args.work_dir, log, args.memory_steps, args.memory_data),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()

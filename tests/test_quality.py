@@ -183,3 +183,29 @@ def test_the_readmes_caption_figures_are_the_measured_ones():
     assert f"{captioner['parameters']:,} parameters, {captioner['epochs']:g} epochs" in joined
     # The recorded command up to the benchmark's own flags (logging, output folder) is the README's.
     assert recorded["commands"][-1].split(" --logging-steps")[0] in joined
+
+
+def test_the_memory_commands_are_the_shakespeare_model_with_alibi_and_a_memory_or_none(quality, tmp_path):
+    reference = quality.shakespeare_pretrain(tmp_path, tmp_path / "x", quality.MEMORY_POSITIONS)
+    entries = list(quality.memory_commands(tmp_path))
+    assert [length for length, _, _ in entries] == [0, 64]
+    for length, pretrain, evaluate in entries:
+        for command in (pretrain, evaluate):
+            validate_args(build_parser().parse_args(command))
+        assert pretrain[len(reference):] == ["--memory-length", str(length)]
+        differing = {pretrain[i - 1] for i, (a, b) in enumerate(zip(pretrain, reference)) if a != b}
+        assert differing <= {"--output"}
+        # Scored in order over the whole held-out text, one stream, with the memory it was trained with (or none).
+        assert _option(evaluate, "--memory-length") == str(length) and _option(evaluate, "--batch-size") == "1"
+        assert _option(evaluate, "--block-size") == _option(pretrain, "--block-size") == "64"
+        assert _option(evaluate, "--model") == _option(pretrain, "--output")
+
+
+def test_the_memory_entry_at_a_toy_size_scores_both_models_in_order(quality, toy, tmp_path):
+    data, results = toy
+    figures = _toy_entry(quality, results, tmp_path / "work", "memory", "--memory-steps", "2", "--memory-data",
+                         str(data))
+    for length in (0, 64):
+        run = figures[f"memory_{length}"]
+        assert 0 < run["validation_loss"] < 2 * math.log(70)  # about 65 characters: near uniform after 2 steps
+    assert [line.split()[1] for line in figures["commands"]] == ["train-tokenizer"] + ["pretrain", "evaluate"] * 2
