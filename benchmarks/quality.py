@@ -25,9 +25,12 @@ The README's quality figures, measured with the `vaswani` command line on the sh
                  of a batch continuing the same streams of the text, with a 64-token Transformer-XL memory and
                  without (`--memory-length 64` and `0`), each scored over the whole held-out text in order, one
                  stream (every held-out character a target once, the same targets for both)
+    permutation  issue 20: Rotten Tomatoes accuracy fine-tuned from a PLM-pretrained encoder (XLNet's objective,
+                 `pretrain --objective plm`), from the sentiment entry's MLM-pretrained one (same tokenizer,
+                 architecture, data and steps) and from scratch, in one run
 
     python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits captions
-                                  memory]
+                                  memory permutation]
                                  [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
@@ -177,6 +180,32 @@ def sentiment(work: Path, log: list[str], pretrain_steps: int, finetune_epochs: 
         "finetune_epochs": finetune_epochs,
         "majority_class_accuracy": 0.5825,  # 731 of the 1,255 test reviews are positive
     }
+
+
+def plm_pretrain(work: Path, pretrain_steps: int) -> list[str]:
+    """XLNet's permutation LM on the training reviews: the MLM pre-training's tokenizer, architecture and budget."""
+    return ["pretrain", "--objective", "plm", "--tokenizer", str(work / "rt-tokenizer"), "--data", str(ROTTEN_TOMATOES),
+            "--eval-split", "test", "--steps", str(pretrain_steps), "--batch-size", "32", "--lr", "5e-4",
+            "--logging-steps", "500", "--quiet", "--output", str(work / "rt-plm"), "--overwrite",
+            *SENTIMENT_ARCHITECTURE]
+
+
+def permutation(work: Path, log: list[str], pretrain_steps: int, finetune_epochs: float) -> dict:
+    """
+    Issue 20: the sentiment classifier fine-tuned from a PLM-pretrained encoder, from the MLM-pretrained one (the same
+    tokenizer, architecture, data and steps) and from scratch, the same fine-tuning for the three, in one run.
+    """
+    sentiment_mlm(work, log, pretrain_steps)
+    run(plm_pretrain(work, pretrain_steps), log)
+    finetune = sentiment_finetune(finetune_epochs)
+    starts = {"plm": ["--model", str(work / "rt-plm")], "mlm": ["--model", str(work / "rt-mlm")],
+              "scratch": ["--tokenizer", str(work / "rt-tokenizer"), *SENTIMENT_ARCHITECTURE[:-2]]}
+    scores = {}
+    for name, start in starts.items():
+        metrics = run([*finetune, *start, "--output", str(work / f"rt-from-{name}")], log)
+        scores[name] = {"accuracy": metrics["accuracy"], "f1": metrics["f1"]}
+    return {"finetuned_from": scores, "pretrain_steps": pretrain_steps, "finetune_epochs": finetune_epochs,
+            "majority_class_accuracy": 0.5825}  # 731 of the 1,255 test reviews are positive
 
 
 def _parameters(weights: Path) -> int:
@@ -541,7 +570,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+",
                         choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores", "digits",
-                                 "captions", "memory"])
+                                 "captions", "memory", "permutation"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
@@ -582,6 +611,7 @@ def main(argv=None) -> int:
         "digits": lambda log: digits_entry(args.work_dir, log, args.digits_epochs, machine=machine),
         "captions": lambda log: captions_entry(args.work_dir, log, args.captions_epochs, machine=machine),
         "memory": lambda log: memory_entry(args.work_dir, log, args.memory_steps, args.memory_data),
+        "permutation": lambda log: permutation(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()

@@ -209,3 +209,25 @@ def test_the_memory_entry_at_a_toy_size_scores_both_models_in_order(quality, toy
         run = figures[f"memory_{length}"]
         assert 0 < run["validation_loss"] < 2 * math.log(70)  # about 65 characters: near uniform after 2 steps
     assert [line.split()[1] for line in figures["commands"]] == ["train-tokenizer"] + ["pretrain", "evaluate"] * 2
+
+
+def test_the_readmes_memory_figures_are_the_measured_ones():
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["memory"]
+    readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    assert f"| without memory (`--memory-length 0`) | {recorded['memory_0']['validation_loss']:.3f} |" in readme
+    assert f"| with a 64-token memory (`--memory-length 64`) | **{recorded['memory_64']['validation_loss']:.3f}** |" in readme
+    assert (f"held-out loss **{recorded['memory_64']['validation_loss']:.3f}** with the memory, "
+            f"{recorded['memory_0']['validation_loss']:.3f} without") in readme
+
+
+def test_the_permutation_entry_pretrains_plm_as_the_sentiment_entry_pretrains_mlm(quality, tmp_path, monkeypatch):
+    log = []
+    plm = quality.plm_pretrain(tmp_path, 2000)
+    validate_args(build_parser().parse_args(plm))
+    # The MLM command the sentiment entry runs, recorded: the PLM one differs only in the objective and the output.
+    monkeypatch.setattr(quality, "run", lambda command, log: log.append(command))  # record, do not train
+    quality.sentiment_mlm(tmp_path, log, 2000)
+    mlm = log[-1]
+    assert _option(plm, "--objective") == "plm" and _option(mlm, "--objective") == "mlm"
+    differing = {plm[i - 1] for i, (a, b) in enumerate(zip(plm, mlm)) if a != b}
+    assert differing <= {"--objective", "--output"} and len(plm) == len(mlm)
