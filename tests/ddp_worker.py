@@ -111,10 +111,10 @@ def main() -> int:
         record["final_digest"] = digest(full_state(trainer.model))
         return trainer, eval_loss
 
-    def publish(trainer, output, overwrite=False):
+    def publish(trainer, output, overwrite=False, companions=()):
         # Every rank takes part (FSDP gathers weights); the main process is the one that writes the folder.
         record["published"] = trainer.is_world_process_zero()
-        return original_publish(trainer, output, overwrite)
+        return original_publish(trainer, output, overwrite, companions)
 
     run.train, run.publish = train, publish
     code = None

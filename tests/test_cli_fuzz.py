@@ -31,6 +31,8 @@ BASES = {
     "finetune": ["finetune", "--task", "seq2seq", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune image": ["finetune", "--task", "image-classification", "--data", "d", "--output", "o"],
     "pretrain captioning": ["pretrain", "--objective", "captioning", "--data", "d", "--output", "o"],
+    "pretrain plm": ["pretrain", "--objective", "plm", "--tokenizer", "t", "--data", "d", "--output", "o"],
+    "evaluate plm": ["evaluate", "--model", "m", "--task", "plm", "--data", "d"],
     "evaluate captioning": ["evaluate", "--model", "m", "--task", "captioning", "--data", "d"],
     "finetune qa": ["finetune", "--task", "question-answering", "--tokenizer", "t", "--data", "d", "--output", "o"],
     "finetune lora": ["finetune", "--task", "sequence-classification", "--model", "m", "--lora", "--data", "d",
@@ -118,6 +120,9 @@ CASES[("pretrain captioning", "--patch-size")] = (POSITIVE, [])
 CASES[("pretrain captioning", "--max-length")] = (POSITIVE, [])
 CASES.update({("pretrain captioning", option): case for option, case in GENERATION.items()})
 CASES.update({("evaluate captioning", option): case for option, case in GENERATION.items()})
+for base in ("pretrain plm", "evaluate plm"):
+    CASES[(base, "--plm-probability")] = (number(lambda v: 0 < v <= 1), [])
+    CASES[(base, "--max-span-length")] = (POSITIVE, [])
 CASES[("finetune lora", "--lora-rank")] = (POSITIVE, [])
 CASES[("finetune lora", "--lora-alpha")] = (number(lambda v: v > 0), [])
 CASES.update({("evaluate", option): case for option, case in GENERATION.items()})
