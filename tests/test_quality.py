@@ -231,3 +231,12 @@ def test_the_permutation_entry_pretrains_plm_as_the_sentiment_entry_pretrains_ml
     assert _option(plm, "--objective") == "plm" and _option(mlm, "--objective") == "mlm"
     differing = {plm[i - 1] for i, (a, b) in enumerate(zip(plm, mlm)) if a != b}
     assert differing <= {"--objective", "--output"} and len(plm) == len(mlm)
+
+
+def test_the_readmes_permutation_figures_are_the_measured_ones():
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["permutation"]["finetuned_from"]
+    readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    for start, row in (("plm", "a PLM-pretrained encoder (`--objective plm`)"),
+                       ("mlm", "an MLM-pretrained encoder (`--objective mlm`)"), ("scratch", "scratch")):
+        scores = recorded[start]
+        assert f"| {row} | {100 * scores['accuracy']:.1f}% | {scores['f1']} |" in readme
