@@ -266,8 +266,7 @@ def test_cross_attention_refuses_the_parallel_layout():
 def test_a_causal_lm_with_cross_attention_is_the_captioners_decoder(captioner):
     """The decoder of the captioner, as a causal LM fed the encoder's states, computes the captioner's logits."""
     lm = VaswaniForCausalLM(decoder_config()).eval()
-    state = {k.replace("model.decoder.", "model.decoder."): v for k, v in captioner.state_dict().items()
-             if k.startswith("model.decoder.") or k == "lm_head.weight"}
+    state = {k: v for k, v in captioner.state_dict().items() if k.startswith("model.decoder.") or k == "lm_head.weight"}
     assert set(state) == set(lm.state_dict())
     lm.load_state_dict(state)
     lm.set_attn_implementation("eager")  # attention weights to return

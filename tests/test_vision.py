@@ -9,6 +9,7 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 from vaswani import VaswaniConfig
+from vaswani.convert import convert
 from vaswani.modeling.modeling_vaswani_heads import VaswaniForImageClassification
 
 VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=16,
@@ -25,35 +26,14 @@ def vaswani_config(**overrides) -> VaswaniConfig:
     return VaswaniConfig(**settings)
 
 
-def vit_weights_as_vaswani(vit: ViTForImageClassification) -> dict:
-    """ViT's parameters under Vaswani's names (the mapping a converter will own)."""
-    sd, new = vit.state_dict(), {}
-    embeddings = "vit.embeddings."
-    new["model.encoder.embeddings.cls_token"] = sd[embeddings + "cls_token"]
-    new["model.encoder.embeddings.position_embeddings.weight"] = sd[embeddings + "position_embeddings"][0]
-    for t in ("weight", "bias"):
-        new[f"model.encoder.embeddings.projection.{t}"] = sd[embeddings + f"patch_embeddings.projection.{t}"]
-        new[f"model.encoder.final_layer_norm.{t}"] = sd[f"vit.layernorm.{t}"]
-        new[f"classifier.{t}"] = sd[f"classifier.{t}"]
-        for i in range(vit.config.num_hidden_layers):
-            ours, theirs = f"model.encoder.layers.{i}.", f"vit.layers.{i}."
-            for p in "qkvo":
-                new[ours + f"self_attn.{p}_proj.{t}"] = sd[theirs + f"attention.{p}_proj.{t}"]
-            new[ours + f"self_attn_layer_norm.{t}"] = sd[theirs + f"layernorm_before.{t}"]
-            new[ours + f"final_layer_norm.{t}"] = sd[theirs + f"layernorm_after.{t}"]
-            new[ours + f"feed_forward.fc1.{t}"] = sd[theirs + f"mlp.fc1.{t}"]
-            new[ours + f"feed_forward.fc2.{t}"] = sd[theirs + f"mlp.fc2.{t}"]
-    return new
-
-
 @pytest.fixture(scope="module")
 def pair():
     torch.manual_seed(0)
     vit = ViTForImageClassification(ViTConfig(**VIT)).eval()
     ours = VaswaniForImageClassification(vaswani_config()).eval()
-    state = vit_weights_as_vaswani(vit)
-    assert set(state) == set(ours.state_dict())  # every parameter has its counterpart, none is left over
-    ours.load_state_dict(state)
+    # The converter's weights (it insists on every tensor of both sides) in a model built from the ViT-shaped config
+    # here: the config above is what a user writes for ViT's numbers.
+    ours.load_state_dict(convert(vit).state_dict())
     return vit, ours
 
 

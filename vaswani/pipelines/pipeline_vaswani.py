@@ -20,19 +20,44 @@ from transformers import GenerationConfig, Pipeline
 from transformers.image_utils import is_pil_image, load_image
 
 
-def _decode(tokenizer, sequences, return_tensors: bool, clean_up_tokenization_spaces) -> list[dict]:
-    """One record per generated sequence: its text, or its ids with `return_tensors`."""
-    if return_tensors:
-        return [{"generated_token_ids": ids} for ids in sequences]
-    return [
-        {"generated_text": tokenizer.decode(
-            ids, skip_special_tokens=True, clean_up_tokenization_spaces=clean_up_tokenization_spaces
-        )}
-        for ids in sequences
-    ]
+class _GeneratingPipeline(Pipeline):
+    """What the two generating pipelines share: `generate()` on the preprocessed inputs, the ids decoded to text."""
+
+    _pipeline_calls_generate = True
+    _load_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = True
+
+    @staticmethod
+    def _decoding_settings(return_tensors=None, clean_up_tokenization_spaces=None) -> dict:
+        params = {"return_tensors": return_tensors, "clean_up_tokenization_spaces": clean_up_tokenization_spaces}
+        return {name: value for name, value in params.items() if value is not None}
+
+    def __call__(self, inputs, **kwargs):
+        result = super().__call__(inputs, **kwargs)
+        # As the old pipelines: a list of inputs with one sequence each gives one dict per input.
+        if isinstance(inputs, list) and all(isinstance(r, list) and len(r) == 1 for r in result):
+            return [r[0] for r in result]
+        return result
+
+    def _forward(self, model_inputs, **generate_kwargs):
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        output = self.model.generate(**model_inputs, **generate_kwargs)
+        return {"output_ids": output.sequences if hasattr(output, "sequences") else output}
+
+    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
+        # None: the tokenizer's own setting (forcing True makes a BPE tokenizer warn that it ignores it, every process)
+        if return_tensors:
+            return [{"generated_token_ids": ids} for ids in model_outputs["output_ids"]]
+        return [
+            {"generated_text": self.tokenizer.decode(
+                ids, skip_special_tokens=True, clean_up_tokenization_spaces=clean_up_tokenization_spaces
+            )}
+            for ids in model_outputs["output_ids"]
+        ]
 
 
-class VaswaniText2TextPipeline(Pipeline):
+class VaswaniText2TextPipeline(_GeneratingPipeline):
     """
     Generate a target text from each source text with a sequence-to-sequence model.
 
@@ -50,46 +75,20 @@ class VaswaniText2TextPipeline(Pipeline):
     `length_penalty`, `do_sample`, `num_return_sequences`, ...).
     """
 
-    _pipeline_calls_generate = True
-    _load_processor = False
     _load_image_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = True
     _default_generation_config = GenerationConfig(max_new_tokens=256)
 
     def _sanitize_parameters(self, truncation=None, return_tensors=None, clean_up_tokenization_spaces=None, **kwargs):
         preprocess_params = {"truncation": True if truncation is None else truncation}
-        postprocess_params = {}
-        if return_tensors is not None:
-            postprocess_params["return_tensors"] = return_tensors
-        if clean_up_tokenization_spaces is not None:
-            postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
-        return preprocess_params, kwargs, postprocess_params
-
-    def __call__(self, inputs, **kwargs):
-        result = super().__call__(inputs, **kwargs)
-        # As the old pipeline: a list of sources with one sequence each gives one dict per source.
-        if isinstance(inputs, list) and all(isinstance(r, list) and len(r) == 1 for r in result):
-            return [r[0] for r in result]
-        return result
+        return preprocess_params, kwargs, self._decoding_settings(return_tensors, clean_up_tokenization_spaces)
 
     def preprocess(self, inputs, truncation=True):
         if not isinstance(inputs, str) or not inputs.strip():
             raise ValueError(f"vaswani-text2text takes non-empty strings, got {inputs!r}.")
         return self.tokenizer(inputs, return_tensors="pt", truncation=truncation)
 
-    def _forward(self, model_inputs, **generate_kwargs):
-        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
-        output = self.model.generate(**model_inputs, **generate_kwargs)
-        sequences = output.sequences if hasattr(output, "sequences") else output
-        return {"output_ids": sequences}
 
-    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
-        # None: the tokenizer's own setting (forcing True makes a BPE tokenizer warn that it ignores it, every process)
-        return _decode(self.tokenizer, model_outputs["output_ids"], return_tensors, clean_up_tokenization_spaces)
-
-
-class VaswaniImageToTextPipeline(Pipeline):
+class VaswaniImageToTextPipeline(_GeneratingPipeline):
     """
     Caption each image with an image encoder-decoder (a `VaswaniForConditionalGeneration` whose config has
     `image_size`): the image processor makes `pixel_values`, `generate()` the ids, the tokenizer the words.
@@ -107,26 +106,12 @@ class VaswaniImageToTextPipeline(Pipeline):
     (`max_new_tokens`, `num_beams`, `do_sample`, `num_return_sequences`, ...).
     """
 
-    _pipeline_calls_generate = True
-    _load_processor = False
     _load_image_processor = True
-    _load_feature_extractor = False
-    _load_tokenizer = True
     _default_generation_config = GenerationConfig(max_new_tokens=64)
 
     def _sanitize_parameters(self, return_tensors=None, clean_up_tokenization_spaces=None, timeout=None, **kwargs):
-        postprocess_params = {}
-        if return_tensors is not None:
-            postprocess_params["return_tensors"] = return_tensors
-        if clean_up_tokenization_spaces is not None:
-            postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
-        return ({"timeout": timeout} if timeout is not None else {}), kwargs, postprocess_params
-
-    def __call__(self, inputs, **kwargs):
-        result = super().__call__(inputs, **kwargs)
-        if isinstance(inputs, list) and all(isinstance(r, list) and len(r) == 1 for r in result):
-            return [r[0] for r in result]
-        return result
+        preprocess_params = {"timeout": timeout} if timeout is not None else {}
+        return preprocess_params, kwargs, self._decoding_settings(return_tensors, clean_up_tokenization_spaces)
 
     def preprocess(self, image, timeout=None):
         if getattr(self.model.config, "image_size", None) is None:
@@ -138,14 +123,6 @@ class VaswaniImageToTextPipeline(Pipeline):
             image = load_image(image, timeout=timeout)
         pixel_values = self.image_processor(images=image, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixel_values.to(self.dtype or torch.float32)}
-
-    def _forward(self, model_inputs, **generate_kwargs):
-        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
-        output = self.model.generate(**model_inputs, **generate_kwargs)
-        return {"output_ids": output.sequences if hasattr(output, "sequences") else output}
-
-    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
-        return _decode(self.tokenizer, model_outputs["output_ids"], return_tensors, clean_up_tokenization_spaces)
 
 
 class VaswaniQuestionAnsweringPipeline(Pipeline):
