@@ -110,6 +110,7 @@ for base in ("pretrain", "finetune"):
     CASES[(base, "--max-length")] = (POSITIVE, [])
 CASES[("pretrain clm", "--block-size")] = (POSITIVE, [])
 CASES[("pretrain clm", "--validation-fraction")] = (FRACTION, [])
+CASES[("pretrain clm", "--shuffle-buffer")] = (NONNEGATIVE, ["--streaming", "--steps", "5"])
 CASES[("pretrain clm", "--memory-length")] = (NONNEGATIVE, ["--positions", "alibi"])  # memory needs such positions
 CASES[("finetune qa", "--doc-stride")] = (whole(0, 127), [])  # below the default --max-length 128
 CASES[("finetune qa", "--max-length")] = (whole(33), [])  # above the default --doc-stride 32

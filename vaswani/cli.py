@@ -343,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_options(_add_data(p), tasks_of("pretrain"))
     p.add_argument("--validation-fraction", type=fraction, default=0.1,
                    help="clm on a .txt file: the last fraction of the text is for validation (default 0.1; 0: none)")
+    group = p.add_argument_group("streaming (clm)")
+    group.add_argument("--streaming", action="store_true",
+                       help="read --data as it is trained on, never whole (a corpus larger than memory): a folder or "
+                            "glob of .txt (a document per file), .jsonl, .json or .parquet shards (a document per "
+                            "row), maybe .gz, or a Hub dataset; packed into full blocks with eos between documents, "
+                            "shuffled through a buffer, shards split across processes; needs --steps; --resume "
+                            "continues the stream where the checkpoint left it")
+    group.add_argument("--shuffle-buffer", type=nonnegative_int, default=1000,
+                       help="--streaming: blocks held to draw each batch's from at random (default 1000; 0: in order)")
     _add_image_shape(_add_architecture(p))
     _add_training(p)
     _add_generation(p)
@@ -502,6 +511,8 @@ def validate_args(args) -> None:
         empty = [i + 1 for i, prompt in enumerate(args.prompt or []) if prompt == ""]
         if empty:
             raise UsageError(f"--prompt number {empty[0]} is empty: give the text to continue or translate.")
+    if command == "pretrain":
+        _validate_streaming(args, chosen)
     if training:
         if "steps" in chosen and "epochs" in chosen:
             raise UsageError("--steps and --epochs both set the run's length: pass one of them.")
@@ -670,6 +681,28 @@ def _check_lora(args, chosen) -> None:
     if args.fsdp:
         raise UsageError("--fsdp shards whole models, and --lora trains a few small matrices (the frozen base is "
                          "not sharded for them): drop --fsdp; torchrun still trains --lora data-parallel.")
+
+
+def _validate_streaming(args, chosen) -> None:
+    """`pretrain --streaming`: a causal LM's corpus read as it is trained on, whose length is --steps."""
+    from .training.data import UsageError
+
+    if not args.streaming:
+        if "shuffle_buffer" in chosen:
+            raise UsageError("--shuffle-buffer shuffles a stream: add --streaming, or drop --shuffle-buffer.")
+        return
+    if args.objective != "clm":
+        raise UsageError(f"--streaming packs running text for a causal LM, and --objective {args.objective} reads "
+                         f"whole tables: use --objective clm, or drop --streaming.")
+    if args.steps is None:
+        raise UsageError("--streaming reads a stream without a known end: give the run's length with --steps N "
+                         "(Trainer's max_steps).")
+    for dest, why in (("epochs", "a stream's passes are not counted in advance: give --steps"),
+                      ("validation_fraction", "a stream has no end to hold out: give --eval-data"),
+                      ("max_train_samples", "a stream is read, not cut: give --steps"),
+                      ("memory_length", "the segment memory reads streams of one text in order")):
+        if dest in chosen and getattr(args, dest) is not None:
+            raise UsageError(f"{_flag(dest)} does not apply with --streaming ({why}): drop {_flag(dest)}.")
 
 
 def _check_outputs(args, *inputs) -> None:
@@ -961,6 +994,8 @@ def _training_rows(args, task) -> str:
     """What of --data a run trains on, for the model card: part or all of a running text, or a split's rows."""
     from .training.data import is_text_file
 
+    if getattr(args, "streaming", False):
+        return f"a stream of the corpus, {args.steps:,} steps of {args.batch_size:,} blocks per process"
     if not (task.running_text and is_text_file(args.data)):
         split = f"split {getattr(args, 'split', 'train')!r}"
         return f"the first {args.max_train_samples:,} rows of {split}" if args.max_train_samples else split
@@ -1017,14 +1052,21 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
     from .training.run import publish, train
     from .training.task_table import TaskOptions
 
-    if len(prepared.train) == 0:
+    streamed = getattr(prepared.train, "files", None)  # a stream (training/streaming.py) has no length
+    if streamed is None and len(prepared.train) == 0:
         raise UsageError(f"{args.data} gave no training examples.")
     if args.eval_steps and prepared.eval is None:
         raise UsageError(f"--eval-steps {args.eval_steps}: there is no evaluation data (pass --eval-data, or data "
                          f"with an --eval-split): drop --eval-steps or give some.")
     evaluation = f", {len(prepared.eval):,} evaluation examples" if prepared.eval is not None else ""
+    if streamed is not None:
+        stream = prepared.train
+        examples = (f"streaming {len(streamed):,} shard(s) of {stream.builder} ({stream.world_size} process(es), "
+                    f"shuffle buffer {stream.shuffle_buffer:,}) in blocks of {stream.length:,} tokens")
+    else:
+        examples = len(prepared.train)
     _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
-                         examples=len(prepared.train), evaluation=evaluation))
+                         examples=examples, evaluation=evaluation))
     trainer, eval_loss = train(model, tokenizer, prepared, _settings(args, label_smoothing), task.trainer)
     model = trainer.model
     metrics = task.loss_metrics(eval_loss) if eval_loss is not None else {}
@@ -1061,6 +1103,8 @@ def cmd_pretrain(args):
         config = _new_image_config(args, train_rows, options.image_column, tokenizer,
                                    max_position_embeddings=task.positions(options))
         processor = image_processor_for(config)
+    elif getattr(args, "streaming", False):
+        return _pretrain_streaming(args, task, started, label_smoothing)
     else:
         tokenizer = _load_tokenizer(args.tokenizer)
         train_rows, eval_rows = _pretraining_rows(args, task)
@@ -1131,6 +1175,31 @@ def cmd_finetune(args):
     metrics, _ = _train_and_record(args, task, model, tokenizer, prepared, eval_rows, "finetune " + args.task,
                                    started, label_smoothing,
                                    "Fine-tuning {model} on {examples:,} examples{evaluation}.")
+    return metrics
+
+
+def _pretrain_streaming(args, task, started: float, label_smoothing: float):
+    """`pretrain --objective clm --streaming`: the corpus as a stream of packed blocks (training/streaming.py); the
+    evaluation text, when --eval-data gives one, read whole."""
+    from .training.data import is_text_file, read_text
+    from .training.streaming import prepare_streaming
+    from .training.task_table import TaskOptions, _running_text
+
+    tokenizer = _load_tokenizer(args.tokenizer)
+    options = TaskOptions.of(args)
+    eval_rows = None
+    if args.eval_data:
+        eval_rows = read_text(args.eval_data) if is_text_file(args.eval_data) else _eval_table(args)
+    config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
+    _fit_tokenizer_to_positions(tokenizer, config)
+    model = task.auto_class().from_config(config)
+    prepared = prepare_streaming(args.data, _running_text(eval_rows, options.text_column), tokenizer,
+                                 options.block_size, options.text_column, args.shuffle_buffer, args.seed,
+                                 args.batch_size, split=args.split)
+    metrics, _ = _train_and_record(
+        args, task, model, tokenizer, prepared, eval_rows, "pretrain clm (streaming)", started, label_smoothing,
+        "Training {model}: {parameters:,} parameters, {examples}{evaluation}.",
+    )
     return metrics
 
 
