@@ -311,6 +311,7 @@ def test_memory_stays_flat_streaming_a_corpus_larger_than_allowed(tmp_path):
     (["--objective", "clm", "--steps", "5", "--validation-fraction", "0.2"], "--eval-data"),
     (["--objective", "clm", "--steps", "5", "--max-train-samples", "9"], "--max-train-samples"),
     (["--objective", "clm", "--steps", "5", "--memory-length", "8"], "--memory-length"),
+    (["--objective", "clm", "--steps", "5", "--pack"], "always packed"),
 ])
 def test_what_does_not_fit_streaming_is_refused(extra, words):
     args = build_parser().parse_args(["pretrain", "--streaming", "--tokenizer", "t", "--data", "d", "--output", "o",

@@ -314,7 +314,7 @@ def _add_quantize(parser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training.task_table import tasks_of
+    from .training.task_table import OPTION_HELP, tasks_of
 
     parser = _Parser(prog="vaswani", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "captioning (an image encoder and a text decoder).")
     p.add_argument("--objective", required=True, choices=tasks_of("pretrain"))
     p.add_argument("--nsp", action="store_true", help="with mlm: add next-sentence prediction (VaswaniForPreTraining)")
+    p.add_argument("--pack", action="store_true", help=OPTION_HELP["pack"])
     p.add_argument("--tokenizer", type=Path,
                    help="a tokenizer folder (vaswani train-tokenizer); captioning without it: a WordPiece tokenizer "
                         "learned from the training captions")
@@ -555,6 +556,8 @@ def validate_args(args) -> None:
             _check_heads(args)
             _check_positions(args, chosen)
             _check_memory(args, chosen, task)
+        if command == "pretrain" and args.pack:
+            _check_pack(args)
         if command == "finetune":
             _check_lora(args, chosen)
     if task is not None and not task.reads_images:
@@ -650,6 +653,24 @@ def _check_memory(args, chosen, task) -> None:
         raise UsageError(f"--memory-length {length}{fix} ({error})") from None
 
 
+def _check_pack(args) -> None:
+    """--pack for clm, mlm and plm: not with --nsp's sentence pairs, a segment memory's streams or a .txt file."""
+    from .training.data import UsageError, is_text_file
+
+    if args.objective not in ("clm", "mlm", "plm"):
+        raise UsageError(f"--pack packs the text of --objective clm, mlm or plm, not {args.objective}'s examples: "
+                         f"drop --pack.")
+    if args.nsp:
+        raise UsageError("--pack fills rows with many sentences, and --nsp needs a pair of sentences per row: drop "
+                         "--pack or --nsp.")
+    if getattr(args, "memory_length", None) is not None:
+        raise UsageError("--memory-length reads the text as streams of segments, never padded: drop --pack or "
+                         "--memory-length.")
+    if args.objective == "clm" and is_text_file(args.data):
+        raise UsageError(f"--pack packs a table's rows, and {args.data} is one running text, already cut into full "
+                         f"blocks: drop --pack, or give a table (one document per row).")
+
+
 def _check_heads(args) -> None:
     """A new model's width must split evenly across its heads (the preset's values where the options leave them)."""
     from .training.data import UsageError
@@ -700,7 +721,8 @@ def _validate_streaming(args, chosen) -> None:
     for dest, why in (("epochs", "a stream's passes are not counted in advance: give --steps"),
                       ("validation_fraction", "a stream has no end to hold out: give --eval-data"),
                       ("max_train_samples", "a stream is read, not cut: give --steps"),
-                      ("memory_length", "the segment memory reads streams of one text in order")):
+                      ("memory_length", "the segment memory reads streams of one text in order"),
+                      ("pack", "a stream is always packed")):
         if dest in chosen and getattr(args, dest) is not None:
             raise UsageError(f"{_flag(dest)} does not apply with --streaming ({why}): drop {_flag(dest)}.")
 
@@ -1067,6 +1089,8 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
         examples = len(prepared.train)
     _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
                          examples=examples, evaluation=evaluation))
+    if prepared.packing is not None:
+        _say(prepared.packing)
     trainer, eval_loss = train(model, tokenizer, prepared, _settings(args, label_smoothing), task.trainer)
     model = trainer.model
     metrics = task.loss_metrics(eval_loss) if eval_loss is not None else {}
@@ -1075,7 +1099,7 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
         scores, examples = task.scores(model, tokenizer, eval_rows, TaskOptions.of(args), prepared, trainer,
                                        _generation_kwargs(args, paper=args.paper_recipe))
         metrics.update(scores)
-    _record_card(model, args, metrics, procedure, label_smoothing, _training_rows(args, task))
+    _record_card(model, args, metrics, procedure, label_smoothing, _training_rows(args, task), prepared.packing)
     _fit_generation_config(model)
     publish(trainer, args.output, args.overwrite, companions)
     _summary(procedure, metrics, started, args.output)
@@ -1309,8 +1333,9 @@ def _finetune_on_images(args, task, started: float, label_smoothing: float):
 
 
 def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: float = 0.0,
-                 rows: str | None = None):
-    """Training facts for the model card the saved folder carries (`rows`: what of the data it trained on)."""
+                 rows: str | None = None, packing=None):
+    """Training facts for the model card the saved folder carries (`rows`: what of the data it trained on;
+    `packing`: what --pack made of it)."""
     from .training import recipe
 
     data = dict(model.config.model_card_data or {})
@@ -1334,6 +1359,8 @@ def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: fl
         recipe_used += f", label smoothing {label_smoothing}"
     length = f"{args.steps} steps" if args.steps else f"{args.epochs} epoch(s)"
     line = f"`vaswani {procedure}`: {length}, batch {args.batch_size}, {recipe_used}, seed {args.seed}."
+    if packing is not None:
+        line += f" {packing}"
     data["training_procedure"] = f"{history}\n\n{line}".strip()
     data["training_data"] = f"`{source}`, {rows or 'split ' + repr(getattr(args, 'split', 'train'))}."
     model.config.model_card_data = data

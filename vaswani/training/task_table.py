@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from . import evaluation, segment_memory, tasks
-from .data import require_columns
+from .data import UsageError, require_columns
 from .run import VaswaniSeq2SeqTrainer, VaswaniTrainer
 from .tasks import Prepared
 
@@ -51,6 +51,7 @@ class TaskOptions:
     max_span_length: int = 5
     memory_length: int | None = None
     batch_size: int = 16  # not an option of its own: a segment memory's streams are the rows of a batch
+    pack: bool = False  # pretrain's --pack (clm, mlm, plm), offered by pretrain itself: evaluate reads rows as they are
 
     @classmethod
     def of(cls, namespace) -> "TaskOptions":
@@ -82,19 +83,35 @@ OPTION_HELP = {
                      "also attends to; the rows of a batch then continue the same streams of the text from step to "
                      "step (pretrain: the new model's memory_length; evaluate: reads the text in order, by default "
                      "with the model's memory_length, 0 without memory)",
+    "pack": "clm, mlm, plm: pack the rows into full rows with no padding (mlm, plm: [CLS] then sentences, a [SEP] "
+            "after each, in rows of --max-length; clm: a table's rows, the eos token after each, in blocks); says the "
+            "padding saved",
 }
 
 
 # -- Preparing the data -------------------------------------------------------------------------------------------------
-def _running_text(source, column: str) -> str | None:
-    """A causal LM's running text: a text as it is, or a table's text column joined by newlines."""
+def _documents(source, column: str) -> list[str] | str | None:
+    """A causal LM's documents: a table's text column (a running text stays one)."""
     if source is None or isinstance(source, str):
         return source
     require_columns(source, [column], "the data")
-    return "\n".join(source[column])
+    return list(source[column])
+
+
+def _running_text(source, column: str) -> str | None:
+    """A causal LM's running text: a text as it is, or a table's text column joined by newlines."""
+    documents = _documents(source, column)
+    return documents if documents is None or isinstance(documents, str) else "\n".join(documents)
 
 
 def _prepare_clm(options, train, evaluation_rows, tokenizer, **_):
+    if options.pack:  # documents, the eos token after each, packed into blocks
+        if isinstance(train, str):
+            raise UsageError("--pack packs a table's rows, not a running text (a .txt file): drop --pack, or give a "
+                             "table.")
+        return tasks.prepare_clm_packed(_documents(train, options.text_column),
+                                        _documents(evaluation_rows, options.text_column), tokenizer,
+                                        options.block_size, options.batch_size)
     if options.memory_length is not None:  # streams of segments, read in order
         return segment_memory.prepare_clm_memory(
             _running_text(train, options.text_column), _running_text(evaluation_rows, options.text_column),
@@ -107,14 +124,14 @@ def _prepare_clm(options, train, evaluation_rows, tokenizer, **_):
 def _prepare_mlm(nsp: bool):
     def prepare(options, train, evaluation_rows, tokenizer, seed: int = 0, **_):
         return tasks.prepare_mlm(train, evaluation_rows, tokenizer, options.text_column, options.max_length, nsp=nsp,
-                                 seed=seed)
+                                 seed=seed, pack=options.pack, batch_size=options.batch_size)
 
     return prepare
 
 
-def _prepare_plm(options, train, evaluation_rows, tokenizer, **_):
+def _prepare_plm(options, train, evaluation_rows, tokenizer, seed: int = 0, **_):
     return tasks.prepare_plm(train, evaluation_rows, tokenizer, options.text_column, options.max_length,
-                             options.plm_probability, options.max_span_length)
+                             options.plm_probability, options.max_span_length, options.pack, options.batch_size, seed)
 
 
 def _prepare_seq2seq(options, train, evaluation_rows, tokenizer, model=None, **_):

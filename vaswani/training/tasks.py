@@ -10,6 +10,7 @@ What each objective and task feeds the model: tokenised datasets and the collato
     captioning     images and a caption each: pixel values as rows are read, the tokenised caption as labels
 """
 
+import dataclasses
 import functools
 import random
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from transformers import (
     default_data_collator,
 )
 
+from ..tokenization.tokenization_vaswani import _special_ids
 from .data import UsageError, require_columns
+from .packing import PackingReport, batch_padding, pack
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Prepared:
     label_names: list[str] | None = None  # id -> label, for classification heads
     image_processor: object = None  # what made the pixel values, for scoring on the rows' images (captioning)
     trainer: type | None = None  # a Trainer these data need (the segment memory's streams), instead of the task's
+    packing: PackingReport | None = None  # what `--pack` made of the training rows
 
 
 def _map(table: datasets.Dataset, function, desc: str, **kwargs) -> datasets.Dataset:
@@ -64,6 +68,74 @@ def prepare_clm(train_text: str | None, eval_text: str | None, tokenizer, block_
     return Prepared(train, evaluation, default_data_collator)
 
 
+def clm_packed_blocks(documents: list[str], tokenizer, block_size: int, batch_size: int = 16):
+    """
+    Token blocks of `block_size + 1` from documents packed end to end, the eos token after each (GPT-2's
+    <|endoftext|>), the last block short of full left out: the blocks and a `PackingReport`.
+    """
+    eos = _special_ids(tokenizer)["eos_token_id"]
+    if eos is None:
+        raise UsageError("--pack ends each document with the tokenizer's eos token, and this tokenizer has none (nor "
+                         "a [SEP]): train a byte-bpe or char tokenizer, or drop --pack.")
+    documents = [text for text in documents if text and text.strip()]
+    ids = tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"] if documents else []
+    blocks, left_out = pack(ids, block_size + 1, [eos], keep_last=False)
+    if not blocks:
+        raise UsageError(f"The {len(documents):,} documents have {left_out:,} tokens with their eos tokens, fewer "
+                         f"than one block of {block_size + 1}: lower --block-size.")
+    report = PackingReport(len(documents), sum(map(len, ids)), len(blocks), block_size + 1, 0, batch_size,
+                           left_out=left_out, unit="documents")
+    return datasets.Dataset.from_dict({"input_ids": blocks, "labels": blocks}), report
+
+
+def prepare_clm_packed(train_documents: list[str] | None, evaluation: list[str] | str | None, tokenizer,
+                       block_size: int, batch_size: int = 16) -> Prepared:
+    """`prepare_clm` for `--pack`: documents (a table's rows) packed into blocks; a running text for evaluation is
+    cut as `prepare_clm` cuts it."""
+    train = report = None
+    if train_documents is not None:
+        train, report = clm_packed_blocks(train_documents, tokenizer, block_size, batch_size)
+    if isinstance(evaluation, str):
+        evaluation = clm_blocks(evaluation, tokenizer, block_size) if evaluation else None
+    else:
+        evaluation = clm_packed_blocks(evaluation, tokenizer, block_size)[0] if evaluation else None
+    return Prepared(train, evaluation, default_data_collator, packing=report)
+
+
+def packed_sentences(texts: list[str], tokenizer, max_length: int, batch_size: int = 16, multiple: int = 1,
+                     seed: int = 0):
+    """
+    Sentences packed RoBERTa's way (Liu et al. 2019, "full-sentences") into rows of `max_length`: [CLS], then the
+    sentences end to end with [SEP] after each, a sentence that does not fit running on into the next row; only the
+    last row is short. Gives the rows and a `PackingReport` beside what the unpacked rows (one sentence each, cut at
+    `max_length`) would have padded in shuffled batches of `batch_size` (padded to a `multiple`, as the collator
+    pads them; shuffled by `seed`).
+    """
+    special = _special_ids(tokenizer)
+    start = [] if special["bos_token_id"] is None else [special["bos_token_id"]]
+    if special["eos_token_id"] is None:
+        raise UsageError("--pack puts the tokenizer's [SEP] after each sentence, and this tokenizer has none: train "
+                         "a wordpiece tokenizer, or drop --pack.")
+    if max_length < len(start) + 2:
+        raise UsageError(f"--max-length {max_length} leaves no room for a token after [CLS] in a packed row: raise "
+                         f"--max-length.")
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+    rows, _ = pack(ids, max_length, [special["eos_token_id"]], start)
+    extra = tokenizer.num_special_tokens_to_add()
+    unpacked = [len(sentence) + extra for sentence in ids]
+    padding, _ = batch_padding([len(row) for row in rows], batch_size, multiple, seed)
+    unpacked_padding, positions = batch_padding([min(n, max_length) for n in unpacked], batch_size, multiple, seed)
+    report = PackingReport(len(ids), sum(map(len, ids)), len(rows), max_length, padding, batch_size,
+                           unpacked_padding, positions, truncated=sum(max(n - max_length, 0) for n in unpacked))
+    return datasets.Dataset.from_dict({"input_ids": rows}), report
+
+
+def _sentences(table, text_column: str) -> list[str]:
+    """The table's sentences, one per row, blank rows left out (as the masked and permutation LMs read them)."""
+    require_columns(table, [text_column], "the data")
+    return [t for t in table[text_column] if t and t.strip()]
+
+
 def _nsp_pairs(texts: list[str], seed: int) -> dict:
     """BERT's next-sentence pairs: B follows A (label 0) or B is a random sentence (label 1), half each."""
     rng = random.Random(seed)
@@ -88,15 +160,26 @@ def prepare_mlm(
     nsp: bool = False,
     seed: int = 0,
     mlm_probability: float = 0.15,
+    pack: bool = False,
+    batch_size: int = 16,
 ) -> Prepared:
+    """BERT's masked LM on sentences, one per row (or `pack`ed, as `packed_sentences` packs them; not with `nsp`,
+    whose pairs are two sentences each); the collator masks and pads."""
     if tokenizer.mask_token is None:
         raise UsageError("Masked-LM pre-training needs a tokenizer with a mask token: train a wordpiece tokenizer.")
+    if pack and nsp:
+        raise UsageError("--pack fills rows with many sentences, and next-sentence prediction needs a pair of "
+                         "sentences per row: drop --pack or --nsp.")
+    reports = []
 
     def tokenize(table):
         if table is None:
             return None
-        require_columns(table, [text_column], "the data")
-        texts = [t for t in table[text_column] if t and t.strip()]
+        texts = _sentences(table, text_column)
+        if pack:
+            rows, report = packed_sentences(texts, tokenizer, max_length, batch_size, seed=seed)
+            reports.append(report)
+            return rows
         if nsp:
             if len(texts) < 2:
                 raise UsageError("Next-sentence prediction needs at least two sentences.")
@@ -112,7 +195,8 @@ def prepare_mlm(
         return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed)
-    return Prepared(tokenize(train), tokenize(evaluation), collator)
+    prepared = Prepared(tokenize(train), tokenize(evaluation), collator)
+    return dataclasses.replace(prepared, packing=reports[0] if train is not None and reports else None)
 
 
 @dataclass
@@ -159,8 +243,12 @@ def prepare_plm(
     max_length: int,
     plm_probability: float = 1 / 6,
     max_span_length: int = 5,
+    pack: bool = False,
+    batch_size: int = 16,
+    seed: int = 0,
 ) -> Prepared:
-    """XLNet's permutation LM on sentences (one per row), as `prepare_mlm` reads them; `PermutationCollator` batches."""
+    """XLNet's permutation LM on sentences (one per row, or `pack`ed), as `prepare_mlm` reads them;
+    `PermutationCollator` batches."""
     if tokenizer.mask_token is None or tokenizer.pad_token is None:
         raise UsageError("Permutation-LM pre-training needs a tokenizer with a mask token and a pad token (the "
                          "collator replaces targets by the mask): train a wordpiece tokenizer.")
@@ -168,15 +256,22 @@ def prepare_plm(
         raise UsageError(f"--max-length {max_length} is odd: permutation LM needs an even length (the collator "
                          f"permutes within two halves): pass --max-length {max_length + 1} or {max_length - 1}.")
 
+    reports = []
+
     def tokenize(table):
         if table is None:
             return None
-        require_columns(table, [text_column], "the data")
-        plain = datasets.Dataset.from_dict({"text": [t for t in table[text_column] if t and t.strip()]})
+        texts = _sentences(table, text_column)
+        if pack:  # rows of max_length, even; the collator pads a short last row to an even length
+            rows, report = packed_sentences(texts, tokenizer, max_length, batch_size, multiple=2, seed=seed)
+            reports.append(report)
+            return rows
+        plain = datasets.Dataset.from_dict({"text": texts})
         return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
 
     collator = PermutationCollator(tokenizer, plm_probability, max_span_length)
-    return Prepared(tokenize(train), tokenize(evaluation), collator)
+    prepared = Prepared(tokenize(train), tokenize(evaluation), collator)
+    return dataclasses.replace(prepared, packing=reports[0] if train is not None and reports else None)
 
 
 def prepare_seq2seq(
