@@ -337,3 +337,10 @@ def test_corpus_files_are_found_and_checked(tmp_path):
         corpus_files(str(tmp_path / "empty"))
     assert corpus_files(str(tmp_path / "*.txt")) == ("text", [str(tmp_path / "a.txt")])
     assert corpus_files("someone/corpus") == ("hub", ["someone/corpus"])
+
+
+def test_a_hub_corpus_that_cannot_be_reached_is_a_usage_error(tokenizer, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    stream = StreamingBlocks("hub", ["someone/no-such-corpus"], tokenizer, 13, rank=0, world_size=1)
+    with pytest.raises(UsageError, match="someone/no-such-corpus"):
+        stream.check()  # what prepare_streaming calls before the model trains

@@ -1083,8 +1083,10 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
     evaluation = f", {len(prepared.eval):,} evaluation examples" if prepared.eval is not None else ""
     if streamed is not None:
         stream = prepared.train
-        examples = (f"streaming {len(streamed):,} shard(s) of {stream.builder} ({stream.world_size} process(es), "
-                    f"shuffle buffer {stream.shuffle_buffer:,}) in blocks of {stream.length:,} tokens")
+        source = f"the Hub dataset {streamed[0]}" if stream.builder == "hub" else (
+            f"{len(streamed):,} shard(s) of {stream.builder}")
+        examples = (f"streaming {source} ({stream.world_size} process(es), shuffle buffer "
+                    f"{stream.shuffle_buffer:,}) in blocks of {stream.length:,} tokens")
     else:
         examples = len(prepared.train)
     _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),

@@ -134,6 +134,17 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
             stream = datasets.load_dataset(self.builder, data_files=order, split="train", streaming=True, **extra)
         return split_dataset_by_node(stream, rank=self.rank, world_size=self.world_size)
 
+    def check(self) -> None:
+        """Refuse, before any training, a corpus that cannot be read or lacks the text column: its first document
+        is read (then read again when training starts)."""
+        source = self._source(0)
+        for row in source:
+            if self.text_column not in row:
+                raise UsageError(f"--data: the corpus has no column {self.text_column!r} (it has "
+                                 f"{', '.join(row)}): pass --text-column.")
+            return
+        raise UsageError("--data: the corpus holds no document for this process (fewer documents than processes?).")
+
     def _fresh_state(self, epoch: int) -> dict:
         # source: the reader's state before the current document (None: the pass's start); offset: the tokens of
         # that document already packed; exhausted: the pass has read its last document (the buffer is emptying).
@@ -323,6 +334,7 @@ def prepare_streaming(data: str, eval_text: str | None, tokenizer, block_size: i
     builder, files = corpus_files(data)
     stream = StreamingBlocks(builder, files, tokenizer, block_size + 1, text_column, shuffle_buffer, seed,
                              batch_size, split=split)
+    stream.check()
     evaluation = clm_blocks(eval_text, tokenizer, block_size) if eval_text else None
     return Prepared(stream, evaluation, default_data_collator, trainer=VaswaniStreamingTrainer)
 
