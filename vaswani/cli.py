@@ -503,6 +503,9 @@ def validate_args(args) -> None:
         if empty:
             raise UsageError(f"--prompt number {empty[0]} is empty: give the text to continue or translate.")
     if training:
+        from .training.launchers import check_launch
+
+        check_launch(command)  # a launcher that asked for several processes and started one
         if "steps" in chosen and "epochs" in chosen:
             raise UsageError("--steps and --epochs both set the run's length: pass one of them.")
         if args.paper_recipe:
