@@ -174,3 +174,11 @@ def test_a_lora_model_probes_its_adapters(two_processes):
     model = lora_model(VaswaniForCausalLM(tiny_config()), rank=2)
     assert unused_parameters(model, _rows(), default_data_collator, batch_size=2) == []
     assert find_unused_parameters(model, _rows(), default_data_collator, batch_size=2) is False
+
+
+def test_a_batch_without_a_loss_keeps_trainers_default(two_processes):
+    """No labels, no loss: nothing to tell from, so True (Trainer's default), on every process alike."""
+    model = VaswaniForCausalLM(tiny_config())
+    rows = _rows().remove_columns("labels")
+    assert unused_parameters(model, rows, default_data_collator, batch_size=2) is None
+    assert find_unused_parameters(model, rows, default_data_collator, batch_size=2) is True

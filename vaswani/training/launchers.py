@@ -98,27 +98,29 @@ def _first_rows(dataset, count: int) -> list[dict]:
     return list(itertools.islice(iter(dataset), count))
 
 
-def _forward_inputs(model) -> set[str]:
-    """The columns Trainer keeps for `model`: its forward's arguments (a PEFT model's base's) and the label columns."""
+def _forward_inputs(model, label_names=()) -> set[str]:
+    """The columns Trainer keeps for `model`: its forward's arguments (a PEFT model's base's) and the label columns
+    (`shift_labels` too: the segment memory's Trainer names it its label)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(inner.forward).parameters) | {"label", "label_ids", "labels"}
+    labels = {"label", "label_ids", "labels", "shift_labels", *(label_names or ())}
+    return set(inspect.signature(inner.forward).parameters) | labels
 
 
-def unused_parameters(model, dataset, collator, batch_size: int) -> list[str]:
+def unused_parameters(model, dataset, collator, batch_size: int, label_names=()) -> list[str] | None:
     """
     Names of the trainable parameters that get no gradient from the loss of one training batch (the first
-    `batch_size` rows of `dataset`, with the columns Trainer would keep, batched by `collator`) in training mode.
-    The probe leaves no trace: gradients, training mode and the random states (torch, CUDA, numpy, Python's) are as
-    they were.
+    `batch_size` rows of `dataset`, with the columns Trainer would keep, batched by `collator`) in training mode;
+    None when the batch gives no loss (nothing to tell). The probe leaves no trace: gradients, training mode and the
+    random states (torch, CUDA, numpy, Python's) are as they were.
     """
     import numpy
     import torch
     from transformers import default_data_collator
 
-    keep = _forward_inputs(model)
+    keep = _forward_inputs(model, label_names)
     rows = [{key: value for key, value in row.items() if key in keep} for row in _first_rows(dataset, batch_size)]
     if not rows:
-        return []
+        return None
     trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
     grads = [parameter.grad for _, parameter in trainable]
     states = (random.getstate(), numpy.random.get_state(), torch.random.get_rng_state(),
@@ -132,7 +134,9 @@ def unused_parameters(model, dataset, collator, batch_size: int) -> list[str]:
             parameter.grad = None
         model.train()
         outputs = model(**batch)
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs[0]
+        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+            return None
         loss.backward()
         return [name for name, parameter in trainable if parameter.grad is None]
     finally:
@@ -159,23 +163,25 @@ def _any_rank(flag: bool) -> bool:
     return bool(value.item())
 
 
-def find_unused_parameters(model, dataset, collator, batch_size: int, fsdp: bool = False) -> bool | None:
+def find_unused_parameters(model, dataset, collator, batch_size: int, fsdp: bool = False,
+                           label_names=()) -> bool | None:
     """
     DDP's `find_unused_parameters` for training `model` on `dataset`: False when every trainable parameter gets a
     gradient from a training batch's loss, True when some do not (their names said once, on the main process).
     None, leaving Trainer's choice, for a single process (no DDP, no probe), FSDP (no such setting), gradient
-    checkpointing (Trainer turns it off) or no training data.
+    checkpointing (Trainer turns it off) or no training data; True, as Trainer would, when the batch gives no loss.
+    `label_names` are Trainer's, for the columns it keeps.
     """
     if _int(os.environ.get("WORLD_SIZE")) <= 1 or fsdp or dataset is None:
         return None
     checkpointing = getattr(model, "is_activation_checkpointing", None)
     if checkpointing if checkpointing is not None else getattr(model, "is_gradient_checkpointing", False):
         return None
-    unused = unused_parameters(model, dataset, collator, batch_size)
+    unused = unused_parameters(model, dataset, collator, batch_size, label_names)
     if unused and _int(os.environ.get("RANK"), 0) == 0:
         print(f"DDP: {len(unused)} trainable parameter(s) get no gradient from this task's loss, so DDP looks for "
               f"unused parameters each step: {', '.join(unused)}", file=sys.stderr, flush=True)
-    return _any_rank(bool(unused))
+    return _any_rank(unused is None or bool(unused))  # no loss to tell from: True, Trainer's own default
 
 
 __all__ = ["check_launch", "find_unused_parameters", "launch_mismatch", "unused_parameters"]

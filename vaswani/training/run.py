@@ -394,7 +394,7 @@ def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_
     arguments = _arguments(settings, prepared.eval is not None, trainer_class, layer_classes)
     if arguments.ddp_find_unused_parameters is None:  # several processes: from what this task's loss really uses
         arguments.ddp_find_unused_parameters = find_unused_parameters(
-            model, prepared.train, prepared.collator, settings.batch_size, fsdp=settings.fsdp)
+            model, prepared.train, prepared.collator, settings.batch_size, settings.fsdp, arguments.label_names)
     optimizers = (None, None)
     if settings.paper_recipe:
         world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
