@@ -103,6 +103,8 @@ def main() -> int:
             distributed_type=str(trainer.accelerator.distributed_type),
             accelerator_fsdp_plugin=getattr(trainer.accelerator.state, "fsdp_plugin", None) is not None,
             wrapped_type=type(trainer.model_wrapped).__name__,
+            ddp_find_unused_parameters=trainer.args.ddp_find_unused_parameters,
+            ddp_module_find_unused=getattr(trainer.model_wrapped, "find_unused_parameters", None),
             model_type=type(trainer.model).__name__,
             fsdp_units=_fsdp_modules(trainer.model_wrapped),
             sharded=_sharded(trainer.model_wrapped),

@@ -3,7 +3,8 @@ Training on several processes and resuming a killed run, through the real comman
 
 - `torchrun --nproc_per_node 2` (gloo on CPU) runs `vaswani pretrain` as two ranks (tests/ddp_worker.py records what
   each rank saw): both end on the same weights, which moved away from the initial ones, and rank 0 alone writes the
-  model folder, which loads.
+  model folder, which loads. DDP is told no parameter goes unused (the causal LM uses them all), so torch's
+  find_unused_parameters warning is not printed.
 - `--fsdp` under the same two processes either really shards (one FSDP unit per layer) or refuses clearly; a silent
   fall-back to plain data parallelism fails.
 - A run killed with SIGKILL after a checkpoint and resumed with `--resume` ends on the same weights as a run that was
@@ -36,6 +37,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what the `torchrun
 TINY = ["--d-model", "32", "--num-heads", "4", "--d-ff", "64", "--layers", "2", "--dropout", "0", "--quiet",
         "--logging-steps", "1000"]
 USAGE_ERROR = 2
+# What torch's DDP reducer prints when told to find unused parameters and there were none.
+FIND_UNUSED_WARNING = "find_unused_parameters=True was specified in DDP constructor, but did not find any unused"
 TIMEOUT = 300
 
 
@@ -174,6 +177,11 @@ def test_torchrun_two_ranks_train_the_same_model(corpus, tmp_path):
     reports = _reports(report_dir)
     _check_two_ranks(reports, report_dir, done)
     assert all(r["wrapped_type"] == "DistributedDataParallel" for r in reports.values()), reports
+    # Every parameter of a causal LM gets a gradient: DDP is told so, and torch's warning (and its graph traversal
+    # every step) is gone.
+    assert all(r["ddp_find_unused_parameters"] is False and r["ddp_module_find_unused"] is False
+               for r in reports.values()), reports
+    assert FIND_UNUSED_WARNING not in done.stderr, _tail(done.stderr)
     _check_same_weights_and_one_folder(reports, report_dir, output, steps=10)
     # Trainer's own record of the two processes: one RNG state per process in each checkpoint.
     checkpoint = Path(str(output) + ".checkpoints") / "checkpoint-10"

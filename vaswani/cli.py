@@ -515,6 +515,9 @@ def validate_args(args) -> None:
     if command == "pretrain":
         _validate_streaming(args, chosen)
     if training:
+        from .training.launchers import check_launch
+
+        check_launch(command)  # a launcher that asked for several processes and started one
         if "steps" in chosen and "epochs" in chosen:
             raise UsageError("--steps and --epochs both set the run's length: pass one of them.")
         if args.paper_recipe:

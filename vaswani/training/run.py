@@ -30,6 +30,7 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainingArgum
 
 from ..hub.hub_vaswani import replace_folder, staging_folder
 from .data import UsageError
+from .launchers import find_unused_parameters
 from .recipe import LABEL_SMOOTHING, average_checkpoints, complete_checkpoints, paper_optimizer
 from .tasks import Prepared
 
@@ -391,6 +392,9 @@ def _train(model, tokenizer, prepared: Prepared, settings: RunSettings, trainer_
     layer_classes = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.endswith("Layer")
                             and type(m).__name__.startswith("Vaswani")})
     arguments = _arguments(settings, prepared.eval is not None, trainer_class, layer_classes)
+    if arguments.ddp_find_unused_parameters is None:  # several processes: from what this task's loss really uses
+        arguments.ddp_find_unused_parameters = find_unused_parameters(
+            model, prepared.train, prepared.collator, settings.batch_size, settings.fsdp, arguments.label_names)
     optimizers = (None, None)
     if settings.paper_recipe:
         world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
