@@ -7,8 +7,9 @@ what training read:
 Everything after REPORT_DIR is passed to `vaswani.cli.main` unchanged. Each process appends, as it happens (a run
 killed midway keeps what it wrote), one JSON line per event to REPORT_DIR/rank{r}.jsonl:
 
-- {"row": [ids...], "pass": p}: a block the stream yielded (its tokens without padding) and its pass over the corpus;
-- {"batch": [[ids...], ...]}: a batch the Trainer's data loader handed to training (input ids, padding included).
+- {"row": [ids...], "pass": p, "reading": k}: a block the stream yielded (its tokens without padding), its pass over
+  the corpus, and which reading of the stream gave it (each `iter()` is one: a probe reads a batch before training);
+- {"batch": [[ids...], ...], "reading": k}: a batch the data loader collated (input ids, padding included).
 """
 
 import json
@@ -27,10 +28,14 @@ def main() -> int:
 
     original_iter, original_prepare = streaming.StreamingBlocks.__iter__, streaming.prepare_streaming
 
+    readings = [0]
+
     def rows(self):
+        readings[0] += 1
+        reading = readings[0]
         for row in original_iter(self):
             tokens = row["input_ids"][row["attention_mask"].bool()].tolist()
-            log.write(json.dumps({"row": tokens, "pass": self._state["epoch"]}) + "\n")
+            log.write(json.dumps({"row": tokens, "pass": self._state["epoch"], "reading": reading}) + "\n")
             yield row
 
     def prepare(*args, **kwargs):
@@ -39,7 +44,7 @@ def main() -> int:
 
         def recorded(examples):
             batch = collate(examples)
-            log.write(json.dumps({"batch": batch["input_ids"].tolist()}) + "\n")
+            log.write(json.dumps({"batch": batch["input_ids"].tolist(), "reading": readings[0]}) + "\n")
             return batch
 
         prepared.collator = recorded

@@ -101,6 +101,13 @@ def _records(report: Path, rank: int = 0) -> list[dict]:
     return [json.loads(line) for line in (report / f"rank{rank}.jsonl").read_text().splitlines()]
 
 
+def _batches(report: Path) -> list:
+    """The batches of a one-process run's training (its only reading of the stream: no probe without DDP)."""
+    records = _records(report)
+    assert {r["reading"] for r in records} == {1}
+    return [r["batch"] for r in records if "batch" in r]
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,10 +198,13 @@ def test_two_torchrun_processes_train_on_every_token_once_per_pass(tokenizer, co
                           "--shuffle-buffer", "50")]
     done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "find_unused_parameters=True was specified" not in done.stderr  # the probe found every parameter used
     expected = corpus_tokens(tokenizer, documents)
     first_pass, trained = collections.Counter(), []
     for rank in (0, 1):
         records = _records(report, rank)
+        training = max(r["reading"] for r in records)  # the last reading of the stream (DDP's probe read one batch)
+        records = [r for r in records if r["reading"] == training]
         rows = [r for r in records if "row" in r]
         batches = [r["batch"] for r in records if "batch" in r]
         assert max(r["pass"] for r in rows) >= 1, "the run should go past one pass of its share"
@@ -233,10 +243,7 @@ def test_a_killed_streaming_run_resumes_where_its_stream_stood(tokenizer, corpus
     resumed = run(tmp_path / "cut", tmp_path / "r-resumed", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    def batches(report):
-        return [r["batch"] for r in _records(report) if "batch" in r]
-
-    uninterrupted, after = batches(tmp_path / "r-whole"), batches(tmp_path / "r-resumed")
+    uninterrupted, after = _batches(tmp_path / "r-whole"), _batches(tmp_path / "r-resumed")
     assert len(uninterrupted) >= 16 and len(after) >= 8
     assert after[:8] == uninterrupted[8:16]  # steps 5-8: two batches each, the stream continued, not restarted
     first = load_file(tmp_path / "whole" / "model.safetensors")
