@@ -351,3 +351,11 @@ def test_a_hub_corpus_that_cannot_be_reached_is_a_usage_error(tokenizer, monkeyp
     stream = StreamingBlocks("hub", ["someone/no-such-corpus"], tokenizer, 13, rank=0, world_size=1)
     with pytest.raises(UsageError, match="someone/no-such-corpus"):
         stream.check()  # what prepare_streaming calls before the model trains
+
+
+def test_a_share_without_tokens_is_refused_not_read_forever(tokenizer, tmp_path):
+    shard = tmp_path / "empty.jsonl"
+    shard.write_text(json.dumps({"text": ""}) + "\n")
+    stream = StreamingBlocks("json", [str(shard)], tokenizer, 13, rank=1, world_size=2)  # rank 1 gets no document
+    with pytest.raises(UsageError, match="no token"):
+        list(stream)

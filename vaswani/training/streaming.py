@@ -108,6 +108,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         self._state, self._rng = None, None  # the running iteration's state and random generator
         self._history: dict[int, dict] = {}  # blocks yielded -> the state then, at batch boundaries
         self._started = self._fresh_state(0)
+        self.kept_batches = 8  # batches of states kept: how far a data loader may read ahead of training
 
     # The identity of a stream: what must be the same to continue it.
     def _fingerprint(self) -> dict:
@@ -181,7 +182,11 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         if state["random"] is not None:
             rng.setstate(_tuples(state["random"]))
         while self.epochs is None or state["epoch"] < self.epochs:
+            blocks = state["blocks"]
             yield from self._one_pass(state, rng)
+            if state["blocks"] == blocks and not state["buffer"]:  # else the next pass, and every one, reads nothing
+                raise UsageError(f"--data: pass {state['epoch']} over the corpus gave process {self.rank} no token: "
+                                 f"give a corpus with documents in it (or fewer processes).")
             state.update(self._fresh_state(state["epoch"] + 1), blocks=state["blocks"])
 
     def _one_pass(self, state: dict, rng: random.Random):
@@ -230,7 +235,8 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         state["blocks"] += 1
         if state["blocks"] % self.batch_size == 0:
             self._history[state["blocks"]] = _snapshot(state, rng)
-            for old in [count for count in self._history if count < state["blocks"] - 64 * self.batch_size]:
+            oldest = state["blocks"] - self.kept_batches * self.batch_size
+            for old in [count for count in self._history if count < oldest]:
                 del self._history[old]
         self._state, self._rng = state, rng
         return self._row(block)
@@ -293,6 +299,8 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
             arguments.ignore_data_skip = True  # the stream's own state resumes it
             arguments.accelerator_config.dispatch_batches = False
         super().__init__(*args, **kwargs)
+        if self.train_dataset is not None:  # the loader reads an optimizer step's batches, and one more, ahead
+            self.train_dataset.kept_batches = 2 * self.args.gradient_accumulation_steps + 4
 
     def get_train_dataloader(self):
         from accelerate.data_loader import IterableDatasetShard
