@@ -205,7 +205,8 @@ def check_precision(pair: str, dtype: torch.dtype, device: torch.device, shape: 
     if low.logits.dtype != dtype:
         raise AssertionError(f"{dtype} model gave {low.logits.dtype} logits")
     if not torch.isfinite(low.loss) or not torch.isfinite(low_grads).all():
-        raise AssertionError(f"{dtype}: loss {low.loss.item()}, finite gradients {torch.isfinite(low_grads).float().mean():.3f}")
+        finite = torch.isfinite(low_grads).float().mean().item()
+        raise AssertionError(f"{dtype}: loss {low.loss.item()}, a fraction {finite:.3f} of the gradients finite")
     if low_grads.numel() != full_grads.numel():
         raise AssertionError(f"{dtype}: {low_grads.numel()} gradient entries, fp32 {full_grads.numel()}")
     loss_rel = abs(low.loss.item() - full.loss.item()) / abs(full.loss.item())
@@ -342,7 +343,8 @@ def check_compiled(pair: str, batch: int, device: torch.device, shape: dict, new
     if graphs < 1:
         raise AssertionError("generate() ran no compiled graph")
     if not torch.equal(first, expected) or not torch.equal(runner(compiled)(), expected):
-        raise AssertionError(f"compiled generation gave other tokens than uncompiled: {first.tolist()} vs {expected.tolist()}")
+        raise AssertionError(f"compiled generation gave other tokens than uncompiled: {first.tolist()} vs "
+                             f"{expected.tolist()}")
     rate = lambda seconds: [batch * new_tokens / s for s in seconds]  # noqa: E731
     c, r, load = bench.alternate(timed(runner(compiled), device), timed(runner(reference), device), repeats, warmup=1)
     c2, p, load2 = bench.alternate(timed(runner(compiled), device), timed(runner(plain), device), repeats, warmup=1)
@@ -407,7 +409,8 @@ def check_trainer(pair: str, device: torch.device, shape: dict, steps: int) -> d
                "parameters_moved": moved, "parameters": len(before), "parameter_dtypes": dtypes,
                "device": str(next(model.parameters()).device), "seconds": seconds,
                "tokens_per_s": steps * shape["batch"] * bench.sequence_length(pair, shape) / seconds}
-    if figures["mixed_precision"] != "bf16" or trainer.state.global_step != steps or not losses or not all(map(torch.isfinite, torch.tensor(losses))):
+    finite = bool(losses) and bool(torch.isfinite(torch.tensor(losses)).all())
+    if figures["mixed_precision"] != "bf16" or trainer.state.global_step != steps or not finite:
         raise AssertionError(f"bf16 Trainer: {figures}")
     if moved < len(before) // 2 or dtypes != ["torch.float32"]:
         raise AssertionError(f"bf16 Trainer did not update its fp32 master weights: {figures}")
@@ -522,7 +525,7 @@ def fsdp_child(out: Path, pair: str, quick: bool):
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     report = {"fsdp_enabled": bool(trainer.is_fsdp_enabled), "wrapped": type(trainer.model_wrapped).__name__,
               "layer_classes": classes, "steps": trainer.state.global_step, "losses": losses,
-              "losses_finite": bool(losses) and all(map(torch.isfinite, torch.tensor(losses))),
+              "losses_finite": bool(losses) and bool(torch.isfinite(torch.tensor(losses)).all()),
               "distributed_type": str(trainer.accelerator.distributed_type)}
     bench.write_whole(out, json.dumps(report) + "\n")
 
@@ -536,7 +539,9 @@ def ratio_pair(pair: str, shape: dict, settings: dict, device: torch.device, aut
     if len(set(parameters.values())) != 1:
         raise AssertionError(f"{pair}: the two models differ in size: {parameters}")
     b, t = shape["batch"], bench.sequence_length(pair, shape)
-    cast = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast else (lambda: torch.autocast(device.type, enabled=False))
+    def cast():  # bf16 autocast on a GPU, nothing on the CPU (bench.py's fp32)
+        return torch.autocast(device.type, dtype=autocast) if autocast else torch.autocast(device.type, enabled=False)
+
     figures = {}
 
     def timed_pair(make, repeats, warmup):
