@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-all quality bench clean
+.PHONY: setup demo test test-all quality bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ quality: setup
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/quantization.py
+
+# On a machine with a GPU: precision, attention back-ends, generation, compile_generation, Trainer, FSDP and the bench's
+# ratios there, under 8 minutes (benchmarks/README.md); exits 1 if a check fails.
+gpu-check: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/gpu_check.py
 
 # Include the longer runs marked `slow`.
 test-all: setup

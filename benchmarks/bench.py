@@ -883,6 +883,23 @@ SUMMARY = (("inference_sdpa", "inference sdpa"), ("inference_eager", "inference 
            ("gen_scaling_b1_growth", "growth b1"), ("gen_scaling_b8_growth", "growth b8"))
 
 
+def ratio_table(shapes: dict) -> list[str]:
+    """The summary table's lines: one row per shape and pair, a ratio per SUMMARY column ("-" where not measured)."""
+    lines = [
+        "Ratios, > 1 = Vaswani better (vaswani/reference for rates, reference/vaswani for memory and growth of the "
+        "per-token time from the shortest to the longest generation):",
+        "",
+        "| shape | pair | " + " | ".join(title for _, title in SUMMARY) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in SUMMARY) + " |",
+    ]
+    for shape_name, shape_report in shapes.items():
+        for pair, pair_report in shape_report["pairs"].items():
+            figures = pair_report["figures"]
+            cells = [f"{figures[name]['ratio']:.2f}" if name in figures else "-" for name, _ in SUMMARY]
+            lines.append(f"| {shape_name} | {pair} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     m, peak = report["machine"], report["peak_gflops"]
     lines = [
@@ -900,19 +917,7 @@ def markdown(report: dict) -> str:
             f"{run['date']} (commit {run['commit'][:7]}{', model code modified' if run.get('vaswani_modified') else ''},"
             f" peak {run['peak_gflops']:.0f} GFLOP/s): {', '.join(run['measured'])}" for run in report["runs"]
         ) + ".")
-    lines += [
-        "",
-        "Ratios, > 1 = Vaswani better (vaswani/reference for rates, reference/vaswani for memory and growth of the "
-        "per-token time from the shortest to the longest generation):",
-        "",
-        "| shape | pair | " + " | ".join(title for _, title in SUMMARY) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in SUMMARY) + " |",
-    ]
-    for shape_name, shape_report in report["shapes"].items():
-        for pair, pair_report in shape_report["pairs"].items():
-            figures = pair_report["figures"]
-            cells = [f"{figures[name]['ratio']:.2f}" if name in figures else "-" for name, _ in SUMMARY]
-            lines.append(f"| {shape_name} | {pair} | " + " | ".join(cells) + " |")
+    lines += ["", *ratio_table(report["shapes"])]
     for shape_name, shape_report in report["shapes"].items():
         for pair, pair_report in shape_report["pairs"].items():
             used = {fig["backends"]["reference"] for fig in pair_report["figures"].values() if "backends" in fig
