@@ -28,12 +28,14 @@ EVAL_STRIPS, NEW_TOKENS = 12, 4
 
 @pytest.fixture(scope="module")
 def captioner(tmp_path_factory):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small trains faster on one thread where cores are shared
     output = tmp_path_factory.mktemp("captioner") / "strips"
     run = ok("pretrain", "--objective", "captioning", "--data", "digit-strips", "--eval-split", "test",
              "--max-train-samples", "64", "--max-eval-samples", EVAL_STRIPS, "--steps", "4", "--batch-size", "16",
              "--lr", "3e-3", "--max-new-tokens", NEW_TOKENS, *TINY, "--output", output)
-    return output, run
+    yield output, run
+    torch.set_num_threads(threads)  # later tests compare this process's numbers with other processes' exactly
 
 
 def strips(count: int = EVAL_STRIPS):

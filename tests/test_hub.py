@@ -62,7 +62,9 @@ def run_without_vaswani(code: str, tmp_path) -> dict:
         transformers.logging.set_verbosity_error()
         """
     )
-    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}
+    # The threads of this process: results are compared exactly, and a matmul split otherwise can round otherwise.
+    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin",
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     result = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
     )
