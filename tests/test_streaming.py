@@ -11,12 +11,15 @@ hundreds of small gzipped shard files of random sentences.
   stream yields (hypothesis).
 - A streaming run killed (SIGKILL) after a checkpoint and resumed with `--resume` trains on the same next batches and
   ends on the same weights as a run never interrupted.
+- With `--attention-within-documents`, a document inside a packed block gets the logits it gets alone (every kind
+  of position, eager and sdpa).
 - Memory stays flat while one process, under an address-space limit (RLIMIT_AS), streams a corpus larger than the
   limit leaves it room for.
 - What does not fit --streaming is refused with the option and the fix.
 """
 
 import collections
+import functools
 import gzip
 import json
 import os
@@ -29,14 +32,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import EOS, tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from vaswani.cli import build_parser, validate_args
+from vaswani import VaswaniForCausalLM
+from vaswani.cli import build_parser, main, validate_args
 from vaswani.tokenization import train_tokenizer
 from vaswani.training.data import UsageError
-from vaswani.training.streaming import StreamingBlocks, corpus_files
+from vaswani.training.streaming import DocumentPositions, StreamingBlocks, corpus_files, document_positions
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +189,51 @@ def test_a_stream_refuses_another_streams_state(tokenizer, corpus):
         other.load_state_dict(state)
 
 
+# -- Attention within documents -----------------------------------------------------------------------------------------
+def test_document_positions_start_again_after_each_eos_and_at_the_padding():
+    eos = 2
+    ids = torch.tensor([[5, 6, eos, 7, 8, 9, eos, 4], [5, eos, 6, 7, 0, 0, 0, 0]])
+    mask = torch.tensor([[1] * 8, [1, 1, 1, 1, 0, 0, 0, 0]])
+    assert document_positions(ids, mask, eos).tolist() == [[0, 1, 2, 0, 1, 2, 3, 0], [0, 1, 0, 1, 0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rotary", "alibi", "relative"])
+def test_a_document_in_a_block_is_computed_as_it_is_alone(kind, implementation):
+    """With DocumentPositions' batches (and no cache, as VaswaniStreamingTrainer runs them), each document of a
+    packed block gets the logits it gets alone; a plain block's later documents see the earlier ones."""
+    torch.manual_seed(0)
+    model = VaswaniForCausalLM(tiny_config(position_embedding_type=kind)).eval()
+    model.set_attn_implementation(implementation)
+    documents = [torch.tensor([5, 6, 7, 8, EOS]), torch.tensor([9, 10, 11, EOS]), torch.tensor([12, 13])]
+    row = torch.cat(documents)
+    batch = DocumentPositions(EOS)([{"input_ids": row, "attention_mask": torch.ones_like(row), "labels": row}])
+    assert set(batch) == {"input_ids", "position_ids", "labels"}
+    with torch.no_grad():
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[0]
+        alone = torch.cat([model(input_ids=document[None]).logits[0] for document in documents])
+        across = model(input_ids=row[None]).logits[0]
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(across[5:], alone[5:], atol=1e-3)  # without it, attention crosses the boundaries
+
+
+def test_a_stream_with_attention_within_documents_trains_on_such_batches(tokenizer, corpus, tmp_path, monkeypatch):
+    folder, _ = corpus
+    calls, forward = [], VaswaniForCausalLM.forward
+
+    @functools.wraps(forward)  # Trainer keeps the columns the signature names
+    def recorded(self, *args, **kwargs):
+        if self.training:
+            calls.append((kwargs.get("use_cache"), "position_ids" in kwargs, "attention_mask" in kwargs))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(VaswaniForCausalLM, "forward", recorded)
+    code = main(_pretrain(tokenizer, folder, tmp_path / "model", "--steps", "3", "--batch-size", "4",
+                          "--attention-within-documents"))
+    assert code == 0 and (tmp_path / "model" / "model.safetensors").is_file()
+    assert calls == [(False, True, False)] * 3  # no cache, documents' positions, no mask: the documents' masks
+
+
 # -- Training -----------------------------------------------------------------------------------------------------------
 def _pretrain(tokenizer, data, output, *extra) -> list[str]:
     return ["pretrain", "--objective", "clm", "--streaming", "--tokenizer", str(tokenizer.folder), "--data",
@@ -327,10 +378,11 @@ def test_what_does_not_fit_streaming_is_refused(extra, words):
         validate_args(args)
 
 
-def test_shuffle_buffer_without_streaming_is_refused():
+@pytest.mark.parametrize("option", [["--shuffle-buffer", "9"], ["--attention-within-documents"]])
+def test_stream_options_without_streaming_are_refused(option):
     args = build_parser().parse_args(["pretrain", "--objective", "clm", "--tokenizer", "t", "--data", "d",
-                                      "--output", "o", "--shuffle-buffer", "9"])
-    with pytest.raises(UsageError, match="--streaming"):
+                                      "--output", "o", *option])
+    with pytest.raises(UsageError, match=f"{option[0]}.*add --streaming"):
         validate_args(args)
 
 

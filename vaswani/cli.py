@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "continues the stream where the checkpoint left it")
     group.add_argument("--shuffle-buffer", type=nonnegative_int, default=1000,
                        help="--streaming: blocks held to draw each batch's from at random (default 1000; 0: in order)")
+    group.add_argument("--attention-within-documents", action="store_true",
+                       help="--streaming: each token attends only to its own document's tokens in a block, its "
+                            "positions counted from the document's start (as if trained alone); default: across the "
+                            "whole block, eos marking the boundaries (GPT-2's packing)")
     _add_image_shape(_add_architecture(p))
     _add_training(p)
     _add_generation(p)
@@ -712,8 +716,9 @@ def _validate_streaming(args, chosen) -> None:
     from .training.data import UsageError
 
     if not args.streaming:
-        if "shuffle_buffer" in chosen:
-            raise UsageError("--shuffle-buffer shuffles a stream: add --streaming, or drop --shuffle-buffer.")
+        for dest in ("shuffle_buffer", "attention_within_documents"):
+            if dest in chosen:
+                raise UsageError(f"{_flag(dest)} applies to a stream's blocks: add --streaming, or drop {_flag(dest)}.")
         return
     if args.objective != "clm":
         raise UsageError(f"--streaming packs running text for a causal LM, and --objective {args.objective} reads "
@@ -1224,7 +1229,7 @@ def _pretrain_streaming(args, task, started: float, label_smoothing: float):
     model = task.auto_class().from_config(config)
     prepared = prepare_streaming(args.data, _running_text(eval_rows, options.text_column), tokenizer,
                                  options.block_size, options.text_column, args.shuffle_buffer, args.seed,
-                                 args.batch_size, split=args.split)
+                                 args.batch_size, split=args.split, within_documents=args.attention_within_documents)
     metrics, _ = _train_and_record(
         args, task, model, tokenizer, prepared, eval_rows, "pretrain clm (streaming)", started, label_smoothing,
         "Training {model}: {parameters:,} parameters, {examples}{evaluation}.",

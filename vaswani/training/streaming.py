@@ -11,6 +11,9 @@ each document (`packing.TokenPacker`, GPT-2's training data), and shuffled throu
     VaswaniStreamingTrainer
                         a Trainer that saves each process's stream position with every checkpoint and resumes the
                         stream there (not from its start, and without reading the skipped batches again)
+    DocumentPositions   a collator for attention within documents (`--attention-within-documents`): positions
+                        that start again after each eos, and no attention mask, so that transformers' masks keep
+                        each token's attention inside its document (as for a batch of documents one by one)
     prepare_streaming   the `Prepared` of a streaming clm run
 
 A block holds `block_size + 1` tokens (`block_size` next-token predictions, as `tasks.clm_blocks`). Blocks are full
@@ -280,6 +283,40 @@ def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+# -- Attention within documents ---------------------------------------------------------------------------------------
+def document_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """
+    Positions of packed rows that start again at 0 with each document: at a row's start, after each eos, and where
+    padding begins (padding is a segment of its own, which no token attends into).
+    """
+    starts = torch.zeros_like(input_ids, dtype=torch.bool)
+    starts[:, 0] = True
+    starts[:, 1:] |= input_ids[:, :-1] == eos_token_id
+    starts[:, 1:] |= (attention_mask[:, 1:] == 0) & (attention_mask[:, :-1] == 1)
+    index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    last_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - last_start
+
+
+class DocumentPositions:
+    """
+    Batches of packed blocks whose tokens attend only within their document: `position_ids` that start again after
+    each eos (`document_positions`) and no `attention_mask`. Given positions that start again and no mask,
+    transformers' `create_causal_mask` keeps each segment to itself (its packed-sequence masks), and the positions
+    (learned, sinusoidal, rotary, ALiBi, relative) count from each document's start: a document inside a block is
+    computed as it would be alone. The Trainer then runs the model without a cache (a cache turns those masks off).
+    """
+
+    def __init__(self, eos_token_id: int):
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = default_data_collator(rows)
+        mask = batch.pop("attention_mask")
+        batch["position_ids"] = document_positions(batch["input_ids"], mask, self.eos_token_id)
+        return batch
+
+
 # -- Training -----------------------------------------------------------------------------------------------------------
 STATE_FILE = "stream_state_{rank}.json"  # in every checkpoint folder, one per process
 
@@ -314,6 +351,11 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
     def _stream(self) -> StreamingBlocks:
         return self.train_dataset
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "position_ids" in inputs and "attention_mask" not in inputs:  # DocumentPositions: no cache, whose mask
+            inputs = {**inputs, "use_cache": False}  # would take the place of the documents' masks
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
     def _save_rng_state(self, output_dir):
         super()._save_rng_state(output_dir)
         count = self.state.global_step * self.args.gradient_accumulation_steps * self.args.per_device_train_batch_size
@@ -335,8 +377,10 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
 
 
 def prepare_streaming(data: str, eval_text: str | None, tokenizer, block_size: int, text_column: str,
-                      shuffle_buffer: int, seed: int, batch_size: int, split: str = "train") -> Prepared:
-    """The stream of `data` in blocks of `block_size + 1` tokens, and the evaluation text's blocks if given."""
+                      shuffle_buffer: int, seed: int, batch_size: int, split: str = "train",
+                      within_documents: bool = False) -> Prepared:
+    """The stream of `data` in blocks of `block_size + 1` tokens, and the evaluation text's blocks if given; with
+    `within_documents`, batches whose tokens attend only within their documents (`DocumentPositions`)."""
     from .tasks import clm_blocks
 
     builder, files = corpus_files(data)
@@ -344,7 +388,9 @@ def prepare_streaming(data: str, eval_text: str | None, tokenizer, block_size: i
                              batch_size, split=split)
     stream.check()
     evaluation = clm_blocks(eval_text, tokenizer, block_size) if eval_text else None
-    return Prepared(stream, evaluation, default_data_collator, trainer=VaswaniStreamingTrainer)
+    collator = DocumentPositions(tokenizer.eos_token_id) if within_documents else default_data_collator
+    return Prepared(stream, evaluation, collator, trainer=VaswaniStreamingTrainer)
 
 
-__all__ = ["StreamingBlocks", "VaswaniStreamingTrainer", "corpus_files", "prepare_streaming"]
+__all__ = ["DocumentPositions", "StreamingBlocks", "VaswaniStreamingTrainer", "corpus_files", "document_positions",
+           "prepare_streaming"]
