@@ -28,9 +28,12 @@ The README's quality figures, measured with the `vaswani` command line on the sh
     permutation  issue 20: Rotten Tomatoes accuracy fine-tuned from a PLM-pretrained encoder (XLNet's objective,
                  `pretrain --objective plm`), from the sentiment entry's MLM-pretrained one (same tokenizer,
                  architecture, data and steps) and from scratch, in one run
+    streaming    issue 21: the shakespeare model trained with `pretrain --streaming` on the same 90% of the text
+                 cut into 100 .txt shards (a document each, eos after it), shuffled through a buffer, beside the
+                 same model trained in memory in the same run: the validation loss of both on the same held-out 10%
 
     python benchmarks/quality.py [--only shakespeare translation sentiment lora positions scores digits captions
-                                  memory permutation]
+                                  memory permutation streaming]
                                  [--work-dir outputs/quality]
 
 Each figure is written to benchmarks/results/quality.json with the exact command lines that produced it.
@@ -566,11 +569,58 @@ def memory_entry(work: Path, log: list[str], steps: int, data: Path = SHAKESPEAR
     return figures
 
 
+# The streaming entry: the shakespeare settings, the training text as shards read as a stream.
+STREAMING_SHARDS = 100
+
+
+def streaming_corpus(work: Path, data: Path = SHAKESPEARE, shards: int = STREAMING_SHARDS) -> tuple[Path, Path]:
+    """The first 90% of `data` (the cut `--validation-fraction 0.1` makes) in `shards` .txt files cut at line ends,
+    and the last 10% as one file: the training corpus and the held-out text."""
+    from vaswani.training.data import read_text
+
+    text = read_text(data)
+    cut = int(len(text) * 0.9)
+    train, held_out = text[:cut], text[cut:]
+    folder = work / "shakespeare-shards"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.txt"):
+        old.unlink()
+    start = 0
+    for index in range(shards):
+        end = len(train) if index == shards - 1 else train.find("\n", (index + 1) * len(train) // shards) + 1
+        end = end if end > start else len(train)
+        (folder / f"part-{index:03d}.txt").write_text(train[start:end], encoding="utf-8")
+        start = end
+    (work / "shakespeare-held-out.txt").write_text(held_out, encoding="utf-8")
+    return folder, work / "shakespeare-held-out.txt"
+
+
+def streaming_commands(work: Path, steps: int = 2000, data: Path = SHAKESPEARE):
+    """(name, pretrain command) of the in-memory model and the streamed one, the shakespeare settings both."""
+    in_memory = shakespeare_pretrain(work, work / "in-memory", "learned", steps, data)
+    streamed = shakespeare_pretrain(work, work / "streamed", "learned", steps, data)
+    streamed[streamed.index("--data") + 1] = str(work / "shakespeare-shards")
+    at = streamed.index("--validation-fraction")
+    streamed[at : at + 2] = ["--streaming", "--eval-data", str(work / "shakespeare-held-out.txt")]
+    return [("in_memory", in_memory), ("streaming", streamed)]
+
+
+def streaming_entry(work: Path, log: list[str], steps: int, data: Path = SHAKESPEARE) -> dict:
+    char_tokenizer(work, log, data)
+    streaming_corpus(work, data)
+    figures = {"shards": STREAMING_SHARDS, "steps": steps}
+    for name, command in streaming_commands(work, steps, data):
+        started = time.perf_counter()
+        figures[name] = {"validation_loss": run(command, log)["loss"],
+                         "minutes": round((time.perf_counter() - started) / 60, 1)}
+    return figures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+",
                         choices=["shakespeare", "translation", "sentiment", "lora", "positions", "scores", "digits",
-                                 "captions", "memory", "permutation"])
+                                 "captions", "memory", "permutation", "streaming"])
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/quality"))
     parser.add_argument("--translation-steps", type=int, default=2000)
     parser.add_argument("--mlm-steps", type=int, default=2000)
@@ -585,6 +635,8 @@ def main(argv=None) -> int:
     parser.add_argument("--captions-epochs", type=float, default=10)
     parser.add_argument("--memory-steps", type=int, default=2000)
     parser.add_argument("--memory-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
+    parser.add_argument("--streaming-steps", type=int, default=2000)
+    parser.add_argument("--streaming-data", type=Path, default=SHAKESPEARE, help="the text (a toy run: a slice)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="the JSON file the figures go in (the scores table beside it, <name>_scores.md)")
     args = parser.parse_args(argv)
@@ -612,6 +664,7 @@ def main(argv=None) -> int:
         "captions": lambda log: captions_entry(args.work_dir, log, args.captions_epochs, machine=machine),
         "memory": lambda log: memory_entry(args.work_dir, log, args.memory_steps, args.memory_data),
         "permutation": lambda log: permutation(args.work_dir, log, args.mlm_steps, args.finetune_epochs),
+        "streaming": lambda log: streaming_entry(args.work_dir, log, args.streaming_steps, args.streaming_data),
     }
     for name in args.only or list(experiments):
         log, started = [], time.perf_counter()

@@ -2,7 +2,8 @@
 The quality figures' `positions` entry (benchmarks/quality.py): its commands are valid `vaswani` command lines that
 differ from the shakespeare entry's only in the positions, and at a toy size (a few steps, a slice of the text) they
 train and score every window length, the block it trained on giving pretrain's own validation loss. The `scores`
-entry (paper 3.2.1) at a toy size trains every run from one set of weights and writes its table.
+entry (paper 3.2.1) at a toy size trains every run from one set of weights and writes its table. The other entries'
+commands are the ones their figures were measured with, run at a toy size, and the README's figures the recorded ones.
 """
 
 import importlib.util
@@ -240,3 +241,53 @@ def test_the_readmes_permutation_figures_are_the_measured_ones():
                        ("mlm", "an MLM-pretrained encoder (`--objective mlm`)"), ("scratch", "scratch")):
         scores = recorded[start]
         assert f"| {row} | {100 * scores['accuracy']:.1f}% | {scores['f1']} |" in readme
+
+
+def test_the_streaming_commands_are_the_shakespeare_model_read_as_a_stream_of_shards(quality, toy, tmp_path):
+    data, _ = toy
+    folder, held_out = quality.streaming_corpus(tmp_path, data)
+    shards = sorted(folder.glob("*.txt"))
+    text = data.read_text(encoding="utf-8")
+    cut = int(len(text) * 0.9)  # what --validation-fraction 0.1 holds out
+    assert len(shards) == quality.STREAMING_SHARDS
+    assert "".join(shard.read_text(encoding="utf-8") for shard in shards) == text[:cut]
+    assert held_out.read_text(encoding="utf-8") == text[cut:]
+    (name, in_memory), (streamed_name, streamed) = quality.streaming_commands(tmp_path, 2000, data)
+    assert (name, streamed_name) == ("in_memory", "streaming")
+    assert in_memory == quality.shakespeare_pretrain(tmp_path, tmp_path / "in-memory", "learned", 2000, data)
+    for command in (in_memory, streamed):
+        validate_args(build_parser().parse_args(command))
+    assert _option(streamed, "--data") == str(folder) and _option(streamed, "--eval-data") == str(held_out)
+    assert "--streaming" in streamed and "--validation-fraction" not in streamed
+
+    def without(command, flags, valued):  # the command less some flags and some options with their values
+        kept, words = [], iter(command)
+        for word in words:
+            if word in valued:
+                next(words)
+            elif word not in flags:
+                kept.append(word)
+        return kept
+
+    # The same model and training otherwise: only the data, the evaluation text and the output differ.
+    assert without(in_memory, (), ("--validation-fraction", "--data", "--output")) == without(
+        streamed, ("--streaming",), ("--eval-data", "--data", "--output"))
+
+
+def test_the_streaming_entry_at_a_toy_size_trains_both_models(quality, toy, tmp_path):
+    data, results = toy
+    figures = _toy_entry(quality, results, tmp_path / "work", "streaming", "--streaming-steps", "2",
+                         "--streaming-data", str(data))
+    for name in ("in_memory", "streaming"):
+        assert 0 < figures[name]["validation_loss"] < 2 * math.log(70)
+    assert figures["commands"][-1].split()[1:4] == ["pretrain", "--objective", "clm"]
+    assert "--streaming" in figures["commands"][-1]
+
+
+def test_the_readmes_streaming_figures_are_the_measured_ones():
+    recorded = json.loads((BENCHMARKS / "results" / "quality.json").read_text())["streaming"]
+    readme = (BENCHMARKS.parent / "README.md").read_text(encoding="utf-8")
+    streamed, in_memory = recorded["streaming"], recorded["in_memory"]
+    assert (f"validation loss **{streamed['validation_loss']:.3f}** streamed, {in_memory['validation_loss']:.3f} in "
+            f"memory (nats/char; {streamed['minutes']} and {in_memory['minutes']} minutes)") in readme
+    assert f"first 90% as {recorded['shards']} .txt shards" in readme
