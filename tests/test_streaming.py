@@ -291,6 +291,8 @@ def test_a_killed_streaming_run_resumes_where_its_stream_stood(tokenizer, corpus
     assert not (tmp_path / "cut").exists()
     checkpoint = tmp_path / "cut.checkpoints" / "checkpoint-4"
     assert (checkpoint / "stream_state_0.json").is_file()
+    other = run(tmp_path / "cut", tmp_path / "r-other", "--resume", "--batch-size", "2")  # argparse: the last wins
+    assert other.returncode == 2 and "--batch-size and --gradient-accumulation" in other.stderr, other.stderr[-2000:]
     resumed = run(tmp_path / "cut", tmp_path / "r-resumed", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 

@@ -373,7 +373,13 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
         if not path.is_file():
             raise UsageError(f"--resume: {checkpoint} holds no stream state for process {self.args.process_index} "
                              f"({path.name}): it was not written by a --streaming run with these processes.")
-        self._stream().load_state_dict(json.loads(path.read_text()))
+        state = json.loads(path.read_text())
+        count = self.state.global_step * self.args.gradient_accumulation_steps * self.args.per_device_train_batch_size
+        if state.get("blocks") != count:  # the checkpoint's steps read other batches than these settings would
+            raise UsageError(f"--resume: {checkpoint} was written after {state.get('blocks')} blocks on this process, "
+                             f"and {self.state.global_step} steps of these settings read {count}: resume with the "
+                             f"--batch-size and --gradient-accumulation of the run that wrote it.")
+        self._stream().load_state_dict(state)
 
 
 def prepare_streaming(data: str, eval_text: str | None, tokenizer, block_size: int, text_column: str,
