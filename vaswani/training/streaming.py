@@ -82,7 +82,8 @@ def _world() -> tuple[int, int]:
 class StreamingBlocks(torch.utils.data.IterableDataset):
     """
     The blocks this process trains on, pass after pass over its share of the corpus (`epochs` passes, or without
-    end). Each pass reads the shards in an order drawn from `seed` and the pass's number, this process's share of
+    end). Each pass reads the shards (a Hub dataset's in its own order: datasets' shuffling would lose its buffer
+    on resuming) in an order drawn from `seed` and the pass's number, this process's share of
     them (`split_dataset_by_node`: whole shards when their count divides among the processes, else every
     world-th document), packs the documents into blocks of `length` tokens, and yields them through a shuffle
     buffer of `shuffle_buffer` blocks (0: in order). Rows are {input_ids, attention_mask, labels}.
@@ -130,7 +131,6 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
             except Exception as error:  # offline, unknown name, no such split: what datasets said, in one line
                 raise UsageError(f"--data {self.files[0]}: no such file or folder, and as a Hub dataset: "
                                  f"{str(error).splitlines()[0]}") from None
-            stream = stream.shuffle(seed=self.seed + epoch, buffer_size=1) if stream.n_shards > 1 else stream
         else:
             order = list(self.files)
             random.Random(self.seed * 1_000_003 + epoch).shuffle(order)  # a new shard order every pass
