@@ -180,6 +180,27 @@ def test_a_stream_continues_from_its_state(tokenizer, corpus, share, buffer, bat
         assert json.loads(json.dumps(first.state_at(stop))) == state
 
 
+def test_a_stream_resumed_at_the_very_end_of_a_pass_goes_on_to_the_next(tokenizer, corpus):
+    folder, _ = corpus
+    builder, files = corpus_files(str(folder))
+
+    def stream():
+        return StreamingBlocks(builder, files[:30], tokenizer, 13, shuffle_buffer=7, seed=2, epochs=2, rank=0,
+                               world_size=1)
+
+    first_pass = rows_of(StreamingBlocks(builder, files[:30], tokenizer, 13, shuffle_buffer=7, seed=2, epochs=1,
+                                         rank=0, world_size=1))
+    whole, cut = rows_of(stream()), stream()
+    iterator = iter(cut)
+    for _ in first_pass:  # every block of the first pass, and not one more
+        next(iterator)
+    state = json.loads(json.dumps(cut.state_dict()))
+    assert state["exhausted"] and not state["buffer"]
+    rest = stream()
+    rest.load_state_dict(state)
+    assert rows_of(rest) == whole[len(first_pass):] and len(whole) > len(first_pass)
+
+
 def test_a_stream_refuses_another_streams_state(tokenizer, corpus):
     folder, _ = corpus
     builder, files = corpus_files(str(folder))

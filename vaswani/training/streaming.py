@@ -141,11 +141,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
     def check(self) -> None:
         """Refuse, before any training, a corpus that cannot be read or lacks the text column: its first document
         is read (then read again when training starts)."""
-        source = self._source(0)
-        for row in source:
-            if self.text_column not in row:
-                raise UsageError(f"--data: the corpus has no column {self.text_column!r} (it has "
-                                 f"{', '.join(row)}): pass --text-column.")
+        for _ in self._documents(self._source(0), None):
             return
         raise UsageError("--data: the corpus holds no document for this process (fewer documents than processes?).")
 
@@ -185,9 +181,9 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         if state["random"] is not None:
             rng.setstate(_tuples(state["random"]))
         while self.epochs is None or state["epoch"] < self.epochs:
-            blocks = state["blocks"]
+            blocks, whole = state["blocks"], _at_pass_start(state)
             yield from self._one_pass(state, rng)
-            if state["blocks"] == blocks and not state["buffer"]:  # else the next pass, and every one, reads nothing
+            if whole and state["blocks"] == blocks:  # a whole pass without a block: every pass would read nothing
                 raise UsageError(f"--data: pass {state['epoch']} over the corpus gave process {self.rank} no token: "
                                  f"give a corpus with documents in it (or fewer processes).")
             state.update(self._fresh_state(state["epoch"] + 1), blocks=state["blocks"])
@@ -270,6 +266,11 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
                              f"resume with the same ones, or start afresh with --overwrite.")
         self._resume = copy.deepcopy(state)
         self._state = None
+
+
+def _at_pass_start(state: dict) -> bool:
+    """Whether `state` stands at the start of its pass (not resumed inside it, nor at its end)."""
+    return state["source"] is None and not (state["offset"] or state["exhausted"] or state["carry"] or state["buffer"])
 
 
 def _snapshot(state: dict, rng: random.Random) -> dict:
