@@ -66,7 +66,7 @@ from transformers import (
 )
 
 from vaswani import VaswaniConfig, VaswaniForCausalLM, VaswaniForConditionalGeneration, VaswaniForMaskedLM
-from vaswani.cli import write_whole
+from vaswani.training.run import write_whole
 from vaswani.convert import convert
 
 

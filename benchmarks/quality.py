@@ -49,8 +49,9 @@ from pathlib import Path
 
 import torch
 
-from vaswani.cli import COMMANDS, build_parser, write_whole
+from vaswani.cli import COMMANDS, build_parser
 from vaswani.training.data import BIBLE, ROTTEN_TOMATOES, SHAKESPEARE
+from vaswani.training.run import write_whole
 
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quality.json"

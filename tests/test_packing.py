@@ -6,6 +6,7 @@ table, says what it saved, records it in the model card, and refuses what cannot
 """
 
 import json
+import math
 import random
 
 import pytest
@@ -204,7 +205,7 @@ def test_pretrain_mlm_pack_reports_the_padding_saved_and_trains(files):
              "--output", output, *TINY)
     said = next(line for line in run.out.splitlines() if line.startswith("Packed "))
     assert "Packed 160 sentences" in said and "rows of 32" in said and "batches of 8" in said
-    assert "loss" in run.metrics and run.metrics["loss"] == run.metrics["loss"]  # evaluated on packed rows, finite
+    assert math.isfinite(run.metrics["loss"])  # evaluated on packed rows
     card = json.loads((output / "config.json").read_text())["model_card_data"]
     assert said in card["training_procedure"]
     assert said in (output / "README.md").read_text()

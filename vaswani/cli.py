@@ -691,14 +691,21 @@ def _check_heads(args) -> None:
                          f"divide.")
 
 
+def _refuse_without(chosen, dests, needed: str, what: str) -> None:
+    """Refuse options (`dests`) given without the option `needed` that they belong to; `what` they do."""
+    from .training.data import UsageError
+
+    for dest in dests:
+        if dest in chosen:
+            raise UsageError(f"{_flag(dest)} {what}: add {needed}, or drop {_flag(dest)}.")
+
+
 def _check_lora(args, chosen) -> None:
     """--lora adapts a saved model, and its companions shape --lora only."""
     from .training.data import UsageError
 
     if not args.lora:
-        for dest in ("lora_rank", "lora_alpha"):
-            if dest in chosen:
-                raise UsageError(f"{_flag(dest)} shapes LoRA adapters: add --lora, or drop {_flag(dest)}.")
+        _refuse_without(chosen, ("lora_rank", "lora_alpha"), "--lora", "shapes LoRA adapters")
         return
     if args.model is None:
         raise UsageError("--lora adapts a saved model, and there is none: add --model (e.g. a pretrain folder), or "
@@ -716,9 +723,8 @@ def _validate_streaming(args, chosen) -> None:
     from .training.data import UsageError
 
     if not args.streaming:
-        for dest in ("shuffle_buffer", "attention_within_documents"):
-            if dest in chosen:
-                raise UsageError(f"{_flag(dest)} applies to a stream's blocks: add --streaming, or drop {_flag(dest)}.")
+        _refuse_without(chosen, ("shuffle_buffer", "attention_within_documents"), "--streaming",
+                        "applies to a stream's blocks")
         return
     if args.objective != "clm":
         raise UsageError(f"--streaming packs running text for a causal LM, and --objective {args.objective} reads "
@@ -1082,23 +1088,15 @@ def _train_and_record(args, task, model, tokenizer, prepared, eval_rows, procedu
     from .training.run import publish, train
     from .training.task_table import TaskOptions
 
-    streamed = getattr(prepared.train, "files", None)  # a stream (training/streaming.py) has no length
-    if streamed is None and len(prepared.train) == 0:
+    streamed = isinstance(prepared.train, torch.utils.data.IterableDataset)  # a stream: no length
+    if not streamed and len(prepared.train) == 0:
         raise UsageError(f"{args.data} gave no training examples.")
     if args.eval_steps and prepared.eval is None:
         raise UsageError(f"--eval-steps {args.eval_steps}: there is no evaluation data (pass --eval-data, or data "
                          f"with an --eval-split): drop --eval-steps or give some.")
     evaluation = f", {len(prepared.eval):,} evaluation examples" if prepared.eval is not None else ""
-    if streamed is not None:
-        stream = prepared.train
-        source = f"the Hub dataset {streamed[0]}" if stream.builder == "hub" else (
-            f"{len(streamed):,} shard(s) of {stream.builder}")
-        examples = (f"streaming {source} ({stream.world_size} process(es), shuffle buffer "
-                    f"{stream.shuffle_buffer:,}) in blocks of {stream.length:,} tokens")
-    else:
-        examples = len(prepared.train)
     _say(announce.format(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
-                         examples=examples, evaluation=evaluation))
+                         examples=prepared.train if streamed else len(prepared.train), evaluation=evaluation))
     if prepared.packing is not None:
         _say(prepared.packing)
     trainer, eval_loss = train(model, tokenizer, prepared, _settings(args, label_smoothing), task.trainer)
@@ -1137,19 +1135,28 @@ def cmd_pretrain(args):
         config = _new_image_config(args, train_rows, options.image_column, tokenizer,
                                    max_position_embeddings=task.positions(options))
         processor = image_processor_for(config)
-    elif getattr(args, "streaming", False):
-        return _pretrain_streaming(args, task, started, label_smoothing)
     else:
         tokenizer = _load_tokenizer(args.tokenizer)
-        train_rows, eval_rows = _pretraining_rows(args, task)
+        train_rows, eval_rows = (None, _streaming_eval_rows(args)) if args.streaming else _pretraining_rows(args, task)
         memory = {"memory_length": options.memory_length} if getattr(options, "memory_length", None) else {}
         config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options), **memory)
     _fit_tokenizer_to_positions(tokenizer, config)
     model = task.auto_class().from_config(config)
-    prepared = task.prepare(options, train_rows, eval_rows, tokenizer, processor=processor, model=model, seed=args.seed)
+    if args.streaming:  # --data read as it is trained on (training/streaming.py)
+        from .training.streaming import prepare_streaming
+        from .training.task_table import _running_text
+
+        prepared = prepare_streaming(args.data, _running_text(eval_rows, options.text_column), tokenizer,
+                                     options.block_size, options.text_column, args.shuffle_buffer, args.seed,
+                                     args.batch_size, split=args.split, within_documents=args.attention_within_documents)
+    else:
+        prepared = task.prepare(options, train_rows, eval_rows, tokenizer, processor=processor, model=model,
+                                seed=args.seed)
+    procedure = "pretrain " + args.objective + (" (streaming)" if args.streaming else "")
+    counted = "{examples}" if args.streaming else "{examples:,} training examples"  # a stream says what it reads
     metrics, examples = _train_and_record(
-        args, task, model, tokenizer, prepared, eval_rows, "pretrain " + args.objective, started, label_smoothing,
-        "Training {model}: {parameters:,} parameters, {examples:,} training examples{evaluation}.",
+        args, task, model, tokenizer, prepared, eval_rows, procedure, started, label_smoothing,
+        "Training {model}: {parameters:,} parameters, " + counted + "{evaluation}.",
         companions=[processor] if processor is not None else [],
     )
     for source, prediction, reference in examples:
@@ -1212,29 +1219,13 @@ def cmd_finetune(args):
     return metrics
 
 
-def _pretrain_streaming(args, task, started: float, label_smoothing: float):
-    """`pretrain --objective clm --streaming`: the corpus as a stream of packed blocks (training/streaming.py); the
-    evaluation text, when --eval-data gives one, read whole."""
+def _streaming_eval_rows(args):
+    """A streaming run's evaluation text: --eval-data read whole (a text, or a table's text column), or none."""
     from .training.data import is_text_file, read_text
-    from .training.streaming import prepare_streaming
-    from .training.task_table import TaskOptions, _running_text
 
-    tokenizer = _load_tokenizer(args.tokenizer)
-    options = TaskOptions.of(args)
-    eval_rows = None
-    if args.eval_data:
-        eval_rows = read_text(args.eval_data) if is_text_file(args.eval_data) else _eval_table(args)
-    config = _new_config(args, tokenizer, max_position_embeddings=task.positions(options))
-    _fit_tokenizer_to_positions(tokenizer, config)
-    model = task.auto_class().from_config(config)
-    prepared = prepare_streaming(args.data, _running_text(eval_rows, options.text_column), tokenizer,
-                                 options.block_size, options.text_column, args.shuffle_buffer, args.seed,
-                                 args.batch_size, split=args.split, within_documents=args.attention_within_documents)
-    metrics, _ = _train_and_record(
-        args, task, model, tokenizer, prepared, eval_rows, "pretrain clm (streaming)", started, label_smoothing,
-        "Training {model}: {parameters:,} parameters, {examples}{evaluation}.",
-    )
-    return metrics
+    if not args.eval_data:
+        return None
+    return read_text(args.eval_data) if is_text_file(args.eval_data) else _eval_table(args)
 
 
 def _image_rows(args):
@@ -1378,22 +1369,9 @@ def _record_card(model, args, metrics: dict, procedure: str, label_smoothing: fl
 
 def _write_json(path: Path, content) -> None:
     """Write `content` as JSON to `path` whole or not at all."""
+    from .training.run import write_whole
+
     write_whole(path, json.dumps(content, indent=2) + "\n")
-
-
-def write_whole(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all (a temporary file beside it, then one rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
-                                         delete=False, encoding="utf-8")
-    try:
-        with handle:
-            handle.write(text)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def cmd_evaluate(args):

@@ -1,6 +1,6 @@
 """
 Training runs on `Trainer`: one function that trains, resumes, averages checkpoints and evaluates, and one that
-publishes a finished model folder atomically (the output folder is always the old one or the new one, whole: an
+publishes a finished model folder atomically (`write_whole` writes a file so) (the output folder is always the old one or the new one, whole: an
 error, Ctrl-C or a kill at any moment loses neither). Label smoothing is a training setting: the Trainers here pass
 `smoothing` to the model's forward in training steps only, so evaluation losses are never smoothed and the saved
 model carries no trace of it.
@@ -314,6 +314,21 @@ def interrupts_deferred():
             raise KeyboardInterrupt
 
 
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file beside it, then one rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
+                                         delete=False, encoding="utf-8")
+    try:
+        with handle:
+            handle.write(text)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def folder_written_whole(target: Path, overwrite: bool):
     """
@@ -501,4 +516,5 @@ __all__ = [
     "takes_label_smoothing",
     "train",
     "with_label_smoothing",
+    "write_whole",
 ]

@@ -34,8 +34,8 @@ from transformers import default_data_collator
 
 from .data import UsageError
 from .packing import TokenPacker
-from .run import VaswaniTrainer
-from .tasks import Prepared
+from .run import VaswaniTrainer, write_whole
+from .tasks import Prepared, clm_blocks
 
 
 # -- The corpus ---------------------------------------------------------------------------------------------------------
@@ -137,6 +137,12 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
             extra = {"sample_by": "document"} if self.builder == "text" else {}
             stream = datasets.load_dataset(self.builder, data_files=order, split="train", streaming=True, **extra)
         return split_dataset_by_node(stream, rank=self.rank, world_size=self.world_size)
+
+    def __str__(self) -> str:
+        source = f"the Hub dataset {self.files[0]}" if self.builder == "hub" else (
+            f"{len(self.files):,} shard(s) of {self.builder}")
+        return (f"streaming {source} ({self.world_size} process(es), shuffle buffer {self.shuffle_buffer:,}) in "
+                f"blocks of {self.length:,} tokens")
 
     def check(self) -> None:
         """Refuse, before any training, a corpus that cannot be read or lacks the text column: its first document
@@ -295,7 +301,7 @@ def document_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, eo
     starts[:, 1:] |= input_ids[:, :-1] == eos_token_id
     starts[:, 1:] |= (attention_mask[:, 1:] == 0) & (attention_mask[:, :-1] == 1)
     index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-    last_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    last_start = index.masked_fill(~starts, 0).cummax(dim=1).values
     return index - last_start
 
 
@@ -349,8 +355,9 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
             shard.num_processes, shard.process_index = 1, 0
         return loader
 
-    def _stream(self) -> StreamingBlocks:
-        return self.train_dataset
+    def _blocks_trained(self) -> int:
+        """The blocks this process's steps so far took from the stream: every step takes whole batches."""
+        return self.state.global_step * self.args.gradient_accumulation_steps * self.args.per_device_train_batch_size
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "position_ids" in inputs and "attention_mask" not in inputs:  # DocumentPositions: no cache, whose mask
@@ -359,12 +366,8 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
 
     def _save_rng_state(self, output_dir):
         super()._save_rng_state(output_dir)
-        count = self.state.global_step * self.args.gradient_accumulation_steps * self.args.per_device_train_batch_size
-        state = self._stream().state_at(count)  # the batches trained on, not those the loader read ahead
-        path = Path(output_dir) / STATE_FILE.format(rank=self.args.process_index)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(state))
-        os.replace(partial, path)
+        state = self.train_dataset.state_at(self._blocks_trained())  # not the batches the loader read ahead
+        write_whole(Path(output_dir) / STATE_FILE.format(rank=self.args.process_index), json.dumps(state))
 
     def _load_rng_state(self, checkpoint):
         super()._load_rng_state(checkpoint)
@@ -375,12 +378,12 @@ class VaswaniStreamingTrainer(VaswaniTrainer):
             raise UsageError(f"--resume: {checkpoint} holds no stream state for process {self.args.process_index} "
                              f"({path.name}): it was not written by a --streaming run with these processes.")
         state = json.loads(path.read_text())
-        count = self.state.global_step * self.args.gradient_accumulation_steps * self.args.per_device_train_batch_size
+        count = self._blocks_trained()
         if state.get("blocks") != count:  # the checkpoint's steps read other batches than these settings would
             raise UsageError(f"--resume: {checkpoint} was written after {state.get('blocks')} blocks on this process, "
                              f"and {self.state.global_step} steps of these settings read {count}: resume with the "
                              f"--batch-size and --gradient-accumulation of the run that wrote it.")
-        self._stream().load_state_dict(state)
+        self.train_dataset.load_state_dict(state)
 
 
 def prepare_streaming(data: str, eval_text: str | None, tokenizer, block_size: int, text_column: str,
@@ -388,8 +391,6 @@ def prepare_streaming(data: str, eval_text: str | None, tokenizer, block_size: i
                       within_documents: bool = False) -> Prepared:
     """The stream of `data` in blocks of `block_size + 1` tokens, and the evaluation text's blocks if given; with
     `within_documents`, batches whose tokens attend only within their documents (`DocumentPositions`)."""
-    from .tasks import clm_blocks
-
     builder, files = corpus_files(data)
     stream = StreamingBlocks(builder, files, tokenizer, block_size + 1, text_column, shuffle_buffer, seed,
                              batch_size, split=split)

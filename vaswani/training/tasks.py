@@ -10,7 +10,6 @@ What each objective and task feeds the model: tokenised datasets and the collato
     captioning     images and a caption each: pixel values as rows are read, the tokenised caption as labels
 """
 
-import dataclasses
 import functools
 import random
 from dataclasses import dataclass
@@ -170,16 +169,14 @@ def prepare_mlm(
     if pack and nsp:
         raise UsageError("--pack fills rows with many sentences, and next-sentence prediction needs a pair of "
                          "sentences per row: drop --pack or --nsp.")
-    reports = []
 
     def tokenize(table):
+        """The table's rows, and what packing made of them (None unpacked)."""
         if table is None:
-            return None
+            return None, None
         texts = _sentences(table, text_column)
         if pack:
-            rows, report = packed_sentences(texts, tokenizer, max_length, batch_size, seed=seed)
-            reports.append(report)
-            return rows
+            return packed_sentences(texts, tokenizer, max_length, batch_size, seed=seed)
         if nsp:
             if len(texts) < 2:
                 raise UsageError("Next-sentence prediction needs at least two sentences.")
@@ -190,13 +187,13 @@ def prepare_mlm(
                 encoded["next_sentence_label"] = batch["next_sentence_label"]
                 return encoded
 
-            return _map(pairs, encode, "Tokenising sentence pairs")
+            return _map(pairs, encode, "Tokenising sentence pairs"), None
         plain = datasets.Dataset.from_dict({"text": texts})
-        return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
+        return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising"), None
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed)
-    prepared = Prepared(tokenize(train), tokenize(evaluation), collator)
-    return dataclasses.replace(prepared, packing=reports[0] if train is not None and reports else None)
+    (rows, packing), (evaluation_rows, _) = tokenize(train), tokenize(evaluation)
+    return Prepared(rows, evaluation_rows, collator, packing=packing)
 
 
 @dataclass
@@ -256,22 +253,19 @@ def prepare_plm(
         raise UsageError(f"--max-length {max_length} is odd: permutation LM needs an even length (the collator "
                          f"permutes within two halves): pass --max-length {max_length + 1} or {max_length - 1}.")
 
-    reports = []
-
     def tokenize(table):
+        """The table's rows, and what packing made of them (None unpacked)."""
         if table is None:
-            return None
+            return None, None
         texts = _sentences(table, text_column)
         if pack:  # rows of max_length, even; the collator pads a short last row to an even length
-            rows, report = packed_sentences(texts, tokenizer, max_length, batch_size, multiple=2, seed=seed)
-            reports.append(report)
-            return rows
+            return packed_sentences(texts, tokenizer, max_length, batch_size, multiple=2, seed=seed)
         plain = datasets.Dataset.from_dict({"text": texts})
-        return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising")
+        return _map(plain, lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), "Tokenising"), None
 
     collator = PermutationCollator(tokenizer, plm_probability, max_span_length)
-    prepared = Prepared(tokenize(train), tokenize(evaluation), collator)
-    return dataclasses.replace(prepared, packing=reports[0] if train is not None and reports else None)
+    (rows, packing), (evaluation_rows, _) = tokenize(train), tokenize(evaluation)
+    return Prepared(rows, evaluation_rows, collator, packing=packing)
 
 
 def prepare_seq2seq(
